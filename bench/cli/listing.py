@@ -1,0 +1,54 @@
+"""``denoise-bench list``: every registered name, with its plugin and description."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from bench.plugins import get_plugin_set
+from bench.registry import KINDS, Registry
+
+WHAT = KINDS + ("plugins",)
+
+
+def configure(sub) -> None:
+    parser = sub.add_parser("list", help="list registered denoisers, datasets, ... or plugins")
+    parser.add_argument("what", nargs="?", choices=WHAT + ("all",), default="all")
+    parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                        help="also load a local plugin file (repeatable)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=main)
+
+
+def plugin_rows(registry: Registry) -> list[dict]:
+    return [{"name": i.name, "source": i.source, "version": i.version, "fingerprint": i.fingerprint,
+             "hooks": i.hooks, "status": "broken" if i.broken else "ok", "error": i.error}
+            for i in registry.plugins.infos.values()]
+
+
+def entry_rows(registry: Registry, kind: str) -> list[dict]:
+    return [{"name": e.name, "plugin": e.plugin, "description": e.description,
+             **{k: v for k, v in e.metadata.items() if k != "description"}}
+            for e in registry.entries(kind)]
+
+
+def main(args) -> int:
+    registry = Registry(get_plugin_set(args.plugin))
+    kinds = WHAT if args.what == "all" else (args.what,)
+    tables = {kind: plugin_rows(registry) if kind == "plugins" else entry_rows(registry, kind)
+              for kind in kinds}
+    if args.json:
+        print(json.dumps(tables if args.what == "all" else tables[args.what], indent=2, default=str))
+        return 0
+    for kind, rows in tables.items():
+        print(f"{kind}:")
+        if not rows:
+            print("  (none)\n")
+            continue
+        frame = pd.DataFrame(rows)
+        columns = (["name", "status", "source", "hooks", "error"] if kind == "plugins"
+                   else ["name", "plugin", "description"])
+        frame = frame[columns].fillna("")
+        print(frame.to_markdown(index=False, tablefmt="simple"), end="\n\n")
+    return 0

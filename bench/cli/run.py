@@ -1,0 +1,82 @@
+"""``denoise-bench run``: run a grid into the store, skipping cells already done."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import leaderboard as lb
+from bench.config import DEFAULT_STORE, default_config_path, load_config, make_config, PROTOCOLS
+from bench.device import resolve_device
+from bench.errors import UsageError
+from bench.grid import build_grid
+from bench.plugins import get_plugin_set
+from bench.provenance import versions
+from bench.registry import Registry
+from bench.runner import run_grid
+from bench.store import Store
+
+
+def configure(sub) -> None:
+    parser = sub.add_parser(
+        "run", help="run a benchmark grid",
+        description="Run a grid. With no CONFIG the shipped default grid is the base; "
+                    "flags replace its values.")
+    parser.add_argument("config", nargs="?", help="TOML config file")
+    parser.add_argument("-d", "--dataset", action="append", dest="datasets", metavar="DATASET")
+    parser.add_argument("-n", "--noise", action="append", metavar="NOISE",
+                        help="gaussian:0.1,25/255 or poisson:4,16,64 (repeatable)")
+    parser.add_argument("-m", "--denoiser", action="append", dest="denoisers", metavar="DENOISER",
+                        help="name or name[key=value,...] (repeatable)")
+    parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC")
+    parser.add_argument("--repetitions", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--store", help=f"SQLite store (default {DEFAULT_STORE})")
+    parser.add_argument("--plugin", action="append", dest="plugins", metavar="PATH",
+                        help="load a local plugin file (repeatable)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--limit-images", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--protocol", choices=PROTOCOLS,
+                        help="paper: round outputs to 8 bits before scoring, as DPIR's test script")
+    parser.add_argument("--data-root", help="folder holding datasets such as MNIST")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or tables")
+    parser.set_defaults(func=main)
+
+
+OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
+             "plugins", "device", "limit_images", "batch_size", "protocol", "data_root")
+
+
+def main(args) -> int:
+    config = make_config(load_config(args.config or default_config_path()),
+                         {name: getattr(args, name) for name in OVERRIDES})
+    plugins = get_plugin_set(config.plugins)
+    broken = plugins.broken_local()
+    if broken:
+        raise UsageError(f"plugin {broken[0].source} failed to load: {broken[0].error}")
+    grid = build_grid(config, Registry(plugins))
+    device = resolve_device(config.device)
+
+    with Store(config.store) as store:
+        run_id = store.start_run(config.to_dict(), versions(plugins), str(device), sys.argv)
+        status = "interrupted"
+        try:
+            summary = run_grid(grid, store, run_id, device, quiet=args.quiet)
+            status = "failed" if summary.failed else "done"
+        finally:
+            store.finish_run(run_id, status)
+        if not args.quiet:
+            print(lb.render(lb.leaderboard(store, config.metrics[0]), "table"))
+
+    report(summary, len(grid.cells), config.store)
+    return summary.exit_code
+
+
+def report(summary, total: int, store: str) -> None:
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
+    print(f"{total} cells: {counts} ({summary.cached} from earlier runs); store: {store}",
+          file=sys.stderr)
+    for title, rows in (("skipped", summary.skipped), ("FAILED", summary.failed)):
+        for cell, message in rows:
+            print(f"  {title}: {cell.denoiser} on {cell.dataset} {cell.degradation}:{cell.level:.4g} "
+                  f"rep {cell.repetition}: {message}", file=sys.stderr)

@@ -1,0 +1,89 @@
+"""Run configuration: a TOML file, overridden by command-line flags."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+from bench.errors import UsageError
+
+DEFAULT_STORE = "results/bench.sqlite"
+PROTOCOLS = ("default", "paper")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a grid and where its results go."""
+
+    datasets: list[str] = field(default_factory=list)
+    noise: list[str] = field(default_factory=list)
+    denoisers: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])
+    repetitions: int = 1
+    seed: int = 0
+    store: str = DEFAULT_STORE
+    plugins: list[str] = field(default_factory=list)
+    device: str = "auto"
+    limit_images: int | None = None
+    batch_size: int = 8
+    protocol: str = "default"
+    data_root: str | None = None
+
+    def validate(self) -> None:
+        for name in ("datasets", "noise", "denoisers", "metrics"):
+            if not getattr(self, name):
+                raise UsageError(f"the grid has no {name}: give them in the config or with flags")
+        if self.repetitions < 1:
+            raise UsageError(f"repetitions must be >= 1, got {self.repetitions}")
+        if self.batch_size < 1:
+            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit_images is not None and self.limit_images < 1:
+            raise UsageError(f"limit_images must be >= 1, got {self.limit_images}")
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"unknown protocol {self.protocol!r}; choose {', '.join(PROTOCOLS)}")
+        if self.device not in DEVICES:
+            raise UsageError(f"unknown device {self.device!r}; choose {', '.join(DEVICES)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("bench") / "configs" / "default.toml"))
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a TOML config into a dict of RunConfig fields; UsageError on any problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"config file {path}: unknown key(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(known))}")
+    for key in ("datasets", "noise", "denoisers", "metrics", "plugins"):
+        if key in data and isinstance(data[key], str):
+            data[key] = [data[key]]
+    if "plugins" in data:  # plugin paths are relative to the config file
+        data["plugins"] = [str((path.parent / p).resolve()) for p in data["plugins"]]
+    return data
+
+
+def make_config(file_values: dict, overrides: dict) -> RunConfig:
+    """Merge config-file values with flags that were given (not None / not empty)."""
+    values = dict(file_values)
+    values.update({k: v for k, v in overrides.items() if v not in (None, [], ())})
+    try:
+        config = RunConfig(**values)
+    except TypeError as exc:
+        raise UsageError(f"bad configuration: {exc}") from None
+    config.validate()
+    return config

@@ -1,0 +1,138 @@
+"""Datasets: clean images as (C, H, W) float32 tensors in [0, 1], loaded from disk only.
+
+Shipped with scikit-image: ``skimage-gray``, ``skimage-color``, ``lfw-faces``.
+From a user-given path: ``folder:PATH`` and ``mnist`` (torchvision's layout).
+Nothing downloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import UsageError
+
+SKIMAGE_GRAY = ("camera", "moon", "coins", "text", "page", "brick", "grass", "gravel", "clock", "cell")
+SKIMAGE_COLOR = ("astronaut", "chelsea", "coffee", "immunohistochemistry", "rocket")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+SPLITS = ("train", "test", "all")
+#: lfw-faces split: every fifth image (by index) is held out for testing.
+LFW_TEST_EVERY = 5
+
+
+@dataclass
+class ImageSet:
+    """Clean images with stable ids; images may differ in size."""
+
+    ids: list[str]
+    images: list[torch.Tensor]
+
+    def limit(self, n: int | None) -> "ImageSet":
+        return self if n is None else ImageSet(self.ids[:n], self.images[:n])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """HxW or HxWxC array (uint8, uint16 or float in [0, 1]) to a (C, H, W) float32 tensor."""
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        array = array.astype(np.float32) / 65535.0
+    elif array.dtype == bool:
+        array = array.astype(np.float32)
+    else:
+        array = np.clip(array.astype(np.float32), 0.0, 1.0)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.shape[2] == 4:  # drop alpha
+        array = array[:, :, :3]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def center_crop(image: torch.Tensor, size: int | None) -> torch.Tensor:
+    if size is None:
+        return image
+    """The centred patch of at most size x size (smaller images keep their short side)."""
+    if size <= 0:
+        raise UsageError(f"crop must be > 0, got {size}")
+    _, h, w = image.shape
+    ch, cw = min(size, h), min(size, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return image[:, top:top + ch, left:left + cw]
+
+
+def _skimage(names: tuple[str, ...], crop: int | None) -> ImageSet:
+    from skimage import data
+
+    return ImageSet(list(names), [center_crop(to_tensor(getattr(data, n)()), crop) for n in names])
+
+
+def skimage_gray(crop: int | None = None) -> ImageSet:
+    """scikit-image's ten gray test images (crop=N: centred patches of at most NxN)."""
+    return _skimage(SKIMAGE_GRAY, crop)
+
+
+def skimage_color(crop: int | None = None) -> ImageSet:
+    """scikit-image's five colour test images."""
+    return _skimage(SKIMAGE_COLOR, crop)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+
+
+def lfw_faces(split: str = "test") -> ImageSet:
+    """scikit-image's lfw_subset (200 gray 25x25 images); test = every fifth image."""
+    from skimage import data
+
+    _check_split(split)
+    faces = data.lfw_subset()
+    keep = [i for i in range(len(faces))
+            if split == "all" or (i % LFW_TEST_EVERY == 0) == (split == "test")]
+    return ImageSet([f"lfw{i:03d}" for i in keep], [to_tensor(faces[i]) for i in keep])
+
+
+def folder(path: str, crop: int | None = None) -> ImageSet:
+    """Every PNG/JPEG/TIFF/BMP image in a folder, sorted by name."""
+    from skimage import io
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"image folder not found: {path}")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+    images = []
+    for file in files:
+        try:
+            images.append(center_crop(to_tensor(io.imread(file)), crop))
+        except UsageError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"cannot read image {file}: {type(exc).__name__}: {exc}") from None
+    return ImageSet([p.stem for p in files], images)
+
+
+def mnist(root: str | None = None, split: str = "test") -> ImageSet:
+    """MNIST from a local torchvision root (``--data-root``); never downloads."""
+    from torchvision.datasets import MNIST
+
+    if split not in ("train", "test"):
+        raise UsageError(f"unknown MNIST split {split!r}; choose train or test")
+    if root is None:
+        raise UsageError("mnist needs its files: pass --data-root DIR (torchvision's MNIST layout)")
+    try:
+        data = MNIST(root, train=split == "train", download=False)
+    except RuntimeError:
+        raise UsageError(
+            f"MNIST not found under {root} (expected {root}/MNIST/raw/*-ubyte); "
+            "download it once elsewhere and point --data-root at it"
+        ) from None
+    images = data.data.float().div(255.0).unsqueeze(1)
+    return ImageSet([f"{split}{i:05d}" for i in range(len(images))], list(images))

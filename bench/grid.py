@@ -1,0 +1,174 @@
+"""The grid: datasets x degradations x levels x denoisers x repetitions, as keyed cells.
+
+Everything is resolved and validated here, before any cell runs or anything
+is written, so a usage error leaves no trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from itertools import product
+
+from bench.config import RunConfig
+from bench.datasets import ImageSet
+from bench.degradations import Degradation
+from bench.errors import Skip, UsageError
+from bench.plugins import error_line
+from bench.registry import Entry, Registry
+from bench.specs import Spec, parse_noise, parse_spec
+
+
+#: Spec parameters the harness consumes instead of the factory.
+HARNESS_PARAMS = ("vst",)
+VST_CHOICES = ("anscombe", "none")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a denoiser on one dataset at one noise level and repetition.
+
+    ``denoiser`` is the row name (``vst=...`` shown for Poisson rows); ``model``
+    names the built instance in ``Grid.denoisers``; ``mode`` says what the
+    denoiser receives besides y: ``sigma``, ``peak`` or ``anscombe`` (sigma after VST).
+    """
+
+    dataset: str
+    degradation: str
+    level: float
+    denoiser: str
+    repetition: int
+    model: str = field(compare=False)
+    mode: str = field(compare=False)
+    key: str = field(compare=False)
+
+    @property
+    def noisy_group(self) -> tuple:
+        """Cells sharing this share the same noisy inputs."""
+        return (self.dataset, self.degradation, self.level, self.repetition)
+
+
+@dataclass
+class Denoiser:
+    """A built denoiser (or why it could not be built) with its registry entry."""
+
+    spec: Spec
+    entry: Entry
+    model: object = None
+    skip_reason: str | None = None
+    build_error: str | None = None
+
+
+@dataclass
+class Grid:
+    config: RunConfig
+    datasets: dict[str, ImageSet]
+    dataset_entries: dict[str, Entry]
+    degradations: dict[str, tuple[Degradation, Entry]]
+    denoisers: dict[str, Denoiser]
+    metrics: dict[str, tuple[object, Entry]]
+    cells: list[Cell]
+
+
+def _load_dataset(registry: Registry, spec: Spec, config: RunConfig) -> ImageSet:
+    entry = registry.get("datasets", spec.name)
+    if entry.metadata.get("uses_data_root") and "root" not in spec.params and config.data_root:
+        spec = Spec(spec.name, {**spec.params, "root": config.data_root})
+    try:
+        images = registry.build("datasets", spec)
+    except Skip as exc:
+        raise UsageError(f"dataset {spec.label!r} unavailable: {exc}") from None
+    images = images.limit(config.limit_images)
+    if len(images) == 0:
+        raise UsageError(f"dataset {spec.label!r} has no images")
+    return images
+
+
+def _build_denoiser(registry: Registry, spec: Spec) -> Denoiser:
+    entry = registry.get("denoisers", spec.name)
+    denoiser = Denoiser(spec, entry)
+    try:
+        denoiser.model = registry.build("denoisers", spec)
+    except UsageError:
+        raise
+    except Skip as exc:
+        denoiser.skip_reason = str(exc) or "skipped by plugin"
+    except Exception as exc:  # a crashing plugin fails its cells, not the grid
+        denoiser.build_error = f"building {spec.label} failed: {error_line(exc)}"
+    return denoiser
+
+
+def model_spec(spec: Spec, entry: Entry, dataset: str) -> Spec:
+    """What the factory gets: harness parameters removed, the dataset added if it asks."""
+    params = {k: v for k, v in spec.params.items() if k not in HARNESS_PARAMS}
+    if entry.metadata.get("per_dataset"):
+        params.setdefault("dataset", dataset)
+    return Spec(spec.name, params)
+
+
+def call_mode(spec: Spec, entry: Entry, degradation: Degradation) -> tuple[str, str]:
+    """(mode, row name) of a denoiser on a degradation; VST by default on Poisson."""
+    vst = spec.params.get("vst", "anscombe")
+    if vst not in VST_CHOICES:
+        raise UsageError(f"{spec.label}: vst must be one of {', '.join(VST_CHOICES)}, got {vst!r}")
+    params = {k: v for k, v in spec.params.items() if k not in HARNESS_PARAMS}
+    if degradation.family != "poisson" or entry.metadata.get("native_poisson"):
+        return ("peak" if degradation.family == "poisson" else "sigma"), Spec(spec.name, params).label
+    if not entry.metadata.get("sigma_aware"):
+        return "sigma", Spec(spec.name, params).label
+    return ("anscombe" if vst == "anscombe" else "sigma"), Spec(spec.name, {**params, "vst": vst}).label
+
+
+def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, degradation: Entry,
+             level: float, denoiser: Entry, row_label: str, model_label: str,
+             metrics: dict[str, tuple[object, Entry]], repetition: int) -> str:
+    """Hash of everything that can change a cell's numbers."""
+    identity = {
+        "dataset": [dataset_label, dataset.fingerprint, config.limit_images,
+                    config.data_root if dataset.metadata.get("uses_data_root") else None],
+        "degradation": [degradation.name, degradation.fingerprint, float(level).hex()],
+        "denoiser": [row_label, model_label, denoiser.fingerprint],
+        "metrics": sorted([name, entry.fingerprint] for name, (_, entry) in metrics.items()),
+        "seed": config.seed,
+        "protocol": config.protocol,
+        "repetition": repetition,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def build_grid(config: RunConfig, registry: Registry) -> Grid:
+    """Resolve every name, parse every level, load data and build denoisers."""
+    dataset_specs = [parse_spec(text, "dataset") for text in config.datasets]
+    denoiser_specs = [parse_spec(text, "denoiser") for text in config.denoisers]
+    metrics = {name: (registry.build("metrics", Spec(name)), registry.get("metrics", name))
+               for name in dict.fromkeys(config.metrics)}
+    for name, (_, entry) in metrics.items():
+        if "higher_is_better" not in entry.metadata:
+            raise UsageError(f"metric {name!r} ({entry.plugin}) does not declare higher_is_better")
+
+    degradations: dict[str, tuple[Degradation, Entry]] = {}
+    levels: list[tuple[str, float]] = []
+    for text in config.noise:
+        noise = parse_noise(text)
+        entry = registry.get("degradations", noise.degradation)
+        degradation = degradations.setdefault(noise.degradation, (entry.factory(), entry))[0]
+        levels += [(noise.degradation, degradation.parse_level(v)) for v in noise.levels]
+    levels = list(dict.fromkeys(levels))
+
+    datasets = {spec.label: _load_dataset(registry, spec, config) for spec in dataset_specs}
+    dataset_entries = {spec.label: registry.get("datasets", spec.name) for spec in dataset_specs}
+    denoiser_entries = {spec: registry.get("denoisers", spec.name) for spec in dict.fromkeys(denoiser_specs)}
+
+    denoisers: dict[str, Denoiser] = {}
+    cells = []
+    for dataset, (degradation, level), repetition, (spec, entry) in product(
+            datasets, levels, range(config.repetitions), denoiser_entries.items()):
+        built = model_spec(spec, entry, dataset)
+        if built.label not in denoisers:
+            denoisers[built.label] = _build_denoiser(registry, built)
+        mode, row = call_mode(spec, entry, degradations[degradation][0])
+        key = cell_key(config, dataset_entries[dataset], dataset, degradations[degradation][1],
+                       level, entry, row, built.label, metrics, repetition)
+        cells.append(Cell(dataset, degradation, level, row, repetition, built.label, mode, key))
+    return Grid(config, datasets, dataset_entries, degradations, denoisers, metrics, cells)

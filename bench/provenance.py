@@ -1,0 +1,21 @@
+"""What produced a run: library versions, platform and plugin fingerprints."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+
+from bench.plugins import PluginSet
+
+LIBRARIES = ("denoise-bench", "torch", "deepinv", "scikit-image", "numpy", "scipy", "pluggy")
+
+
+def versions(plugins: PluginSet) -> dict:
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in LIBRARIES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    found["plugins"] = {i.name: i.version or i.fingerprint for i in plugins.infos.values() if not i.broken}
+    return found

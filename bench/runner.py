@@ -1,0 +1,169 @@
+"""Run a grid's cells in this process: degrade (seeded), denoise, clamp, score, store."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bench.datasets import ImageSet
+from bench.degradations import Degradation
+from bench.device import synchronize
+from bench.grid import Cell, Denoiser, Grid
+from bench.plugins import error_line
+from bench.seeding import noise_seed
+from bench.store import CellResult, Store
+from bench.vst import AnscombeDenoiser
+
+
+@dataclass
+class Batch:
+    """Images of one shape: ids, clean x, noisy y, Gaussian-equivalent sigma and level."""
+
+    ids: list[str]
+    x: torch.Tensor
+    y: torch.Tensor
+    sigma: torch.Tensor
+    level: torch.Tensor
+
+    def denoise(self, model, mode: str) -> torch.Tensor:
+        """Call a denoiser the way the cell's mode says (see ``bench.grid.call_mode``)."""
+        if mode == "anscombe":
+            return AnscombeDenoiser(model)(self.y, self.level)
+        return model(self.y, self.level if mode == "peak" else self.sigma)
+
+
+@dataclass
+class RunSummary:
+    counts: Counter = field(default_factory=Counter)
+    cached: int = 0
+    failed: list[tuple[Cell, str]] = field(default_factory=list)
+    skipped: list[tuple[Cell, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+class DenoiserOutputError(Exception):
+    """A denoiser returned something that cannot be scored."""
+
+
+def shape_batches(images: ImageSet, batch_size: int) -> list[list[int]]:
+    """Indices of same-shaped images, in chunks of at most batch_size, in dataset order."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, image in enumerate(images.images):
+        groups[tuple(image.shape)].append(i)
+    return [idx[i:i + batch_size] for idx in groups.values() for i in range(0, len(idx), batch_size)]
+
+
+def make_batches(images: ImageSet, dataset: str, degradation: Degradation, level: float,
+                 repetition: int, base_seed: int, batch_size: int, device: torch.device) -> list[Batch]:
+    """Seeded noisy inputs for a whole dataset, drawn per image on the CPU."""
+    batches = []
+    for idx in shape_batches(images, batch_size):
+        ids = [images.ids[i] for i in idx]
+        clean = [images.images[i] for i in idx]
+        seeds = [noise_seed(base_seed, dataset, i, degradation.name, level, repetition) for i in ids]
+        y = degradation.apply(clean, level, seeds).to(device)
+        levels = torch.full((len(ids),), float(level), device=device)
+        batches.append(Batch(ids, torch.stack(clean).to(device), y, degradation.sigma(y, level), levels))
+    return batches
+
+
+def check_output(out, y: torch.Tensor) -> torch.Tensor:
+    """The denoiser's output as a float tensor shaped like y, or DenoiserOutputError."""
+    if isinstance(out, np.ndarray):
+        out = torch.from_numpy(out)
+    if not isinstance(out, torch.Tensor):
+        raise DenoiserOutputError(f"returned {type(out).__name__}, expected a tensor")
+    if out.shape != y.shape:
+        raise DenoiserOutputError(f"returned shape {tuple(out.shape)}, expected {tuple(y.shape)}")
+    if not out.is_floating_point():
+        raise DenoiserOutputError(f"returned dtype {out.dtype}, expected a float tensor")
+    if not torch.isfinite(out).all():
+        raise DenoiserOutputError("returned NaN or inf values")
+    return out.to(device=y.device, dtype=torch.float32)
+
+
+def finish(images: torch.Tensor, protocol: str) -> torch.Tensor:
+    """Clamp to [0, 1]; the paper protocol also rounds to 8 bits (as DPIR's test script)."""
+    images = images.clamp(0.0, 1.0)
+    if protocol == "paper":
+        images = torch.round(images * 255.0) / 255.0
+    return images
+
+
+def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict, protocol: str,
+             device: torch.device) -> CellResult:
+    """Denoise and score every batch; any exception becomes an error result."""
+    if denoiser.skip_reason:
+        return CellResult("skipped", denoiser.skip_reason)
+    if denoiser.build_error:
+        return CellResult("error", denoiser.build_error)
+    start = time.perf_counter()
+    scores: dict[str, dict[str, float]] = {}
+    image_seconds: dict[str, float] = {}
+    try:
+        for batch in batches:
+            synchronize(device)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                out = batch.denoise(denoiser.model, mode)
+            synchronize(device)
+            per_image = (time.perf_counter() - t0) / len(batch.ids)
+            out = finish(check_output(out, batch.y), protocol)
+            clean = finish(batch.x, protocol)
+            values = {name: fn(out, clean).cpu().tolist() for name, (fn, _) in metrics.items()}
+            for i, image_id in enumerate(batch.ids):
+                scores[image_id] = {name: v[i] for name, v in values.items()}
+                image_seconds[image_id] = per_image
+    except Exception as exc:
+        return CellResult("error", error_line(exc), seconds=time.perf_counter() - start)
+    return CellResult("done", seconds=time.perf_counter() - start,
+                      denoise_seconds=sum(image_seconds.values()),
+                      scores=scores, image_seconds=image_seconds)
+
+
+def place_models(grid: Grid, device: torch.device) -> None:
+    """Move torch-module denoisers to the run's device, in eval mode."""
+    for denoiser in grid.denoisers.values():
+        if isinstance(denoiser.model, torch.nn.Module):
+            denoiser.model = denoiser.model.to(device).eval()
+
+
+def run_grid(grid: Grid, store: Store, run_id: str, device: torch.device,
+             quiet: bool = False) -> RunSummary:
+    """Run every cell not already done; cells sharing noisy inputs run back to back."""
+    config = grid.config
+    for name, (_, entry) in grid.metrics.items():
+        store.set_metric_info(name, entry.metadata["higher_is_better"])
+    statuses = store.statuses([cell.key for cell in grid.cells])
+    summary = RunSummary()
+    todo = [cell for cell in grid.cells if statuses.get(cell.key) != "done"]
+    summary.cached = len(grid.cells) - len(todo)
+    summary.counts["done"] += summary.cached
+    place_models(grid, device)
+    batches, group = None, None
+    bar = tqdm(todo, desc="cells", unit="cell", disable=quiet, dynamic_ncols=True)
+    for cell in bar:
+        bar.set_postfix_str(f"{cell.denoiser} | {cell.dataset} {cell.degradation}:{cell.level:.4g}")
+        if cell.noisy_group != group:
+            group = cell.noisy_group
+            degradation = grid.degradations[cell.degradation][0]
+            batches = make_batches(grid.datasets[cell.dataset], cell.dataset, degradation,
+                                   cell.level, cell.repetition, config.seed, config.batch_size, device)
+        result = run_cell(grid.denoisers[cell.model], cell.mode, batches, grid.metrics,
+                          config.protocol, device)
+        store.record_cell(run_id, cell, config.seed, config.protocol, list(grid.metrics),
+                          str(device), result)
+        summary.counts[result.status] += 1
+        if result.status in ("error", "timeout"):
+            summary.failed.append((cell, result.error))
+        elif result.status == "skipped":
+            summary.skipped.append((cell, result.error))
+    return summary

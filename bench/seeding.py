@@ -1,0 +1,15 @@
+"""Stable seeds: the noise of one image depends only on what identifies it."""
+
+import hashlib
+import json
+
+
+def noise_seed(base_seed: int, dataset: str, image_id: str, degradation: str,
+               level: float, repetition: int) -> int:
+    """A 63-bit seed from (base seed, dataset, image id, degradation, level, repetition).
+
+    Independent of batch size, order, worker and device, and of Python's hash salt.
+    """
+    key = json.dumps([int(base_seed), dataset, str(image_id), degradation,
+                      float(level).hex(), int(repetition)])
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 1

@@ -1,0 +1,109 @@
+"""Parse ``name[key=value,...]`` specs and noise specs such as ``gaussian:0.1,25/255``."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from bench.errors import UsageError
+
+_SPEC = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<params>[^\[\]]*)\])?$")
+
+
+def parse_number(text: str) -> float:
+    """``0.1``, ``25/255`` or ``1e-2`` as a float; ValueError otherwise."""
+    text = text.strip()
+    if "/" in text:
+        num, den = text.split("/", 1)
+        value = float(num) / float(den)
+    else:
+        value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+def parse_value(text: str):
+    """A parameter value: bool, int, float (``k/255`` too) or the string itself."""
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return parse_number(text)
+    except (ValueError, ZeroDivisionError):
+        return text
+
+
+def format_value(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A plugin name with parameters, e.g. ``nlm[h=0.05,patch_size=7]``."""
+
+    name: str
+    params: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """Canonical, readable name: parameters sorted, values normalised."""
+        if not self.params:
+            return self.name
+        inner = ",".join(f"{k}={format_value(v)}" for k, v in sorted(self.params.items()))
+        return f"{self.name}[{inner}]"
+
+    def __eq__(self, other):
+        return isinstance(other, Spec) and self.label == other.label
+
+    def __hash__(self):
+        return hash(self.label)
+
+
+def parse_spec(text: str, what: str = "plugin") -> Spec:
+    """Parse ``name`` or ``name[k=v,...]``; raise UsageError on malformed text."""
+    match = _SPEC.match(text.strip())
+    if not match:
+        raise UsageError(f"malformed {what} spec {text!r}: expected name or name[key=value,...]")
+    params = {}
+    body = match.group("params")
+    if body is not None and body.strip():
+        for item in body.split(","):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or not key.isidentifier() or not value.strip():
+                raise UsageError(
+                    f"malformed {what} spec {text!r}: {item.strip()!r} is not key=value"
+                )
+            if key in params:
+                raise UsageError(f"malformed {what} spec {text!r}: {key!r} given twice")
+            params[key] = parse_value(value)
+    return Spec(match.group("name").strip(), params)
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """A degradation name and its levels as given, e.g. ``gaussian`` and ``["0.1", "25/255"]``."""
+
+    degradation: str
+    levels: tuple[str, ...]
+
+
+def parse_noise(text: str) -> NoiseSpec:
+    """Split ``name:level,level`` into a NoiseSpec; levels are checked by the degradation."""
+    name, sep, levels = text.partition(":")
+    items = tuple(item.strip() for item in levels.split(",") if item.strip())
+    if not sep or not name.strip() or not items:
+        raise UsageError(
+            f"malformed noise spec {text!r}: expected e.g. gaussian:0.1,25/255 or poisson:4,16"
+        )
+    return NoiseSpec(name.strip(), items)

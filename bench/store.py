@@ -1,0 +1,170 @@
+"""The results store: SQLite with runs, cells, per-image scores and timings.
+
+Each cell is written in one transaction, so a cell is either wholly there or
+absent. WAL mode lets readers (leaderboard) run beside a writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import UsageError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started TEXT, finished TEXT, status TEXT,
+    config TEXT, versions TEXT, device TEXT, argv TEXT
+);
+CREATE TABLE IF NOT EXISTS cells (
+    key TEXT PRIMARY KEY, run_id TEXT, dataset TEXT, degradation TEXT, level REAL,
+    denoiser TEXT, repetition INTEGER, seed INTEGER, protocol TEXT, metrics TEXT,
+    status TEXT, error TEXT, seconds REAL, denoise_seconds REAL, n_images INTEGER,
+    device TEXT, updated TEXT
+);
+CREATE TABLE IF NOT EXISTS scores (
+    cell_key TEXT, image_id TEXT, metric TEXT, value REAL,
+    PRIMARY KEY (cell_key, image_id, metric)
+);
+CREATE TABLE IF NOT EXISTS image_times (
+    cell_key TEXT, image_id TEXT, seconds REAL, PRIMARY KEY (cell_key, image_id)
+);
+CREATE TABLE IF NOT EXISTS metric_info (name TEXT PRIMARY KEY, higher_is_better INTEGER);
+"""
+STATUSES = ("done", "error", "timeout", "skipped")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class CellResult:
+    """What one cell produced: status, timings and per-image scores."""
+
+    status: str
+    error: str | None = None
+    seconds: float = 0.0
+    denoise_seconds: float = 0.0
+    scores: dict[str, dict[str, float]] | None = None  # image id -> metric -> value
+    image_seconds: dict[str, float] | None = None
+
+
+class Store:
+    """A thin layer over one SQLite file."""
+
+    def __init__(self, path: str | Path, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise UsageError(f"no store at {self.path}; run `denoise-bench run` first")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA busy_timeout=60000")
+        if create:
+            self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _transaction(self):
+        return _Transaction(self.db)
+
+    # runs
+    def start_run(self, config: dict, versions: dict, device: str, argv: list[str]) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO runs VALUES (?, ?, NULL, 'running', ?, ?, ?, ?)",
+                (run_id, now(), json.dumps(config), json.dumps(versions), device, json.dumps(argv)))
+        return run_id
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self._transaction():
+            self.db.execute("UPDATE runs SET finished = ?, status = ? WHERE run_id = ?",
+                            (now(), status, run_id))
+
+    def set_metric_info(self, name: str, higher_is_better: bool) -> None:
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO metric_info VALUES (?, ?)",
+                            (name, int(higher_is_better)))
+
+    # cells
+    def statuses(self, keys: list[str]) -> dict[str, str]:
+        found = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            rows = self.db.execute(
+                f"SELECT key, status FROM cells WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            found.update(dict(rows.fetchall()))
+        return found
+
+    def record_cell(self, run_id: str, cell, seed: int, protocol: str, metrics: list[str],
+                    device: str, result: CellResult) -> None:
+        """Write a cell and its scores atomically, replacing any earlier attempt."""
+        n_images = len(result.scores or {})
+        with self._transaction():
+            self.db.execute("DELETE FROM scores WHERE cell_key = ?", (cell.key,))
+            self.db.execute("DELETE FROM image_times WHERE cell_key = ?", (cell.key,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (cell.key, run_id, cell.dataset, cell.degradation, cell.level, cell.denoiser,
+                 cell.repetition, seed, protocol, json.dumps(metrics), result.status,
+                 result.error, result.seconds, result.denoise_seconds, n_images, device, now()))
+            if result.scores:
+                self.db.executemany(
+                    "INSERT INTO scores VALUES (?, ?, ?, ?)",
+                    [(cell.key, image, metric, value)
+                     for image, values in result.scores.items() for metric, value in values.items()])
+            if result.image_seconds:
+                self.db.executemany(
+                    "INSERT INTO image_times VALUES (?, ?, ?)",
+                    [(cell.key, image, s) for image, s in result.image_seconds.items()])
+
+    # reading
+    def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        return pd.read_sql_query(sql, self.db, params=params)
+
+    def higher_is_better(self) -> dict[str, bool]:
+        return {name: bool(v) for name, v in self.db.execute("SELECT * FROM metric_info")}
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def open_existing(path: str | Path) -> Store:
+    """Open a store for reading; UsageError when it is missing or not a store."""
+    store = None
+    try:
+        store = Store(path, create=False)
+        store.db.execute("SELECT 1 FROM cells LIMIT 1")
+    except sqlite3.DatabaseError as exc:
+        if store is not None:
+            store.close()
+        raise UsageError(f"{path} is not a denoise-bench store ({exc})") from None
+    return store
+

@@ -1,0 +1,36 @@
+"""Built-in degradations, metrics and datasets."""
+
+import bench
+from bench import datasets, degradations, metrics
+
+
+@bench.hookimpl
+def register_degradations(register):
+    register("gaussian", degradations.GaussianDegradation,
+             description="y = x + sigma * n; levels are sigma in [0, 1] units (k/255 accepted)")
+    register("poisson", degradations.PoissonDegradation,
+             description="y = Poisson(peak * x) / peak; levels are peaks")
+
+
+@bench.hookimpl
+def register_metrics(register):
+    register("psnr", lambda: metrics.psnr, higher_is_better=True, unit="dB",
+             description="peak signal-to-noise ratio, data range 1 (skimage's definition)")
+    register("ssim", lambda: metrics.ssim, higher_is_better=True,
+             description="structural similarity, Wang et al. settings (skimage's definition)")
+    register("mse", lambda: metrics.mse, higher_is_better=False,
+             description="mean squared error")
+
+
+@bench.hookimpl
+def register_datasets(register):
+    register("skimage-gray", datasets.skimage_gray,
+             description="scikit-image's 10 gray test images (camera, moon, coins, ...)")
+    register("skimage-color", datasets.skimage_color,
+             description="scikit-image's 5 colour test images (astronaut, chelsea, ...)")
+    register("lfw-faces", datasets.lfw_faces,
+             description="scikit-image's lfw_subset, 200 gray 25x25; split=train|test|all")
+    register("folder:", datasets.folder,
+             description="folder:PATH, every PNG/JPEG/TIFF image in PATH")
+    register("mnist", datasets.mnist, uses_data_root=True,
+             description="MNIST from --data-root (torchvision layout); split=train|test")
