@@ -31,6 +31,7 @@ class RunConfig:
     batch_size: int = 8
     protocol: str = "default"
     data_root: str | None = None
+    save_images: int = 0
 
     def validate(self) -> None:
         for name in ("datasets", "noise", "denoisers", "metrics"):
@@ -40,6 +41,8 @@ class RunConfig:
             raise UsageError(f"repetitions must be >= 1, got {self.repetitions}")
         if self.batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.save_images < 0:
+            raise UsageError(f"save_images must be >= 0, got {self.save_images}")
         if self.limit_images is not None and self.limit_images < 1:
             raise UsageError(f"limit_images must be >= 1, got {self.limit_images}")
         if self.protocol not in PROTOCOLS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from bench.datasets import ImageSet
 from bench.degradations import Degradation
 from bench.device import synchronize
 from bench.grid import Cell, Denoiser, Grid
+from bench.outputs import output_dir, save_outputs
 from bench.plugins import error_line
 from bench.seeding import noise_seed
 from bench.store import CellResult, Store
@@ -99,8 +101,11 @@ def finish(images: torch.Tensor, protocol: str) -> torch.Tensor:
 
 
 def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict, protocol: str,
-             device: torch.device) -> CellResult:
-    """Denoise and score every batch; any exception becomes an error result."""
+             device: torch.device, keep: tuple[Path, set[str]] | None = None) -> CellResult:
+    """Denoise and score every batch; any exception becomes an error result.
+
+    ``keep`` = (folder, image ids): save those outputs as PNG.
+    """
     if denoiser.skip_reason:
         return CellResult("skipped", denoiser.skip_reason)
     if denoiser.build_error:
@@ -118,6 +123,9 @@ def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict,
             per_image = (time.perf_counter() - t0) / len(batch.ids)
             out = finish(check_output(out, batch.y), protocol)
             clean = finish(batch.x, protocol)
+            if keep:
+                kept = [i for i, image_id in enumerate(batch.ids) if image_id in keep[1]]
+                save_outputs(keep[0], [batch.ids[i] for i in kept], out[kept])
             values = {name: fn(out, clean).cpu().tolist() for name, (fn, _) in metrics.items()}
             for i, image_id in enumerate(batch.ids):
                 scores[image_id] = {name: v[i] for name, v in values.items()}
@@ -157,8 +165,12 @@ def run_grid(grid: Grid, store: Store, run_id: str, device: torch.device,
             degradation = grid.degradations[cell.degradation][0]
             batches = make_batches(grid.datasets[cell.dataset], cell.dataset, degradation,
                                    cell.level, cell.repetition, config.seed, config.batch_size, device)
+        keep = None
+        if config.save_images:
+            keep = (output_dir(config.store, cell.key),
+                    set(grid.datasets[cell.dataset].ids[:config.save_images]))
         result = run_cell(grid.denoisers[cell.model], cell.mode, batches, grid.metrics,
-                          config.protocol, device)
+                          config.protocol, device, keep)
         store.record_cell(run_id, cell, config.seed, config.protocol, list(grid.metrics),
                           str(device), result)
         summary.counts[result.status] += 1

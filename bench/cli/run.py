@@ -39,12 +39,14 @@ def configure(sub) -> None:
     parser.add_argument("--protocol", choices=PROTOCOLS,
                         help="paper: round outputs to 8 bits before scoring, as DPIR's test script")
     parser.add_argument("--data-root", help="folder holding datasets such as MNIST")
+    parser.add_argument("--save-images", type=int, metavar="N",
+                        help="keep the denoised outputs of the first N images (PNG, for galleries)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     parser.set_defaults(func=main)
 
 
 OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
-             "plugins", "device", "limit_images", "batch_size", "protocol", "data_root")
+             "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "save_images")
 
 
 def main(args) -> int:
