@@ -157,6 +157,10 @@ def build_grid(config: RunConfig, registry: Registry) -> Grid:
     levels = list(dict.fromkeys(levels))
 
     datasets = {spec.label: _load_dataset(registry, spec, config) for spec in dataset_specs}
+    for label, data in datasets.items():
+        if not isinstance(data, ImageSet):
+            raise UsageError(f"dataset {label!r} is {type(data).__name__}, not images; "
+                             "`run` scores image denoisers (sample point data with `denoise-bench sample`)")
     dataset_entries = {spec.label: registry.get("datasets", spec.name) for spec in dataset_specs}
     denoiser_entries = {spec: registry.get("denoisers", spec.name) for spec in dict.fromkeys(denoiser_specs)}
 

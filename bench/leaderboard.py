@@ -1,33 +1,78 @@
-"""Leaderboards from the store: one row per (dataset, noise, level, denoiser).
+"""Leaderboards from the store: long, wide (as papers print them) and a ranking summary.
 
 For each cell identity the latest done attempt counts, so a rerun after a code
 change never counts an image twice. Spread is shown across images (and
-repetitions): std and a t-based 95% confidence interval of the mean.
+repetitions): std and a t-based 95% confidence interval of the mean. ``rank``
+orders the means; ``rank_tied`` is 1 + the number of denoisers significantly
+better on paired images (see ``bench.compare``), so indistinguishable ones tie.
+Every export carries its provenance: runs, versions, device, seed, protocol.
 """
 
 from __future__ import annotations
+
+import html
+import json
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench import compare
 from bench.errors import UsageError
+from bench.specs import parse_spec
 from bench.store import Store
 
 FORMATS = ("table", "csv", "markdown", "latex", "json")
 IDENTITY = ["dataset", "degradation", "level", "denoiser", "repetition", "seed", "protocol"]
 GROUP = ["dataset", "noise", "level", "denoiser"]
+#: Columns of the wide layout's index.
+WIDE_INDEX = ["dataset", "denoiser"]
+WIDE_METRICS = ("psnr", "ssim")
+#: Decimals shown per metric (tables keep full precision in CSV and JSON).
+DECIMALS = {"psnr": 2, "ssim": 4}
+#: Versions named in the provenance header (all of them are in JSON).
+HEADER_LIBRARIES = ("denoise-bench", "torch", "deepinv", "scikit-image", "numpy", "python")
+
+
+# loading ----------------------------------------------------------------------------------
+
+def latest_done_cells(store: Store) -> pd.DataFrame:
+    """The latest done cell of each identity."""
+    cells = store.query("SELECT * FROM cells WHERE status = 'done'")
+    if cells.empty:
+        return cells
+    return cells.sort_values("updated").drop_duplicates(IDENTITY, keep="last")
 
 
 def latest_done_scores(store: Store, metric: str) -> pd.DataFrame:
     """Per-image scores of the latest done cell of each identity, for one metric."""
-    cells = store.query("SELECT * FROM cells WHERE status = 'done'")
+    cells = latest_done_cells(store)
     if cells.empty:
         return pd.DataFrame()
-    cells = cells.sort_values("updated").drop_duplicates(IDENTITY, keep="last")
     scores = store.query("SELECT cell_key, image_id, value FROM scores WHERE metric = ?", (metric,))
     return cells.merge(scores, left_on="key", right_on="cell_key")
 
+
+def check_metric(store: Store, metric: str) -> bool:
+    """higher_is_better of a metric the store has; UsageError listing the known ones otherwise."""
+    known = store.higher_is_better()
+    if metric not in known:
+        raise UsageError(f"no scores for metric {metric!r} in {store.path}; "
+                         f"available: {', '.join(sorted(known)) or 'none'}")
+    return known[metric]
+
+
+def scores_for(store: Store, metric: str) -> pd.DataFrame:
+    """Per-image scores with the degradation column named ``noise``; UsageError when empty."""
+    check_metric(store, metric)
+    scores = latest_done_scores(store, metric)
+    if scores.empty:
+        raise UsageError(f"no finished cells with {metric} scores in {store.path}")
+    return scores.rename(columns={"degradation": "noise"})
+
+
+# long -------------------------------------------------------------------------------------
 
 def summarise(values: pd.Series) -> pd.Series:
     n = len(values)
@@ -40,48 +85,347 @@ def summarise(values: pd.Series) -> pd.Series:
 
 def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
     """The ranked table for one metric; rank 1 is best within (dataset, noise, level)."""
-    known = store.higher_is_better()
-    if metric not in known:
-        raise UsageError(f"no scores for metric {metric!r} in {store.path}; "
-                         f"available: {', '.join(sorted(known)) or 'none'}")
-    scores = latest_done_scores(store, metric)
-    if scores.empty:
-        raise UsageError(f"no finished cells in {store.path}")
-    scores = scores.rename(columns={"degradation": "noise"})
-    table = (scores.groupby(GROUP + ["protocol"], sort=False)["value"]
+    higher = check_metric(store, metric)
+    scores = scores_for(store, metric)
+    by = GROUP + ["protocol"]
+    table = (scores.groupby(by, sort=False, dropna=False)["value"]
              .apply(summarise).unstack().reset_index())
     table["n"] = table["n"].astype(int)
     table.insert(3, "level_255", np.where(table["noise"] == "gaussian", table["level"] * 255, np.nan))
     table.insert(4, "peak", np.where(table["noise"] == "poisson", table["level"], np.nan))
-    table["rank"] = (table.groupby(["dataset", "noise", "level", "protocol"])["mean"]
-                     .rank(ascending=not known[metric], method="min").astype(int))
+    within = ["dataset", "noise", "level", "protocol"]
+    table["rank"] = (table.groupby(within, dropna=False)["mean"]
+                     .rank(ascending=not higher, method="min").astype(int))
+    tied = pd.concat([compare.tied_ranks(group, higher).rename_axis("denoiser").reset_index(name="rank_tied")
+                      .assign(**dict(zip(within, key)))
+                      for key, group in scores.groupby(within, sort=False, dropna=False)])
+    table = table.merge(tied, on=["denoiser"] + within, how="left")
     table.insert(0, "metric", metric)
     table = table.sort_values(["dataset", "noise", "level", "rank", "denoiser"]).reset_index(drop=True)
     if table["protocol"].nunique() == 1 and table["protocol"].iloc[0] == "default":
         table = table.drop(columns="protocol")
+    table.attrs["higher_is_better"] = {metric: higher}
     return table
 
 
 def failed_cells(store: Store) -> pd.DataFrame:
-    """Cells whose latest attempt failed (error or timeout), with their messages."""
-    return store.query(
-        "SELECT dataset, degradation AS noise, level, denoiser, repetition, status, error "
-        "FROM cells WHERE status IN ('error', 'timeout') ORDER BY dataset, noise, level, denoiser")
+    """Cells whose latest attempt did not finish (error, timeout, skipped...), with the reason."""
+    cells = store.query("SELECT * FROM cells")
+    columns = ["dataset", "noise", "level", "denoiser", "repetition", "status", "error"]
+    if cells.empty:
+        return pd.DataFrame(columns=columns)
+    latest = cells.sort_values("updated").drop_duplicates(IDENTITY, keep="last")
+    failed = latest[latest["status"] != "done"].rename(columns={"degradation": "noise"})
+    return failed.sort_values(["status", "dataset", "noise", "level", "denoiser"])[columns] \
+        .reset_index(drop=True)
 
 
-def render(table: pd.DataFrame, fmt: str) -> str:
-    """The table as text in one of FORMATS (CSV and JSON keep full precision)."""
+# wide and summary ---------------------------------------------------------------------------
+
+def paper_name(name: str) -> str:
+    """A row name without the default Poisson VST (``x[vst=anscombe]`` -> ``x``)."""
+    try:
+        spec = parse_spec(name)
+    except UsageError:
+        return name
+    if spec.params.get("vst") != "anscombe":
+        return name
+    return type(spec)(spec.name, {k: v for k, v in spec.params.items() if k != "vst"}).label
+
+
+def merge_default_vst(table: pd.DataFrame, within: list[str]) -> pd.DataFrame:
+    """Rename ``x[vst=anscombe]`` rows to ``x`` where no other ``x`` row is in the same group."""
+    renamed = table["denoiser"].map(paper_name)
+    clash = renamed.groupby([table[c] for c in within], dropna=False).transform(lambda s: s.duplicated(keep=False))
+    return table.assign(denoiser=renamed.where(~clash, table["denoiser"]))
+
+
+def wide(store: Store, metrics: tuple[str, ...] | list[str] = WIDE_METRICS) -> pd.DataFrame:
+    """One row per (dataset, denoiser), one column per (noise, level, metric): means.
+
+    Rows that differ only by the default Poisson VST share a row, as papers print them.
+    """
+    longs = [leaderboard(store, metric) for metric in metrics]
+    table = pd.concat(longs, ignore_index=True)
+    if "protocol" in table.columns:
+        table["dataset"] = table["dataset"] + " (" + table["protocol"] + ")"
+    table = merge_default_vst(table, ["metric", "dataset", "noise", "level"])
+    out = table.pivot_table(index=WIDE_INDEX, columns=["noise", "level", "metric"], values="mean",
+                            aggfunc="first", dropna=False, sort=False)
+    noises = list(dict.fromkeys(table["noise"]))
+    order = sorted(out.columns, key=lambda c: (noises.index(c[0]), c[1], list(metrics).index(c[2])))
+    out = out[order].dropna(axis=1, how="all").dropna(axis=0, how="all")
+    rank = table.groupby(["dataset", "denoiser"])["rank"].mean()
+    datasets = list(dict.fromkeys(table["dataset"]))
+    out = out.reindex(sorted(out.index, key=lambda k: (datasets.index(k[0]), rank[k], k[1])))
+    out.attrs["higher_is_better"] = {m: t.attrs["higher_is_better"][m] for m, t in zip(metrics, longs)}
+    return out
+
+
+def ranking_summary(store: Store, metric: str = "psnr") -> pd.DataFrame:
+    """Mean rank of each denoiser over every (dataset, noise, level) it ran, best first."""
+    table = merge_default_vst(leaderboard(store, metric), ["dataset", "noise", "level"])
+    summary = table.groupby("denoiser").agg(
+        mean_rank=("rank", "mean"), mean_rank_tied=("rank_tied", "mean"),
+        wins=("rank", lambda r: int((r == 1).sum())), groups=("rank", "size"),
+        datasets=("dataset", "nunique"), mean=("mean", "mean")).reset_index()
+    summary.insert(0, "metric", metric)
+    summary = summary.sort_values(["mean_rank", "mean_rank_tied", "denoiser"]).reset_index(drop=True)
+    summary.attrs["higher_is_better"] = table.attrs["higher_is_better"]
+    return summary
+
+
+# provenance -------------------------------------------------------------------------------
+
+def provenance(store: Store) -> dict:
+    """What produced the numbers: runs, versions, devices, seeds, protocols of the ranked cells."""
+    cells = latest_done_cells(store)
+    runs = store.query("SELECT * FROM runs")
+    used = runs[runs["run_id"].isin(set(cells.get("run_id", [])))]
+    described = []
+    for run in used.sort_values("started").itertuples():
+        config = json.loads(run.config or "{}")
+        described.append({"run_id": run.run_id, "started": run.started, "finished": run.finished,
+                          "status": run.status, "device": run.device,
+                          "seed": config.get("seed"), "protocol": config.get("protocol"),
+                          "versions": json.loads(run.versions or "{}"),
+                          "argv": json.loads(run.argv or "[]")})
+    return {
+        "store": str(store.path),
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_ids": [r["run_id"] for r in described],
+        "devices": sorted(set(cells.get("device", pd.Series(dtype=str)).dropna())),
+        "seeds": sorted(int(s) for s in set(cells.get("seed", pd.Series(dtype=int)).dropna())),
+        "protocols": sorted(set(cells.get("protocol", pd.Series(dtype=str)).dropna())),
+        "cells": int(len(cells)),
+        "runs": described,
+    }
+
+
+def provenance_lines(prov: dict) -> list[str]:
+    """The provenance as a few readable lines (for comment headers and footers)."""
+    versions: dict[str, list[str]] = {}
+    plugins: dict[str, list[str]] = {}
+    for run in prov["runs"]:
+        for name in HEADER_LIBRARIES:
+            value = run["versions"].get(name)
+            if value and value not in versions.setdefault(name, []):
+                versions[name].append(value)
+        for name, value in (run["versions"].get("plugins") or {}).items():
+            if str(value) not in plugins.setdefault(name, []):
+                plugins[name].append(str(value))
+
+    def join(found):
+        return ", ".join(f"{k} {'|'.join(v)}" for k, v in found.items()) or "unknown"
+
+    platform = sorted({r["versions"].get("platform") for r in prov["runs"] if r["versions"].get("platform")})
+    return [f"denoise-bench results from {prov['store']} ({prov['cells']} cells), generated {prov['generated']}",
+            f"runs: {', '.join(prov['run_ids']) or 'none'}",
+            f"versions: {join(versions)}",
+            f"plugins: {join(plugins)}",
+            f"device: {', '.join(prov['devices']) or 'unknown'}; platform: {', '.join(platform) or 'unknown'}; "
+            f"seed: {', '.join(map(str, prov['seeds'])) or 'unknown'}; "
+            f"protocol: {', '.join(prov['protocols']) or 'unknown'}"]
+
+
+# rendering --------------------------------------------------------------------------------
+
+def flat_name(column: tuple) -> str:
+    """``('gaussian', 0.0588, 'psnr')`` -> ``gaussian sigma=15 psnr`` (CSV and JSON headers)."""
+    noise, level, metric = column
+    return f"{noise} {level_label(noise, level)} {metric}"
+
+
+def level_label(noise, level, style: str = "ascii") -> str:
+    """sigma=15 (on the 0-255 scale) for Gaussian noise, peak=16 for Poisson, the value otherwise."""
+    if pd.isna(level):
+        return "-"
+    if noise == "gaussian":
+        symbol = {"ascii": "sigma", "unicode": "σ", "latex": r"$\sigma$"}[style]
+        return f"{symbol}={level * 255:.4g}"
+    if noise == "poisson":
+        return f"peak={level:.4g}"
+    return f"{level:.4g}"
+
+
+def is_wide(table: pd.DataFrame) -> bool:
+    return isinstance(table.columns, pd.MultiIndex)
+
+
+def flatten(table: pd.DataFrame) -> pd.DataFrame:
+    """A wide table as plain columns: dataset, denoiser, then one per (noise, level, metric)."""
+    flat = table.copy()
+    flat.columns = [flat_name(c) for c in flat.columns]
+    flat = flat.reset_index()
+    flat.attrs = {}
+    return flat
+
+
+def best_mask(table: pd.DataFrame) -> pd.DataFrame:
+    """True where a value is the best of its column within its dataset (or rank 1 in a long table)."""
+    mask = pd.DataFrame(False, index=table.index, columns=table.columns)
+    if is_wide(table):
+        higher = table.attrs.get("higher_is_better", {})
+        for column in table.columns:
+            values = table[column].groupby(level="dataset")
+            best = values.transform("max" if higher.get(column[2], True) else "min")
+            mask[column] = table[column].notna() & (table[column] == best)
+    elif {"rank", "mean"} <= set(table.columns):
+        mask["mean"] = table["rank"] == 1
+    elif "mean_rank" in table.columns:
+        by = table["metric"] if "metric" in table.columns else pd.Series(0, index=table.index)
+        mask["mean_rank"] = table["mean_rank"] == table["mean_rank"].groupby(by).transform("min")
+    return mask
+
+
+def plain_value(value):
+    """A JSON-ready Python value: numpy scalars unwrapped, NaN as null (full precision)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def float_text(values: pd.Series, places: pd.Series | int) -> pd.Series:
+    """Floats with a fixed number of decimals (per row when ``places`` is a Series), NaN blank."""
+    places = places if isinstance(places, pd.Series) else pd.Series(places, index=values.index)
+    return pd.Series([("" if pd.isna(v) else f"{v:.{p}f}") for v, p in zip(values, places)],
+                     index=values.index, dtype=object)
+
+
+def formatted(table: pd.DataFrame, style: str) -> pd.DataFrame:
+    """Cells as strings for a style (table, markdown, latex, html): the best in bold, escaped."""
+    per_row = (table["metric"].map(lambda m: DECIMALS.get(m, 3)) if "metric" in table.columns
+               else pd.Series(3, index=table.index))
+    mask = best_mask(table)
+    shown = pd.DataFrame(index=table.index)
+    for column in table.columns:
+        values = table[column]
+        if column in ("level_255", "peak") and values.isna().all():
+            continue
+        if column == "level":
+            text = values.map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+        elif column in ("level_255", "peak"):
+            text = values.map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+        elif pd.api.types.is_integer_dtype(values):
+            text = values.map(str)
+        elif pd.api.types.is_float_dtype(values):
+            if isinstance(column, tuple):
+                places = DECIMALS.get(column[2], 3)
+            else:
+                places = 2 if column in ("mean_rank", "mean_rank_tied") else per_row
+            text = float_text(values, places)
+        else:
+            text = values.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+        if style == "latex":
+            text = text.where(mask[column], text.map(latex_escape))
+            text = text.where(~mask[column], text.map(lambda t: rf"\textbf{{{latex_escape(t)}}}"))
+        elif style == "markdown":
+            text = text.where(~mask[column], "**" + text + "**")
+        elif style == "html":
+            text = text.map(html.escape)
+            text = text.where(~mask[column], "<strong>" + text + "</strong>")
+        shown[column] = text
+    if is_wide(table):
+        shown.columns = pd.MultiIndex.from_tuples(shown.columns)
+    return shown
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters in plain text."""
+    out = []
+    for char in str(text):
+        out.append({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                    "^": r"\textasciicircum{}"}.get(char, char))
+    return "".join(out)
+
+
+def header_names(table: pd.DataFrame, style: str) -> list[str]:
+    """One header string per column of a wide table, for one-line-header formats."""
+    return [f"{noise} {level_label(noise, level, style)} {metric}" for noise, level, metric in table.columns]
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A booktabs tabular; wide tables get a three-row header (noise, level, metric)."""
+    shown = formatted(table, "latex")
+    if is_wide(table):
+        index = table.index.to_frame(index=False)
+        lead = [latex_escape(c) for c in index.columns]
+        body = [[latex_escape(v) for v in row] + list(values)
+                for row, values in zip(index.itertuples(index=False), shown.itertuples(index=False))]
+        header = [_span_row(lead, [c[0] for c in table.columns], lambda n: latex_escape(n)),
+                  _cmidrules(len(lead), [c[0] for c in table.columns]),
+                  _span_row([""] * len(lead), [(c[0], c[1]) for c in table.columns],
+                            lambda c: level_label(c[0], c[1], "latex")),
+                  " & ".join([""] * len(lead) + [latex_escape(c[2].upper()) for c in table.columns]) + r" \\"]
+        align = "l" * len(lead) + "r" * len(table.columns)
+    else:
+        header = [" & ".join(latex_escape(c) for c in shown.columns) + r" \\"]
+        body = [list(row) for row in shown.itertuples(index=False)]
+        align = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in shown.columns)
+    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", *header, r"\midrule"]
+    lines += [" & ".join(row) + r" \\" for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def spans(keys: list) -> list[tuple[object, int]]:
+    """Runs of equal neighbouring keys as (key, count): the column spans of a grouped header."""
+    runs: list[tuple[object, int]] = []
+    for key in keys:
+        if runs and runs[-1][0] == key:
+            runs[-1] = (key, runs[-1][1] + 1)
+        else:
+            runs.append((key, 1))
+    return runs
+
+
+def _span_row(lead: list[str], keys: list, label) -> str:
+    """A LaTeX header row where runs of equal keys become one \\multicolumn."""
+    cells = list(lead) + [label(key) if count == 1 else rf"\multicolumn{{{count}}}{{c}}{{{label(key)}}}"
+                          for key, count in spans(keys)]
+    return " & ".join(cells) + r" \\"
+
+
+def _cmidrules(offset: int, keys: list) -> str:
+    """booktabs rules under each spanned group of a header row."""
+    rules, start = [], offset + 1
+    for _, count in spans(keys):
+        rules.append(rf"\cmidrule(lr){{{start}-{start + count - 1}}}")
+        start += count
+    return " ".join(rules)
+
+
+def render(table: pd.DataFrame, fmt: str, provenance: dict | None = None) -> str:
+    """The table as text in one of FORMATS (CSV and JSON keep full precision).
+
+    With ``provenance`` (see ``provenance()``): a comment header in CSV, Markdown
+    and LaTeX, a ``provenance`` field in JSON, a footer in the terminal table.
+    """
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
+    lines = provenance_lines(provenance) if provenance else []
+    plain = flatten(table) if is_wide(table) else table
     if fmt == "csv":
-        return table.to_csv(index=False)
+        return "".join(f"# {line}\n" for line in lines) + plain.to_csv(index=False)
     if fmt == "json":
-        return table.to_json(orient="records", indent=2) + "\n"
-    shown = table.copy()
-    for column in ("level_255", "peak"):
-        if shown[column].isna().all():
-            shown = shown.drop(columns=column)
-    shown["level"] = shown["level"].map(lambda v: f"{v:.4g}")
-    shown = shown.astype(object).where(shown.notna(), None)
+        rows = [{k: plain_value(v) for k, v in row.items()} for row in plain.to_dict("records")]
+        if provenance is None:
+            return json.dumps(rows, indent=2) + "\n"
+        return json.dumps({"provenance": provenance, "rows": rows}, indent=2) + "\n"
     if fmt == "latex":
-        return shown.to_latex(index=False, float_format="%.3f", na_rep="")
-    return shown.to_markdown(index=False, floatfmt=".3f", missingval="",
+        return "".join(f"% {line}\n" for line in lines) + to_latex(table)
+    shown = formatted(table, "markdown" if fmt == "markdown" else "table")
+    align = ["right" if pd.api.types.is_numeric_dtype(table[c]) else "left" for c in table.columns
+             if c in shown.columns]
+    if is_wide(table):
+        shown.columns = header_names(table, "unicode")
+        shown = pd.concat([table.index.to_frame(index=False), shown.reset_index(drop=True)], axis=1)
+        align = ["left"] * len(WIDE_INDEX) + align
+    text = shown.to_markdown(index=False, disable_numparse=True, colalign=align,
                              tablefmt="github" if fmt == "markdown" else "simple") + "\n"
+    if fmt == "markdown":
+        return ("<!--\n" + "\n".join(lines) + "\n-->\n" if lines else "") + text
+    return text + "".join(f"  {line}\n" for line in lines)

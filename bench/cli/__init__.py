@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from bench import __version__
-from bench.cli import leaderboard, listing, run
+from bench.cli import compare, leaderboard, listing, report, run, sample
 from bench.errors import UsageError
 
-COMMANDS = (run, listing, leaderboard)
+COMMANDS = (run, listing, leaderboard, sample, compare, report)
 
 
 class _Parser(argparse.ArgumentParser):

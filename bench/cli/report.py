@@ -1,0 +1,50 @@
+"""``denoise-bench report``: one self-contained HTML file with tables, figures and galleries."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from bench import report
+from bench.config import DEFAULT_STORE
+from bench.errors import UsageError
+from bench.plugins import get_plugin_set
+from bench.registry import Registry
+from bench.store import open_existing
+
+DEFAULT_OUTPUT = "results/report.html"
+
+
+def configure(sub) -> None:
+    parser = sub.add_parser(
+        "report", help="write an HTML report (leaderboards, figures, galleries, provenance)",
+        description="One HTML file with everything embedded; it opens offline.")
+    parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"HTML file (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC",
+                        help="metrics to show, repeatable (default psnr and ssim)")
+    parser.add_argument("--galleries", type=int, default=1, metavar="N",
+                        help="gallery images per (dataset, noise, level) among the saved ones (default 1; 0: none)")
+    parser.add_argument("--figures", metavar="DIR", help="also write every figure as PNG and SVG into DIR")
+    parser.add_argument("--plugin", action="append", dest="plugins", default=[], metavar="PATH",
+                        help="local plugin file providing a dataset to reload for galleries (repeatable)")
+    parser.set_defaults(func=main)
+
+
+def run_plugins(store) -> list[str]:
+    """Local plugin files the store's runs used (their datasets reload for galleries)."""
+    files = []
+    for text in store.query("SELECT config FROM runs")["config"]:
+        files += json.loads(text or "{}").get("plugins") or []
+    return list(dict.fromkeys(files))
+
+
+def main(args) -> int:
+    if args.galleries < 0:
+        raise UsageError(f"--galleries must be >= 0, got {args.galleries}")
+    with open_existing(args.store) as store:
+        registry = Registry(get_plugin_set(list(dict.fromkeys(run_plugins(store) + args.plugins))))
+        text = report.build(store, registry, args.metrics, args.galleries, args.figures)
+    path = report.write(text, args.output)
+    print(f"report: {path} ({len(text) / 1e6:.1f} MB)", file=sys.stderr)
+    return 0

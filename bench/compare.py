@@ -1,0 +1,142 @@
+"""Paired comparisons: two denoisers on the same noisy images.
+
+Every denoiser of a (dataset, noise, level, seed, repetition) saw identical
+noisy pixels, so the honest test of "A beats B" is on per-image differences,
+not on two overlapping CIs. The resampling unit is the image: differences are
+averaged over seeds and repetitions of one image, then images are resampled
+(percentile bootstrap, a fixed seed so tables are reproducible). With fewer
+than two images nothing is called significant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Pairs are matched on these columns (together with the group columns).
+PAIR = ["seed", "repetition", "image_id"]
+#: One comparison per group: the same noisy inputs up to seed, repetition and image.
+COMPARE_GROUP = ["dataset", "noise", "level", "protocol"]
+N_BOOT = 10_000
+RANK_BOOT = 2_000
+CONFIDENCE = 0.95
+
+
+def bootstrap_counts(strata: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n) resampling counts: each stratum resampled with replacement to its own size."""
+    counts = np.zeros((n_boot, len(strata)))
+    for label in np.unique(strata):
+        where = np.flatnonzero(strata == label)
+        counts[:, where] = rng.multinomial(len(where), np.full(len(where), 1 / len(where)), size=n_boot)
+    return counts
+
+
+def bootstrap_mean_ci(values: np.ndarray, strata: np.ndarray | None = None, n_boot: int = N_BOOT,
+                      seed: int = 0, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and percentile-bootstrap CI of each column of ``values`` (n units x P; NaN = missing).
+
+    All columns share the same resamples, so differences between columns stay paired.
+    Returns (mean, low, high), each of shape (P,); NaN where a column has < 2 units.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    strata = np.zeros(len(values), dtype=int) if strata is None else np.asarray(strata)
+    present = ~np.isnan(values)
+    mean = np.array([col[ok].mean() if ok.any() else np.nan for col, ok in zip(values.T, present.T)])
+    counts = bootstrap_counts(strata, n_boot, np.random.default_rng(seed))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (counts @ np.where(present, values, 0.0)) / (counts @ present)
+    tail = (1 - confidence) / 2
+    low, high = np.full(len(mean), np.nan), np.full(len(mean), np.nan)
+    enough = present.sum(axis=0) >= 2
+    if enough.any():
+        low[enough], high[enough] = np.nanquantile(boot[:, enough], [tail, 1 - tail], axis=0)
+    return mean, low, high
+
+
+def per_image(scores: pd.DataFrame, denoisers: list[str]) -> pd.DataFrame:
+    """Image x denoiser table of values, averaged over seeds and repetitions of each image."""
+    table = scores.pivot_table(index=PAIR, columns="denoiser", values="value", aggfunc="mean")
+    return table.reindex(columns=denoisers).groupby(level="image_id", sort=False).mean()
+
+
+def tied_ranks(scores: pd.DataFrame, higher_is_better: bool, n_boot: int = RANK_BOOT) -> pd.Series:
+    """Rank per denoiser in one group, 1 + how many others are significantly better.
+
+    Significantly better: the paired bootstrap CI of the mean difference excludes 0.
+    Denoisers that cannot be told apart share a rank. ``scores`` holds one group's
+    per-image rows (denoiser, seed, repetition, image_id, value).
+    """
+    names = list(dict.fromkeys(scores["denoiser"]))
+    values = per_image(scores, names).to_numpy()
+    pairs = [(i, j) for i in range(len(names)) for j in range(len(names)) if i < j]
+    better = np.zeros(len(names), dtype=int)
+    if pairs:
+        diffs = np.stack([values[:, i] - values[:, j] for i, j in pairs], axis=1)
+        _, low, high = bootstrap_mean_ci(diffs, n_boot=n_boot)
+        sign = 1 if higher_is_better else -1
+        for (i, j), lo, hi in zip(pairs, sign * low, sign * high):
+            lo, hi = min(lo, hi), max(lo, hi)
+            if lo > 0:  # i significantly better than j
+                better[j] += 1
+            elif hi < 0:
+                better[i] += 1
+    return pd.Series(better + 1, index=names)
+
+
+def paired(scores: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Matched rows of A and B: group columns, pair columns, value_a, value_b."""
+    keys = [c for c in COMPARE_GROUP + PAIR if c in scores.columns]
+    left = scores[scores["denoiser"] == a][keys + ["value"]]
+    right = scores[scores["denoiser"] == b][keys + ["value"]]
+    return left.merge(right, on=keys, suffixes=("_a", "_b"))
+
+
+def compare(pairs: pd.DataFrame, higher_is_better: bool, n_boot: int = N_BOOT,
+            seed: int = 0) -> pd.DataFrame:
+    """One row per group, and a pooled ``all`` row (bootstrap stratified by group).
+
+    diff = A - B; wins count pairs where A is better; verdict reads the CI.
+    """
+    group = [c for c in COMPARE_GROUP if c in pairs.columns]
+    pairs = pairs.assign(diff=pairs["value_a"] - pairs["value_b"])
+    sign = 1 if higher_is_better else -1
+    rows = [_row(dict(zip(group, key)), _images(matched, group), matched, None, sign, n_boot, seed)
+            for key, matched in pairs.groupby(group, sort=False, dropna=False)]
+    if len(rows) > 1:
+        units = _images(pairs, group)
+        strata = units.groupby(group, sort=False, dropna=False).ngroup().to_numpy()
+        rows.append(_row({c: "all" if c == "dataset" else None for c in group}, units, pairs,
+                         strata, sign, n_boot, seed))
+    return pd.DataFrame(rows)
+
+
+def _images(pairs: pd.DataFrame, group: list[str]) -> pd.DataFrame:
+    """The resampling units: one row per image, values averaged over seeds and repetitions."""
+    return pairs.groupby(group + ["image_id"], sort=False, dropna=False).agg(
+        diff=("diff", "mean"), value_a=("value_a", "mean"), value_b=("value_b", "mean")).reset_index()
+
+
+def _row(head: dict, units: pd.DataFrame, matched: pd.DataFrame, strata, sign: int,
+         n_boot: int, seed: int) -> dict:
+    mean, low, high = bootstrap_mean_ci(units["diff"].to_numpy(), strata, n_boot, seed)
+    better = sign * matched["diff"]
+    wins, losses = int((better > 0).sum()), int((better < 0).sum())
+    n = len(matched)
+    return {**head, "images": len(units), "pairs": n,
+            "mean_a": units["value_a"].mean(), "mean_b": units["value_b"].mean(),
+            "diff": mean[0], "ci95_low": low[0], "ci95_high": high[0],
+            "wins": wins, "ties": n - wins - losses, "losses": losses,
+            "win_rate": wins / n if n else np.nan, "verdict": verdict(low[0], high[0], sign)}
+
+
+def verdict(low: float, high: float, sign: int) -> str:
+    """What the CI of A - B says, in words."""
+    if np.isnan(low):
+        return "too few images"
+    if sign * low > 0 and sign * high > 0:
+        return "A better"
+    if sign * low < 0 and sign * high < 0:
+        return "B better"
+    return "tie (CI contains 0)"

@@ -1,0 +1,211 @@
+"""One self-contained HTML report: leaderboards, figures, galleries and provenance.
+
+Figures are embedded as base64 PNG and the style sheet is inline, so the file
+opens offline, attached to an e-mail or a paper's supplementary material. No
+JavaScript. Everything is built in memory first; the file is written at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench import figures, leaderboard as lb
+from bench.errors import UsageError
+from bench.registry import Registry
+from bench.store import Store
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .85em; }
+th, td { padding: .25em .6em; border-bottom: 1px solid #e3e3e3; }
+thead th { border-bottom: 2px solid #444; background: #f6f6f6; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption, .note { color: #555; font-size: .85em; }
+details summary { cursor: pointer; margin: .5em 0; }
+code { background: #f3f3f3; padding: 0 .2em; }
+"""
+
+
+@dataclass
+class Section:
+    title: str
+    parts: list[str] = field(default_factory=list)
+
+    def html(self) -> str:
+        anchor = html.escape(self.title.lower().replace(" ", "-"))
+        return f'<section id="{anchor}">\n<h2>{html.escape(self.title)}</h2>\n' + "\n".join(self.parts) + "\n</section>"
+
+
+def html_table(table: pd.DataFrame) -> str:
+    """A leaderboard as an HTML table: grouped header for wide tables, the best in bold."""
+    shown = lb.formatted(table, "html")
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns if c in shown.columns]
+    if lb.is_wide(table):
+        index = table.index.to_frame(index=False)
+        keys = list(table.columns)
+        head = [
+            [f'<th rowspan="3">{html.escape(c)}</th>' for c in index.columns]
+            + [f'<th colspan="{n}">{html.escape(str(k))}</th>' for k, n in lb.spans([c[0] for c in keys])],
+            [f'<th colspan="{n}">{html.escape(lb.level_label(k[0], k[1], "unicode"))}</th>'
+             for k, n in lb.spans([(c[0], c[1]) for c in keys])],
+            [f"<th>{html.escape(c[2].upper())}</th>" for c in keys]]
+        body = [[f"<td>{html.escape(str(v))}</td>" for v in row]
+                + [_td(v, True) for v in values]
+                for row, values in zip(index.itertuples(index=False), shown.itertuples(index=False))]
+    else:
+        head = [[f"<th>{html.escape(str(c))}</th>" for c in shown.columns]]
+        body = [[_td(v, num) for v, num in zip(row, numeric)] for row in shown.itertuples(index=False)]
+    rows = "\n".join("<tr>" + "".join(cells) + "</tr>" for cells in body)
+    header = "\n".join("<tr>" + "".join(cells) + "</tr>" for cells in head)
+    return f"<table>\n<thead>\n{header}\n</thead>\n<tbody>\n{rows}\n</tbody>\n</table>"
+
+
+def _td(text: str, numeric: bool) -> str:
+    return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
+
+
+def plain_table(frame: pd.DataFrame) -> str:
+    """Any small frame as an escaped HTML table (provenance, failed cells)."""
+    return frame.to_html(index=False, escape=True, na_rep="", border=0)
+
+
+def image(png: bytes, alt: str, caption: str = "") -> str:
+    """A figure embedded as a base64 PNG data URI."""
+    data = base64.b64encode(png).decode("ascii")
+    text = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">{text}</figure>'
+
+
+def provenance_section(store: Store, prov: dict) -> Section:
+    runs = pd.DataFrame([{
+        "run": r["run_id"], "started": r["started"], "finished": r["finished"], "status": r["status"],
+        "device": r["device"], "seed": r["seed"], "protocol": r["protocol"],
+        **{name: r["versions"].get(name) for name in lb.HEADER_LIBRARIES},
+        "plugins": ", ".join(f"{k} {v}" for k, v in (r["versions"].get("plugins") or {}).items()),
+        "command": " ".join(r["argv"][1:]),
+    } for r in prov["runs"]])
+    lines = "<br>".join(html.escape(line) for line in lb.provenance_lines(prov))
+    return Section("Provenance", [f'<p class="note">{lines}</p>', plain_table(runs)])
+
+
+def gallery_choices(store: Store, per_level: int) -> pd.DataFrame:
+    """(dataset, noise, level, repetition, image_id) with saved outputs: the first images per level."""
+    saved = figures.saved_outputs(store)
+    if saved.empty:
+        return saved
+    saved = saved[saved["repetition"] == saved["repetition"].min()]
+    keys = ["dataset", "noise", "level", "repetition"]
+    picks = saved.drop_duplicates(keys + ["image_id"])[keys + ["image_id"]]
+    return picks.groupby(keys, sort=False).head(per_level).sort_values(["dataset", "noise", "level"])
+
+
+def build(store: Store, registry: Registry, metrics: list[str] | None = None, galleries: int = 1,
+          figures_dir: str | Path | None = None) -> str:
+    """The report's HTML. UsageError when the store has nothing to show or a metric is unknown."""
+    known = store.higher_is_better()
+    metrics = list(dict.fromkeys(metrics or [m for m in lb.WIDE_METRICS if m in known] or sorted(known)[:1]))
+    if not metrics:
+        raise UsageError(f"no scores in {store.path}; run `denoise-bench run` first")
+    longs = {m: lb.leaderboard(store, m) for m in metrics}
+    prov = lb.provenance(store)
+    sections = []
+
+    summary = pd.concat([lb.ranking_summary(store, m) for m in metrics], ignore_index=True)
+    sections.append(Section("Ranking", [
+        '<p class="note">Mean rank of each denoiser over every (dataset, noise, level) it ran; '
+        "<code>mean_rank_tied</code> counts a denoiser as tied with those the paired bootstrap "
+        "cannot tell apart (95% CI of the per-image difference contains 0).</p>",
+        html_table(summary)]))
+
+    wide = lb.wide(store, metrics)
+    sections.append(Section("Leaderboard", [
+        '<p class="note">Mean over images; the best of each column (per dataset) in bold. '
+        "Poisson columns: sigma-aware denoisers ran through the Anscombe VST.</p>", html_table(wide)]))
+
+    plots = Section("Figures")
+    for metric, table in longs.items():
+        fig = figures.metric_vs_level(table)
+        plots.parts.append(image(figures.to_png(fig), f"{metric} against noise level",
+                                 f"{metric.upper()} against noise level: mean and 95% CI band over images."))
+        _save(fig, figures_dir, f"{metric}_vs_level")
+    fig = figures.runtime_vs_quality(store, metrics[0])
+    plots.parts.append(image(figures.to_png(fig), "runtime against quality",
+                             f"Seconds per image against mean {metrics[0].upper()}, one point per denoiser."))
+    _save(fig, figures_dir, f"runtime_vs_{metrics[0]}")
+    sections.append(plots)
+
+    sections.append(gallery_section(store, registry, metrics[0], galleries, figures_dir))
+
+    details = Section("Full leaderboards", [
+        f"<details><summary>{html.escape(m)}: one row per (dataset, noise, level, denoiser)</summary>"
+        f"{html_table(t)}</details>" for m, t in longs.items()])
+    sections.append(details)
+
+    failed = lb.failed_cells(store)
+    if not failed.empty:
+        sections.append(Section("Cells not ranked", [plain_table(failed)]))
+    sections.append(provenance_section(store, prov))
+    return page(f"denoise-bench report: {store.path.name}", sections, prov)
+
+
+def gallery_section(store: Store, registry: Registry, metric: str, per_level: int,
+                    figures_dir: str | Path | None) -> Section:
+    section = Section("Galleries")
+    choices = gallery_choices(store, per_level) if per_level > 0 else pd.DataFrame()
+    if choices.empty:
+        section.parts.append('<p class="note">No saved outputs: run with <code>--save-images N</code> '
+                             "to keep the first N images' outputs for galleries.</p>")
+        return section
+    for pick in choices.itertuples():
+        label = f"{pick.dataset} · {pick.image_id} · {pick.noise} {lb.level_label(pick.noise, pick.level, 'unicode')}"
+        try:
+            fig = figures.gallery(store, registry, pick.dataset, pick.noise, pick.level, pick.image_id,
+                                  pick.repetition, metric)
+        except Exception as exc:  # a dataset that cannot be reloaded costs its gallery, not the report
+            section.parts.append(f'<p class="note">{html.escape(label)}: gallery unavailable ({html.escape(str(exc))})</p>')
+            continue
+        section.parts.append(image(figures.to_png(fig), label,
+                                   f"{label}: clean | noisy input | outputs, best {metric.upper()} first; "
+                                   "bottom row: the boxed region enlarged."))
+        _save(fig, figures_dir, slug(f"gallery_{pick.dataset}_{pick.image_id}_{pick.noise}_"
+                                     f"{lb.level_label(pick.noise, pick.level)}"))
+    return section
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a label."""
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
+
+
+def _save(fig, folder, stem: str) -> None:
+    if folder is not None:
+        figures.save_figure(fig, folder, stem)
+
+
+def page(title: str, sections: list[Section], prov: dict) -> str:
+    contents = " · ".join(f'<a href="#{html.escape(s.title.lower().replace(" ", "-"))}">{html.escape(s.title)}</a>'
+                          for s in sections)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+            f"<h1>{html.escape(title)}</h1>\n"
+            f'<p class="note">Store {html.escape(prov["store"])} · {prov["cells"]} cells · runs '
+            f'{html.escape(", ".join(prov["run_ids"]))} · generated {html.escape(prov["generated"])}</p>\n'
+            f"<nav>{contents}</nav>\n" + "\n".join(s.html() for s in sections) + "\n</body>\n</html>\n")
+
+
+def write(text: str, output: str | Path) -> Path:
+    """Write atomically: a finished file or none."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
+    return output
