@@ -1,15 +1,14 @@
-"""Run a grid's cells in this process: degrade (seeded), denoise, clamp, score, store."""
+"""Run cells: degrade (seeded), denoise, check, clamp, score. No I/O but saved outputs."""
 
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bench.datasets import ImageSet
 from bench.degradations import Degradation
@@ -18,7 +17,7 @@ from bench.grid import Cell, Denoiser, Grid
 from bench.outputs import output_dir, save_outputs
 from bench.plugins import error_line
 from bench.seeding import noise_seed
-from bench.store import CellResult, Store
+from bench.store import CellResult
 from bench.vst import AnscombeDenoiser
 
 
@@ -36,19 +35,9 @@ class Batch:
         """Call a denoiser the way the cell's mode says (see ``bench.grid.call_mode``)."""
         if mode == "anscombe":
             return AnscombeDenoiser(model)(self.y, self.level)
-        return model(self.y, self.level if mode == "peak" else self.sigma)
-
-
-@dataclass
-class RunSummary:
-    counts: Counter = field(default_factory=Counter)
-    cached: int = 0
-    failed: list[tuple[Cell, str]] = field(default_factory=list)
-    skipped: list[tuple[Cell, str]] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        if mode == "peak":  # one that also serves Gaussian data takes the peak by name
+            return getattr(model, "denoise_poisson", model)(self.y, self.level)
+        return model(self.y, self.sigma)
 
 
 class DenoiserOutputError(Exception):
@@ -144,38 +133,34 @@ def place_models(grid: Grid, device: torch.device) -> None:
             denoiser.model = denoiser.model.to(device).eval()
 
 
-def run_grid(grid: Grid, store: Store, run_id: str, device: torch.device,
-             quiet: bool = False) -> RunSummary:
-    """Run every cell not already done; cells sharing noisy inputs run back to back."""
-    config = grid.config
-    for name, (_, entry) in grid.metrics.items():
-        store.set_metric_info(name, entry.metadata["higher_is_better"])
-    statuses = store.statuses([cell.key for cell in grid.cells])
-    summary = RunSummary()
-    todo = [cell for cell in grid.cells if statuses.get(cell.key) != "done"]
-    summary.cached = len(grid.cells) - len(todo)
-    summary.counts["done"] += summary.cached
-    place_models(grid, device)
-    batches, group = None, None
-    bar = tqdm(todo, desc="cells", unit="cell", disable=quiet, dynamic_ncols=True)
-    for cell in bar:
-        bar.set_postfix_str(f"{cell.denoiser} | {cell.dataset} {cell.degradation}:{cell.level:.4g}")
-        if cell.noisy_group != group:
-            group = cell.noisy_group
-            degradation = grid.degradations[cell.degradation][0]
-            batches = make_batches(grid.datasets[cell.dataset], cell.dataset, degradation,
-                                   cell.level, cell.repetition, config.seed, config.batch_size, device)
+class CellRunner:
+    """Runs cells of one grid on one device, reusing noisy inputs across denoisers."""
+
+    def __init__(self, grid: Grid, device: torch.device):
+        self.grid, self.device = grid, device
+        self.cells = {cell.key: cell for cell in grid.cells}
+        place_models(grid, device)
+        self._group, self._batches = None, None
+
+    def batches(self, cell: Cell) -> list[Batch]:
+        if cell.noisy_group != self._group:
+            config = self.grid.config
+            degradation = self.grid.degradations[cell.degradation][0]
+            self._batches = make_batches(self.grid.datasets[cell.dataset], cell.dataset, degradation,
+                                         cell.level, cell.repetition, config.seed,
+                                         config.batch_size, self.device)
+            self._group = cell.noisy_group
+        return self._batches
+
+    def run(self, key: str) -> CellResult:
+        cell, config = self.cells[key], self.grid.config
         keep = None
         if config.save_images:
             keep = (output_dir(config.store, cell.key),
-                    set(grid.datasets[cell.dataset].ids[:config.save_images]))
-        result = run_cell(grid.denoisers[cell.model], cell.mode, batches, grid.metrics,
-                          config.protocol, device, keep)
-        store.record_cell(run_id, cell, config.seed, config.protocol, list(grid.metrics),
-                          str(device), result)
-        summary.counts[result.status] += 1
-        if result.status in ("error", "timeout"):
-            summary.failed.append((cell, result.error))
-        elif result.status == "skipped":
-            summary.skipped.append((cell, result.error))
-    return summary
+                    set(self.grid.datasets[cell.dataset].ids[:config.save_images]))
+        try:
+            batches = self.batches(cell)
+        except Exception as exc:
+            return CellResult("error", f"degrading the inputs failed: {error_line(exc)}")
+        return run_cell(self.grid.denoisers[cell.model], cell.mode, batches, self.grid.metrics,
+                        config.protocol, self.device, keep)

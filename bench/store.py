@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS image_times (
 );
 CREATE TABLE IF NOT EXISTS metric_info (name TEXT PRIMARY KEY, higher_is_better INTEGER);
 """
-STATUSES = ("done", "error", "timeout", "skipped")
+STATUSES = ("done", "error", "timeout", "skipped", "pending")
 
 
 def now() -> str:
@@ -112,11 +112,27 @@ class Store:
             found.update(dict(rows.fetchall()))
         return found
 
+    def plan_cells(self, run_id: str, cells, seed: int, protocol: str, metrics: list[str]) -> None:
+        """Record a grid's cells as pending, leaving cells already in the store alone."""
+        with self._transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO cells (key, run_id, dataset, degradation, level, denoiser, "
+                "repetition, seed, protocol, metrics, status, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                [(c.key, run_id, c.dataset, c.degradation, c.level, c.denoiser, c.repetition, seed,
+                  protocol, json.dumps(metrics), now()) for c in cells])
+
     def record_cell(self, run_id: str, cell, seed: int, protocol: str, metrics: list[str],
                     device: str, result: CellResult) -> None:
-        """Write a cell and its scores atomically, replacing any earlier attempt."""
+        """Write a cell and its scores atomically, replacing any earlier failed attempt.
+
+        A done cell is never replaced by a failure (two runs may race on it).
+        """
         n_images = len(result.scores or {})
         with self._transaction():
+            row = self.db.execute("SELECT status FROM cells WHERE key = ?", (cell.key,)).fetchone()
+            if row and row[0] == "done" and result.status != "done":
+                return
             self.db.execute("DELETE FROM scores WHERE cell_key = ?", (cell.key,))
             self.db.execute("DELETE FROM image_times WHERE cell_key = ?", (cell.key,))
             self.db.execute(

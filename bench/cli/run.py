@@ -8,11 +8,12 @@ from bench import leaderboard as lb
 from bench.config import DEFAULT_STORE, default_config_path, load_config, make_config, PROTOCOLS
 from bench.device import resolve_device
 from bench.errors import UsageError
+from bench.executors import EXECUTORS, make_executor
 from bench.grid import build_grid
 from bench.plugins import get_plugin_set
 from bench.provenance import versions
 from bench.registry import Registry
-from bench.runner import run_grid
+from bench.driver import run_grid
 from bench.store import Store
 
 
@@ -41,6 +42,13 @@ def configure(sub) -> None:
     parser.add_argument("--data-root", help="folder holding datasets such as MNIST")
     parser.add_argument("--save-images", type=int, metavar="N",
                         help="keep the denoised outputs of the first N images (PNG, for galleries)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local (this process) or dask (a distributed cluster)")
+    parser.add_argument("--workers", type=int, help="with --executor dask: start a local cluster of N workers")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="with --executor dask: use the cluster at this scheduler address")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="hard limit per cell: cells run in a child process that is stopped")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     parser.set_defaults(func=main)
 
@@ -58,17 +66,22 @@ def main(args) -> int:
         raise UsageError(f"plugin {broken[0].source} failed to load: {broken[0].error}")
     grid = build_grid(config, Registry(plugins))
     device = resolve_device(config.device)
+    executor = make_executor(args.executor, grid, device, args.workers, args.scheduler, args.timeout)
+    device_name = str(device) if args.executor == "local" else f"dask:{config.device}"
 
-    with Store(config.store) as store:
-        run_id = store.start_run(config.to_dict(), versions(plugins), str(device), sys.argv)
-        status = "interrupted"
-        try:
-            summary = run_grid(grid, store, run_id, device, quiet=args.quiet)
-            status = "failed" if summary.failed else "done"
-        finally:
-            store.finish_run(run_id, status)
-        if not args.quiet:
-            print(lb.render(lb.leaderboard(store, config.metrics[0]), "table"))
+    try:
+        with Store(config.store) as store:
+            run_id = store.start_run(config.to_dict(), versions(plugins), device_name, sys.argv)
+            status = "interrupted"
+            try:
+                summary = run_grid(grid, store, run_id, executor, device_name, quiet=args.quiet)
+                status = "failed" if summary.failed else "done"
+            finally:
+                store.finish_run(run_id, status)
+            if not args.quiet and summary.counts["done"]:
+                print(lb.render(lb.leaderboard(store, config.metrics[0]), "table"))
+    finally:
+        executor.close()
 
     report(summary, len(grid.cells), config.store)
     return summary.exit_code

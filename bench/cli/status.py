@@ -1,0 +1,32 @@
+"""``denoise-bench status``: runs, and cells done, failed (with errors) and pending."""
+
+from __future__ import annotations
+
+from bench.config import DEFAULT_STORE
+from bench.store import open_existing
+
+
+def configure(sub) -> None:
+    parser = sub.add_parser("status", help="summarise the runs and cells in a store")
+    parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
+    parser.set_defaults(func=main)
+
+
+def main(args) -> int:
+    with open_existing(args.store) as store:
+        runs = store.query("SELECT run_id, started, finished, status, device FROM runs ORDER BY started")
+        counts = store.query("SELECT status, count(*) AS cells FROM cells GROUP BY status ORDER BY status")
+        failed = store.query("SELECT denoiser, dataset, degradation AS noise, level, repetition, status, "
+                             "error FROM cells WHERE status IN ('error', 'timeout') ORDER BY denoiser")
+        pending = store.query("SELECT denoiser, dataset, degradation AS noise, level, repetition "
+                              "FROM cells WHERE status = 'pending' ORDER BY denoiser")
+    runs["status"] = runs["status"].replace("running", "running (or killed)")
+    print(f"store: {args.store}\n\nruns:")
+    print(runs.fillna("").to_string(index=False))
+    print("\ncells:")
+    print(counts.to_string(index=False) if not counts.empty else "  (none)")
+    for title, table in (("failed", failed), ("pending", pending)):
+        if not table.empty:
+            print(f"\n{title}:")
+            print(table.to_string(index=False))
+    return 0

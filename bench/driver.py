@@ -1,0 +1,50 @@
+"""The driver: plan a grid's cells in the store, run the pending ones, record results."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from bench.grid import Cell, Grid
+from bench.store import Store
+
+
+@dataclass
+class RunSummary:
+    counts: Counter = field(default_factory=Counter)
+    cached: int = 0
+    failed: list[tuple[Cell, str]] = field(default_factory=list)
+    skipped: list[tuple[Cell, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
+             quiet: bool = False) -> RunSummary:
+    """Run every cell not already done; each result is committed as it arrives."""
+    config = grid.config
+    for name, (_, entry) in grid.metrics.items():
+        store.set_metric_info(name, entry.metadata["higher_is_better"])
+    store.plan_cells(run_id, grid.cells, config.seed, config.protocol, list(grid.metrics))
+    statuses = store.statuses([cell.key for cell in grid.cells])
+    todo = [cell for cell in grid.cells if statuses.get(cell.key) != "done"]
+    summary = RunSummary(cached=len(grid.cells) - len(todo))
+    summary.counts["done"] += summary.cached
+    cells = {cell.key: cell for cell in todo}
+    with tqdm(total=len(todo), desc="cells", unit="cell", disable=quiet, dynamic_ncols=True) as bar:
+        for key, result in executor.results(list(cells)):
+            cell = cells[key]
+            store.record_cell(run_id, cell, config.seed, config.protocol, list(grid.metrics),
+                              device, result)
+            summary.counts[result.status] += 1
+            if result.status in ("error", "timeout"):
+                summary.failed.append((cell, result.error))
+            elif result.status == "skipped":
+                summary.skipped.append((cell, result.error))
+            bar.set_postfix_str(f"{cell.denoiser} | {cell.dataset} {cell.degradation}:{cell.level:.4g}")
+            bar.update()
+    return summary

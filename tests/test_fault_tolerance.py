@@ -1,0 +1,132 @@
+"""Resume after a killed driver, hard timeouts, Dask workers dying, concurrent writers."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import rows
+
+PLUGIN = '''
+import os, signal, time
+from pathlib import Path
+import torch.nn.functional as F
+import bench
+
+class Slow:
+    """A 3x3 mean filter that takes its time, hangs or kills its own process when told."""
+    def __init__(self, delay=0.0, hang=False, die_once=""):
+        self.delay, self.hang, self.die_once = delay, hang, die_once
+    def __call__(self, y, sigma):
+        if self.die_once and not Path(self.die_once).exists():
+            Path(self.die_once).write_text("died")
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(3600 if self.hang else self.delay)
+        return F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+@bench.hookimpl
+def register_denoisers(register):
+    register("slow", Slow, sigma_aware=False, description="slow 3x3 mean")
+'''
+GRID = ["-d", "skimage-gray[crop=48]", "--limit-images", "3", "-n", "gaussian:0.05,0.1,0.15,0.2"]
+
+
+def bench_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "bench", *map(str, args)]
+
+
+def board(store) -> pd.DataFrame:
+    out = subprocess.run(bench_cmd("leaderboard", "--store", store, "--format", "csv"),
+                         capture_output=True, text=True, check=True).stdout
+    return pd.read_csv(io.StringIO(out), comment="#")
+
+
+@pytest.fixture
+def plugin(write_plugin):
+    return write_plugin(PLUGIN, "slow_plugin.py")
+
+
+def test_resume_after_sigkill_of_the_driver(plugin, tmp_path):
+    killed, whole = tmp_path / "killed.sqlite", tmp_path / "whole.sqlite"
+    args = [*GRID, "-m", "slow[delay=0.4]", "-m", "noisy", "--plugin", plugin, "--quiet"]
+    driver = subprocess.Popen(bench_cmd("run", *args, "--store", killed))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if killed.exists() and rows(killed, "SELECT count(*) FROM cells WHERE status = 'done'")[0][0] >= 3:
+            break
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    done_before = dict(rows(killed, "SELECT key, updated FROM cells WHERE status = 'done'"))
+    assert 3 <= len(done_before) < 8, "the driver should have been killed mid-grid"
+    assert rows(killed, "PRAGMA integrity_check") == [("ok",)]
+
+    assert subprocess.run(bench_cmd("run", *args, "--store", killed)).returncode == 0
+    after = dict(rows(killed, "SELECT key, updated FROM cells WHERE status = 'done'"))
+    assert len(after) == 8
+    assert all(after[key] == stamp for key, stamp in done_before.items()), "done cells were recomputed"
+
+    assert subprocess.run(bench_cmd("run", *args, "--store", whole)).returncode == 0
+    pd.testing.assert_frame_equal(board(killed), board(whole))
+
+
+def test_hanging_plugin_is_stopped_by_the_timeout(plugin, store, cli):
+    result = cli("run", "-d", "skimage-gray[crop=48]", "--limit-images", "2", "-n", "gaussian:0.1",
+                 "-m", "slow[hang=true]", "-m", "noisy", "--plugin", plugin, "--timeout", "5",
+                 "--store", store, "--quiet")
+    assert result.code == 1
+    assert "ran past --timeout 5s" in result.err
+    assert set(rows(store, "SELECT denoiser, status FROM cells")) == {
+        ("slow[hang=true]", "timeout"), ("noisy", "done")}
+    status = cli("status", "--store", store)
+    assert "timeout" in status.out and "ran past --timeout" in status.out
+
+
+def test_dask_matches_local_and_survives_a_killed_worker(plugin, tmp_path):
+    local, dask = tmp_path / "local.sqlite", tmp_path / "dask.sqlite"
+    args = [*GRID, "-m", "noisy", "-m", "gaussian-filter", "--plugin", plugin, "--quiet"]
+    marker = tmp_path / "died-once"
+    assert subprocess.run(bench_cmd("run", *args, "-m", "slow", "--store", local)).returncode == 0
+    result = subprocess.run(bench_cmd("run", *args, "-m", f"slow[die_once={marker}]", "--store", dask,
+                                      "--executor", "dask", "--workers", "2"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert marker.exists(), "the worker-killing cell never ran"
+    query = ("SELECT c.dataset, c.degradation, c.level, replace(c.denoiser, '[die_once={m}]', ''), "
+             "s.image_id, s.metric, s.value FROM cells c JOIN scores s ON s.cell_key = c.key "
+             "ORDER BY 1, 2, 3, 4, 5, 6")
+    assert rows(local, query.format(m="")) == rows(dask, query.format(m=marker))
+
+
+def test_concurrent_runs_on_one_store(plugin, store):
+    store.parent.mkdir(parents=True)
+    args = [*GRID, "-m", "slow[delay=0.1]", "-m", "noisy", "--plugin", plugin, "--store", store, "--quiet"]
+    first, second = subprocess.Popen(bench_cmd("run", *args)), subprocess.Popen(bench_cmd("run", *args))
+    assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
+    assert rows(store, "PRAGMA integrity_check") == [("ok",)]
+    assert rows(store, "SELECT count(*), count(DISTINCT key) FROM cells WHERE status = 'done'") == [(8, 8)]
+    assert rows(store, "SELECT count(*) FROM scores") == [(8 * 3 * 2,)]
+    assert len(board(store)) == 8
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach Dask scheduler"),
+    (["--executor", "dask", "--workers", "0"], "--workers must be >= 1"),
+    (["--timeout", "0"], "--timeout must be > 0"),
+    (["--timeout", "-3"], "--timeout must be > 0"),
+    (["--workers", "2"], "need --executor dask"),
+])
+def test_executor_bad_input(cli, store, args, message):
+    start = time.time()
+    result = cli("run", "-d", "skimage-gray[crop=48]", "-n", "gaussian:0.1", "-m", "noisy",
+                 *args, "--store", store, "--quiet")
+    assert result.code == 2 and message in result.err, result.err
+    assert time.time() - start < 30
+    assert not store.exists()
