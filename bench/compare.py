@@ -20,6 +20,8 @@ COMPARE_GROUP = ["dataset", "noise", "level", "protocol"]
 N_BOOT = 10_000
 RANK_BOOT = 2_000
 CONFIDENCE = 0.95
+#: Resampling counts held in memory at once (resamples x units).
+CHUNK_CELLS = 2_000_000
 
 
 def bootstrap_counts(strata: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -44,9 +46,14 @@ def bootstrap_mean_ci(values: np.ndarray, strata: np.ndarray | None = None, n_bo
     strata = np.zeros(len(values), dtype=int) if strata is None else np.asarray(strata)
     present = ~np.isnan(values)
     mean = np.array([col[ok].mean() if ok.any() else np.nan for col, ok in zip(values.T, present.T)])
-    counts = bootstrap_counts(strata, n_boot, np.random.default_rng(seed))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot = (counts @ np.where(present, values, 0.0)) / (counts @ present)
+    rng = np.random.default_rng(seed)
+    filled = np.where(present, values, 0.0)
+    chunk = max(1, CHUNK_CELLS // len(values))  # resample in blocks to bound memory on big datasets
+    boot = np.empty((n_boot, values.shape[1]))
+    for start in range(0, n_boot, chunk):
+        counts = bootstrap_counts(strata, min(chunk, n_boot - start), rng)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot[start:start + len(counts)] = (counts @ filled) / (counts @ present)
     tail = (1 - confidence) / 2
     low, high = np.full(len(mean), np.nan), np.full(len(mean), np.nan)
     enough = present.sum(axis=0) >= 2

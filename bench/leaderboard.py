@@ -20,7 +20,7 @@ from scipy import stats
 
 from bench import compare
 from bench.errors import UsageError
-from bench.specs import parse_spec
+from bench.specs import Spec, parse_spec
 from bench.store import Store
 
 FORMATS = ("table", "csv", "markdown", "latex", "json")
@@ -42,7 +42,7 @@ def latest_done_cells(store: Store) -> pd.DataFrame:
     cells = store.query("SELECT * FROM cells WHERE status = 'done'")
     if cells.empty:
         return cells
-    return cells.sort_values("updated").drop_duplicates(IDENTITY, keep="last")
+    return cells.sort_values("updated", kind="stable").drop_duplicates(IDENTITY, keep="last")
 
 
 def latest_done_scores(store: Store, metric: str) -> pd.DataFrame:
@@ -61,6 +61,13 @@ def check_metric(store: Store, metric: str) -> bool:
         raise UsageError(f"no scores for metric {metric!r} in {store.path}; "
                          f"available: {', '.join(sorted(known)) or 'none'}")
     return known[metric]
+
+
+def scored_metrics(store: Store) -> list[str]:
+    """Metrics with scores of done cells in the store, in name order."""
+    found = store.query("SELECT DISTINCT s.metric FROM scores s JOIN cells c ON c.key = s.cell_key "
+                        "WHERE c.status = 'done'")["metric"]
+    return sorted(set(found) & set(store.higher_is_better()))
 
 
 def scores_for(store: Store, metric: str) -> pd.DataFrame:
@@ -83,6 +90,15 @@ def summarise(values: pd.Series) -> pd.Series:
                       "ci95_low": mean - half, "ci95_high": mean + half})
 
 
+def add_level_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``level_255`` (Gaussian sigma on the 0-255 scale) and ``peak`` (Poisson) after ``level``."""
+    table = table.copy()
+    at = list(table.columns).index("level") + 1
+    table.insert(at, "level_255", np.where(table["noise"] == "gaussian", table["level"] * 255, np.nan))
+    table.insert(at + 1, "peak", np.where(table["noise"] == "poisson", table["level"], np.nan))
+    return table
+
+
 def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
     """The ranked table for one metric; rank 1 is best within (dataset, noise, level)."""
     higher = check_metric(store, metric)
@@ -91,8 +107,7 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
     table = (scores.groupby(by, sort=False, dropna=False)["value"]
              .apply(summarise).unstack().reset_index())
     table["n"] = table["n"].astype(int)
-    table.insert(3, "level_255", np.where(table["noise"] == "gaussian", table["level"] * 255, np.nan))
-    table.insert(4, "peak", np.where(table["noise"] == "poisson", table["level"], np.nan))
+    table = add_level_columns(table)
     within = ["dataset", "noise", "level", "protocol"]
     table["rank"] = (table.groupby(within, dropna=False)["mean"]
                      .rank(ascending=not higher, method="min").astype(int))
@@ -114,7 +129,7 @@ def failed_cells(store: Store) -> pd.DataFrame:
     columns = ["dataset", "noise", "level", "denoiser", "repetition", "status", "error"]
     if cells.empty:
         return pd.DataFrame(columns=columns)
-    latest = cells.sort_values("updated").drop_duplicates(IDENTITY, keep="last")
+    latest = cells.sort_values("updated", kind="stable").drop_duplicates(IDENTITY, keep="last")
     failed = latest[latest["status"] != "done"].rename(columns={"degradation": "noise"})
     return failed.sort_values(["status", "dataset", "noise", "level", "denoiser"])[columns] \
         .reset_index(drop=True)
@@ -130,7 +145,7 @@ def paper_name(name: str) -> str:
         return name
     if spec.params.get("vst") != "anscombe":
         return name
-    return type(spec)(spec.name, {k: v for k, v in spec.params.items() if k != "vst"}).label
+    return Spec(spec.name, {k: v for k, v in spec.params.items() if k != "vst"}).label
 
 
 def merge_default_vst(table: pd.DataFrame, within: list[str]) -> pd.DataFrame:
@@ -150,6 +165,7 @@ def wide(store: Store, metrics: tuple[str, ...] | list[str] = WIDE_METRICS) -> p
     if "protocol" in table.columns:
         table["dataset"] = table["dataset"] + " (" + table["protocol"] + ")"
     table = merge_default_vst(table, ["metric", "dataset", "noise", "level"])
+    table = table.assign(noise=table["noise"].fillna("-"), level=table["level"].fillna(-1.0))  # sampler cells
     out = table.pivot_table(index=WIDE_INDEX, columns=["noise", "level", "metric"], values="mean",
                             aggfunc="first", dropna=False, sort=False)
     noises = list(dict.fromkeys(table["noise"]))
@@ -181,7 +197,7 @@ def provenance(store: Store) -> dict:
     """What produced the numbers: runs, versions, devices, seeds, protocols of the ranked cells."""
     cells = latest_done_cells(store)
     runs = store.query("SELECT * FROM runs")
-    used = runs[runs["run_id"].isin(set(cells.get("run_id", [])))]
+    used = runs[runs["run_id"].isin(set(cells["run_id"]))]
     described = []
     for run in used.sort_values("started").itertuples():
         config = json.loads(run.config or "{}")
@@ -194,9 +210,9 @@ def provenance(store: Store) -> dict:
         "store": str(store.path),
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run_ids": [r["run_id"] for r in described],
-        "devices": sorted(set(cells.get("device", pd.Series(dtype=str)).dropna())),
-        "seeds": sorted(int(s) for s in set(cells.get("seed", pd.Series(dtype=int)).dropna())),
-        "protocols": sorted(set(cells.get("protocol", pd.Series(dtype=str)).dropna())),
+        "devices": sorted(set(cells["device"].dropna())),
+        "seeds": sorted(int(s) for s in set(cells["seed"].dropna())),
+        "protocols": sorted(set(cells["protocol"].dropna())),
         "cells": int(len(cells)),
         "runs": described,
     }
@@ -238,7 +254,7 @@ def flat_name(column: tuple) -> str:
 
 def level_label(noise, level, style: str = "ascii") -> str:
     """sigma=15 (on the 0-255 scale) for Gaussian noise, peak=16 for Poisson, the value otherwise."""
-    if pd.isna(level):
+    if pd.isna(level) or level == -1.0:  # no level (see ``wide``)
         return "-"
     if noise == "gaussian":
         symbol = {"ascii": "sigma", "unicode": "σ", "latex": r"$\sigma$"}[style]
@@ -304,9 +320,7 @@ def formatted(table: pd.DataFrame, style: str) -> pd.DataFrame:
         values = table[column]
         if column in ("level_255", "peak") and values.isna().all():
             continue
-        if column == "level":
-            text = values.map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
-        elif column in ("level_255", "peak"):
+        if column in ("level", "level_255", "peak"):
             text = values.map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
         elif pd.api.types.is_integer_dtype(values):
             text = values.map(str)
@@ -424,6 +438,8 @@ def render(table: pd.DataFrame, fmt: str, provenance: dict | None = None) -> str
         shown.columns = header_names(table, "unicode")
         shown = pd.concat([table.index.to_frame(index=False), shown.reset_index(drop=True)], axis=1)
         align = ["left"] * len(WIDE_INDEX) + align
+    if fmt == "markdown":  # a pipe inside a cell would end it
+        shown = shown.map(lambda cell: str(cell).replace("|", r"\|"))
     text = shown.to_markdown(index=False, disable_numparse=True, colalign=align,
                              tablefmt="github" if fmt == "markdown" else "simple") + "\n"
     if fmt == "markdown":

@@ -110,8 +110,8 @@ def gallery_choices(store: Store, per_level: int) -> pd.DataFrame:
 def build(store: Store, registry: Registry, metrics: list[str] | None = None, galleries: int = 1,
           figures_dir: str | Path | None = None) -> str:
     """The report's HTML. UsageError when the store has nothing to show or a metric is unknown."""
-    known = store.higher_is_better()
-    metrics = list(dict.fromkeys(metrics or [m for m in lb.WIDE_METRICS if m in known] or sorted(known)[:1]))
+    scored = lb.scored_metrics(store)
+    metrics = list(dict.fromkeys(metrics or [m for m in lb.WIDE_METRICS if m in scored] or scored[:1]))
     if not metrics:
         raise UsageError(f"no scores in {store.path}; run `denoise-bench run` first")
     longs = {m: lb.leaderboard(store, m) for m in metrics}
@@ -132,7 +132,11 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
 
     plots = Section("Figures")
     for metric, table in longs.items():
-        fig = figures.metric_vs_level(table)
+        try:
+            fig = figures.metric_vs_level(table)
+        except UsageError as exc:  # e.g. sampler cells only: nothing has a noise level
+            plots.parts.append(f'<p class="note">{html.escape(str(exc))}</p>')
+            continue
         plots.parts.append(image(figures.to_png(fig), f"{metric} against noise level",
                                  f"{metric.upper()} against noise level: mean and 95% CI band over images."))
         _save(fig, figures_dir, f"{metric}_vs_level")

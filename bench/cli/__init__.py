@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from bench import __version__
-from bench.cli import compare, leaderboard, listing, report, run, sample
+from bench.cli import compare, leaderboard, listing, report, run, sample, status
 from bench.errors import UsageError
 
-COMMANDS = (run, listing, leaderboard, sample, compare, report)
+COMMANDS = (run, listing, leaderboard, sample, compare, report, status)
 
 
 class _Parser(argparse.ArgumentParser):

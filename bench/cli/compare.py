@@ -61,7 +61,7 @@ def main(args) -> int:
     pairs = compare.paired(pd.concat(rows.values()), args.a, args.b)
     if pairs.empty:
         raise UsageError(f"{args.a!r} and {args.b!r} never ran on the same noisy images")
-    table = compare.compare(pairs, higher, n_boot=args.bootstrap)
+    table = lb.add_level_columns(compare.compare(pairs, higher, n_boot=args.bootstrap))
     if table["protocol"].nunique(dropna=True) <= 1 and set(table["protocol"].dropna()) <= {"default"}:
         table = table.drop(columns="protocol")
     direction = "higher" if higher else "lower"

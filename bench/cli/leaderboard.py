@@ -36,7 +36,7 @@ def configure(sub) -> None:
 def build_table(store, args) -> pd.DataFrame:
     """The table the flags ask for; UsageError (nothing written) for an unknown metric."""
     if args.wide:
-        metrics = args.metrics or [m for m in lb.WIDE_METRICS if m in store.higher_is_better()] or ["psnr"]
+        metrics = args.metrics or [m for m in lb.WIDE_METRICS if m in lb.scored_metrics(store)] or ["psnr"]
         return lb.wide(store, list(dict.fromkeys(metrics)))
     tables = [lb.ranking_summary(store, m) if args.summary else lb.leaderboard(store, m)
               for m in dict.fromkeys(args.metrics or ["psnr"])]
