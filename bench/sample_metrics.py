@@ -86,8 +86,8 @@ def wasserstein_1d(u: torch.Tensor, v: torch.Tensor, p: float = 2.0) -> torch.Te
     """
     u, v = u.double().sort(dim=1).values, v.double().sort(dim=1).values
     n, m = u.shape[1], v.shape[1]
-    cuts = torch.cat([torch.arange(1, n + 1, device=u.device) / n,
-                      torch.arange(1, m + 1, device=u.device) / m]).double().sort().values
+    steps = [torch.arange(1, k + 1, device=u.device, dtype=torch.float64) / k for k in (n, m)]
+    cuts = torch.cat(steps).sort().values
     widths = torch.diff(cuts, prepend=cuts.new_zeros(1))
     middle = cuts - widths / 2
     iu = (middle * n).long().clamp(max=n - 1)

@@ -51,3 +51,14 @@ def write_plugin(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for tests made of many small ops (thread hand-offs dominate on a busy CPU)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

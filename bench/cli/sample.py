@@ -18,7 +18,6 @@ import torch
 
 from bench import sample_metrics
 from bench.config import DEFAULT_STORE, RunConfig
-from bench.datasets import ImageSet
 from bench.device import resolve_device
 from bench.errors import Skip, UsageError
 from bench.grid import Cell, _load_dataset, model_spec
@@ -104,13 +103,9 @@ def save_grid(path: Path, samples: torch.Tensor) -> None:
     io.imsave(path, grid.astype(np.uint8), check_contrast=False)
 
 
-def save_scatter(path: Path, samples: torch.Tensor, truth, training: torch.Tensor, title: str) -> None:
-    """Samples over the true log-density (or the training points when the truth is unknown)."""
-    from matplotlib.figure import Figure
-
+def draw_scatter(axes, samples: torch.Tensor, truth, training: torch.Tensor, title: str) -> None:
+    """2-D samples over the true density (or over the training points when the truth is unknown)."""
     points = samples.float().cpu().numpy()
-    figure = Figure(figsize=(4.2, 4.2), dpi=110)
-    axes = figure.subplots()
     ref = training.float().cpu().numpy()
     low, high = ref.min(0) - 0.75, ref.max(0) + 0.75
     if truth is not None:
@@ -121,9 +116,16 @@ def save_scatter(path: Path, samples: torch.Tensor, truth, training: torch.Tenso
     else:
         axes.scatter(ref[:, 0], ref[:, 1], s=2, c="lightgray")
     finite = np.isfinite(points).all(1)
-    axes.scatter(points[finite, 0], points[finite, 1], s=5, c="crimson", linewidths=0)
-    axes.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), aspect="equal")
+    axes.scatter(points[finite, 0], points[finite, 1], s=4, c="crimson", linewidths=0)
+    axes.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), aspect="equal", xticks=[], yticks=[])
     axes.set_title(title, fontsize=7)
+
+
+def save_scatter(path: Path, samples: torch.Tensor, truth, training: torch.Tensor, title: str) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.2, 4.2), dpi=110)
+    draw_scatter(figure.subplots(), samples, truth, training, title)
     figure.tight_layout()
     figure.savefig(path)
 
@@ -173,10 +175,15 @@ def main(args) -> int:
     truth = getattr(data, "truth", None)
     device = resolve_device(args.device)
     built = model_spec(score_spec, score_entry, dataset_label)
+    model = build_error = None
     try:
         model = registry.build("denoisers", built)
     except Skip as exc:
         raise UsageError(f"score model {built.label!r} unavailable: {exc}") from None
+    except UsageError:
+        raise
+    except Exception as exc:  # a crashing plugin fails this cell, recorded with its error
+        build_error = f"building {built.label} failed: {error_line(exc)}"
 
     dataset_entry = registry.get("datasets", dataset_spec.name)
     score_label = score_spec.label
@@ -195,8 +202,11 @@ def main(args) -> int:
             store.set_metric_info(name, info.higher_is_better)
         run_id = store.start_run({"command": "sample", **meta, "device": str(device)},
                                  versions(plugins), str(device), sys.argv)
-        outcome = sample_and_score(sampler, model, items, training, truth, args, device)
-        result, metrics, cell_result = outcome
+        if build_error:
+            result, metrics, cell_result = None, {}, CellResult("error", build_error)
+        else:
+            result, metrics, cell_result = sample_and_score(sampler, model, items, training, truth,
+                                                            args, device)
         if result is not None:
             written = write_outputs(folder, result, metrics, meta, truth, training)
             print(f"samples: {', '.join(str(p) for p in written)}", file=sys.stderr)
