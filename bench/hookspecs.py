@@ -16,7 +16,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_denoisers(register):
     """Register denoisers: ``factory(**params)`` returns ``obj(y, sigma) -> x_hat``.
 
-    Metadata: ``sigma_aware`` (bool), ``description`` (str), ``native_poisson``.
+    Metadata: ``sigma_aware`` (bool), ``description`` (str), ``native_poisson``
+    (on Poisson data ``obj`` then gets the peak instead of sigma, through
+    ``obj.denoise_poisson(y, peak)`` when it has that method).
     """
 
 
