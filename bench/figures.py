@@ -25,7 +25,7 @@ from bench import leaderboard as lb
 from bench.config import RunConfig
 from bench.datasets import ImageSet
 from bench.errors import UsageError
-from bench.grid import _load_dataset
+from bench.grid import load_dataset
 from bench.outputs import output_dir
 from bench.registry import Registry
 from bench.runner import finish, make_batches
@@ -205,7 +205,7 @@ def run_config(store: Store, run_id: str) -> RunConfig:
 def clean_and_noisy(registry: Registry, config: RunConfig, dataset: str, noise: str, level: float,
                     repetition: int, seed: int, image_id: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The clean image and the very noisy image the denoisers saw, as (C, H, W) CPU tensors."""
-    images = _load_dataset(registry, parse_spec(dataset, "dataset"), config)
+    images = load_dataset(registry, parse_spec(dataset, "dataset"), config)
     if image_id not in images.ids:
         raise UsageError(f"image {image_id!r} is not in dataset {dataset!r}")
     clean = images.images[images.ids.index(image_id)]

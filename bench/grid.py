@@ -15,6 +15,7 @@ from bench.config import RunConfig
 from bench.datasets import ImageSet
 from bench.degradations import Degradation
 from bench.errors import Skip, UsageError
+from bench.model_store import ModelContext, using_context
 from bench.plugins import error_line
 from bench.registry import Entry, Registry
 from bench.specs import Spec, parse_noise, parse_spec
@@ -71,7 +72,7 @@ class Grid:
     cells: list[Cell]
 
 
-def _load_dataset(registry: Registry, spec: Spec, config: RunConfig) -> ImageSet:
+def load_dataset(registry: Registry, spec: Spec, config: RunConfig) -> ImageSet:
     entry = registry.get("datasets", spec.name)
     if entry.metadata.get("uses_data_root") and "root" not in spec.params and config.data_root:
         spec = Spec(spec.name, {**spec.params, "root": config.data_root})
@@ -107,6 +108,12 @@ def model_spec(spec: Spec, entry: Entry, dataset: str) -> Spec:
     return Spec(spec.name, params)
 
 
+def model_identity(denoiser: Denoiser) -> str:
+    """The built model's label, plus its ``fingerprint`` (e.g. a checkpoint's hash) if it has one."""
+    fingerprint = getattr(denoiser.model, "fingerprint", None)
+    return denoiser.spec.label if fingerprint is None else f"{denoiser.spec.label}@{fingerprint}"
+
+
 def call_mode(spec: Spec, entry: Entry, degradation: Degradation) -> tuple[str, str]:
     """(mode, row name) of a denoiser on a degradation; VST by default on Poisson."""
     vst = spec.params.get("vst", "anscombe")
@@ -137,8 +144,17 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, degradation:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def build_grid(config: RunConfig, registry: Registry) -> Grid:
-    """Resolve every name, parse every level, load data and build denoisers."""
+def build_grid(config: RunConfig, registry: Registry, quiet: bool = False) -> Grid:
+    """Resolve every name, parse every level, load data and build denoisers.
+
+    Learned denoisers load (or first train, unless ``config.no_train``) from the
+    model store ``bench.model_store.ModelContext.for_run`` derives from the config.
+    """
+    with using_context(ModelContext.for_run(config, registry, quiet)):
+        return _build_grid(config, registry)
+
+
+def _build_grid(config: RunConfig, registry: Registry) -> Grid:
     dataset_specs = [parse_spec(text, "dataset") for text in config.datasets]
     denoiser_specs = [parse_spec(text, "denoiser") for text in config.denoisers]
     metrics = {name: (registry.build("metrics", Spec(name)), registry.get("metrics", name))
@@ -156,7 +172,7 @@ def build_grid(config: RunConfig, registry: Registry) -> Grid:
         levels += [(noise.degradation, degradation.parse_level(v)) for v in noise.levels]
     levels = list(dict.fromkeys(levels))
 
-    datasets = {spec.label: _load_dataset(registry, spec, config) for spec in dataset_specs}
+    datasets = {spec.label: load_dataset(registry, spec, config) for spec in dataset_specs}
     for label, data in datasets.items():
         if not isinstance(data, ImageSet):
             raise UsageError(f"dataset {label!r} is {type(data).__name__}, not images; "
@@ -173,6 +189,6 @@ def build_grid(config: RunConfig, registry: Registry) -> Grid:
             denoisers[built.label] = _build_denoiser(registry, built)
         mode, row = call_mode(spec, entry, degradations[degradation][0])
         key = cell_key(config, dataset_entries[dataset], dataset, degradations[degradation][1],
-                       level, entry, row, built.label, metrics, repetition)
+                       level, entry, row, model_identity(denoisers[built.label]), metrics, repetition)
         cells.append(Cell(dataset, degradation, level, row, repetition, built.label, mode, key))
     return Grid(config, datasets, dataset_entries, degradations, denoisers, metrics, cells)

@@ -12,6 +12,7 @@ optional package such as ptwt or timm, a download that fails) is a Skip.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.util
 import inspect
 from pathlib import Path
@@ -174,13 +175,24 @@ def _args(params: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in params.items())
 
 
-class DeepinvDenoiser(torch.nn.Module):
-    """Calls ``model(y, sigma_scale * sigma)``; the scale serves threshold-style models (TV, wavelets)."""
+def weights_fingerprint(weights: str | None) -> str | None:
+    """Hash of a weights file's bytes: replacing the file changes the cell keys."""
+    if weights is None:
+        return None
+    return hashlib.sha256(Path(weights).expanduser().read_bytes()).hexdigest()[:12]
 
-    def __init__(self, model: torch.nn.Module, sigma_scale: float = 1.0):
+
+class DeepinvDenoiser(torch.nn.Module):
+    """Calls ``model(y, sigma_scale * sigma)``; the scale serves threshold-style models (TV, wavelets).
+
+    ``fingerprint`` (the weights file's hash) goes into the cell key (see ``bench.grid.model_identity``).
+    """
+
+    def __init__(self, model: torch.nn.Module, sigma_scale: float = 1.0, fingerprint: str | None = None):
         super().__init__()
         self.model = model
         self.sigma_scale = sigma_scale
+        self.fingerprint = fingerprint
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return self.model(y, sigma * self.sigma_scale)
@@ -207,13 +219,15 @@ def deepinv_model(class_name: str, weights: str | None = None, sigma_scale: floa
     _check_scale(sigma_scale)
     if not class_name:
         raise bench.UsageError("deepinv: needs a class name, e.g. deepinv:DRUNet[weights=PATH]")
-    return DeepinvDenoiser(build_model(model_class(class_name), weights, params), sigma_scale)
+    return DeepinvDenoiser(build_model(model_class(class_name), weights, params), sigma_scale,
+                           weights_fingerprint(weights))
 
 
 def ram_model(weights: str | None = None, sigma_scale: float = 1.0, **params) -> RAMDenoiser:
     """Factory for ``deepinv:RAM``, which also takes Poisson data natively."""
     _check_scale(sigma_scale)
-    return RAMDenoiser(build_model(deepinv.models.RAM, weights, params), sigma_scale)
+    return RAMDenoiser(build_model(deepinv.models.RAM, weights, params), sigma_scale,
+                       weights_fingerprint(weights))
 
 
 @bench.hookimpl

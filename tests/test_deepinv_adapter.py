@@ -198,3 +198,26 @@ def test_native_poisson_denoisers_get_the_peak_by_name(cli, store, write_plugin)
     for degradation, value in (("poisson", 0.25), ("gaussian", 0.5)):
         expected = (clean.double() - value).pow(2).mean().item()
         assert got[degradation] == pytest.approx(expected, rel=1e-6), degradation
+
+
+def test_replacing_the_weights_file_changes_the_cell_key(tmp_path):
+    """A new checkpoint under the same path must not reuse the old results."""
+    from bench.config import RunConfig
+    from bench.grid import build_grid
+    from bench.plugins import get_plugin_set
+    from bench.registry import Registry
+
+    weights = tmp_path / "dncnn.pth"
+    registry = Registry(get_plugin_set())
+
+    def keys(seed: int) -> list[str]:
+        model = deepinv.models.DnCNN(in_channels=1, out_channels=1, depth=2, pretrained=None)
+        torch.manual_seed(seed)
+        for p in model.parameters():
+            torch.nn.init.normal_(p)
+        torch.save(model.state_dict(), weights)
+        config = RunConfig(datasets=["skimage-gray[crop=32]"], noise=["gaussian:0.1"], limit_images=1,
+                           denoisers=[f"deepinv:DnCNN[in_channels=1,out_channels=1,depth=2,weights={weights}]"])
+        return [cell.key for cell in build_grid(config, registry).cells]
+
+    assert keys(0) != keys(1)

@@ -20,7 +20,7 @@ from bench import sample_metrics
 from bench.config import DEFAULT_STORE, RunConfig
 from bench.device import resolve_device
 from bench.errors import Skip, UsageError
-from bench.grid import Cell, _load_dataset, model_spec
+from bench.grid import Cell, load_dataset, model_spec
 from bench.outputs import to_uint8
 from bench.plugins import error_line, get_plugin_set, source_fingerprint
 from bench.provenance import versions
@@ -82,11 +82,11 @@ def accepts(factory, name: str) -> bool:
 def load_data(registry: Registry, spec: Spec, data_root: str | None):
     """The dataset as given, and the training data (its split=train when it has splits)."""
     config = RunConfig(data_root=data_root)
-    data = _load_dataset(registry, spec, config)
+    data = load_dataset(registry, spec, config)
     entry = registry.get("datasets", spec.name)
     if accepts(entry.factory, "split") and spec.params.get("split") != "train":
         train_params = {k: v for k, v in spec.params.items() if k not in ("split", "n")}
-        return data, _load_dataset(registry, Spec(spec.name, {**train_params, "split": "train"}), config)
+        return data, load_dataset(registry, Spec(spec.name, {**train_params, "split": "train"}), config)
     return data, data
 
 
