@@ -32,6 +32,10 @@ class RunConfig:
     protocol: str = "default"
     data_root: str | None = None
     save_images: int = 0
+    #: Model store for learned denoisers (default: ``models/`` beside the store).
+    models: str | None = None
+    #: Fail instead of training a learned denoiser that has no checkpoint yet.
+    no_train: bool = False
 
     def validate(self) -> None:
         for name in ("datasets", "noise", "denoisers", "metrics"):

@@ -49,12 +49,17 @@ def configure(sub) -> None:
                         help="with --executor dask: use the cluster at this scheduler address")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="hard limit per cell: cells run in a child process that is stopped")
+    parser.add_argument("--models", metavar="DIR",
+                        help="model store of learned denoisers (default: models/ beside the store)")
+    parser.add_argument("--no-train", action="store_true", default=None,
+                        help="fail instead of training a learned denoiser that has no checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     parser.set_defaults(func=main)
 
 
 OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
-             "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "save_images")
+             "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "save_images",
+             "models", "no_train")
 
 
 def main(args) -> int:
@@ -64,7 +69,7 @@ def main(args) -> int:
     broken = plugins.broken_local()
     if broken:
         raise UsageError(f"plugin {broken[0].source} failed to load: {broken[0].error}")
-    grid = build_grid(config, Registry(plugins))
+    grid = build_grid(config, Registry(plugins), quiet=args.quiet)
     device = resolve_device(config.device)
     executor = make_executor(args.executor, grid, device, args.workers, args.scheduler, args.timeout)
     device_name = str(device) if args.executor == "local" else f"dask:{config.device}"

@@ -1,0 +1,360 @@
+"""The training loop: clean images held as one tensor on the device, noise drawn per batch there.
+
+Loss is the MSE against the clean image. Every random draw (order, crops,
+flips, noise levels, noise) comes from one ``torch.Generator`` on the device,
+seeded from ``TrainOptions.seed``, and the model is initialised under the same
+seed, so training on the CPU gives the same weights every time. A held-out
+part of the training images gives the validation loss (fixed noise, drawn once
+on the CPU), which early stopping watches. Mixed precision is used on CUDA
+when asked.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from bench.device import synchronize
+from bench.errors import UsageError
+from bench.specs import format_value, parse_number
+
+#: Noise families the loop can draw; Poisson data reaches Gaussian models through the VST.
+TRAINING_NOISE = ("gaussian",)
+#: Number of fixed noise levels each validation image is scored at, for a range.
+VALIDATION_LEVELS = 3
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainingNoise:
+    """Gaussian noise levels: a list of levels, or a range ``low:high`` sampled uniformly.
+
+    Each training image in a batch gets its own level.
+    """
+
+    levels: tuple[float, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+
+    @property
+    def is_range(self) -> bool:
+        return not self.levels
+
+    @property
+    def label(self) -> str:
+        if self.is_range:
+            return f"gaussian:{format_value(self.low)}:{format_value(self.high)}"
+        return "gaussian:" + ",".join(format_value(v) for v in self.levels)
+
+    def sample(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """(n,) noise levels, drawn on the device."""
+        if self.is_range:
+            u = torch.rand(n, generator=generator, device=device)
+            return self.low + (self.high - self.low) * u
+        levels = torch.tensor(self.levels, device=device)
+        return levels[torch.randint(len(levels), (n,), generator=generator, device=device)]
+
+    def validation_levels(self) -> tuple[float, ...]:
+        """The levels validation images are scored at: the list, or midpoints spread over the range."""
+        if not self.is_range:
+            return self.levels
+        step = (self.high - self.low) / VALIDATION_LEVELS
+        return tuple(self.low + step * (k + 0.5) for k in range(VALIDATION_LEVELS))
+
+
+def parse_training_noise(text: str) -> TrainingNoise:
+    """``gaussian:0.05,0.2`` (levels), ``gaussian:0.01:0.25`` or ``0.01:0.25`` (a range)."""
+    name, sep, rest = text.partition(":")
+    try:
+        parse_number(name)
+        name, rest = "gaussian", text  # a bare range or level list
+    except (ValueError, ZeroDivisionError):
+        if not sep:
+            rest = ""
+    name = name.strip()
+    if name not in TRAINING_NOISE:
+        raise UsageError(f"training noise {text!r}: only {', '.join(TRAINING_NOISE)} noise can be "
+                         "trained on (Poisson rows use the Anscombe VST)")
+    try:
+        if ":" in rest:
+            low, high = (parse_number(v) for v in rest.split(":", 1))
+            noise = TrainingNoise(low=low, high=high)
+        else:
+            levels = tuple(parse_number(v) for v in rest.split(",") if v.strip())
+            if not levels:
+                raise ValueError("no levels")
+            noise = TrainingNoise(levels=levels)
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"malformed training noise {text!r}: expected e.g. gaussian:0.05,0.2 "
+                         "(levels) or gaussian:0.01:0.25 (a range low:high)") from None
+    values = noise.levels or (noise.low, noise.high)
+    if min(values) < 0:
+        raise UsageError(f"training noise {text!r}: noise levels must be >= 0")
+    if noise.is_range and noise.low > noise.high:
+        raise UsageError(f"training noise {text!r}: the range low:high has low > high")
+    if max(values) == 0:
+        raise UsageError(f"training noise {text!r}: at least one noise level must be > 0")
+    return noise
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything that decides what a training run produces (besides model and data)."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    noise: str = "gaussian:0:0.25"
+    seed: int = 0
+    #: Train on random patch x patch crops (the MLP's input size); None: whole images.
+    patch: int | None = None
+    #: Random horizontal flips of the training images.
+    hflip: bool = False
+    val_fraction: float = 0.1
+    #: Validate every this many epochs.
+    val_every: int = 1
+    #: Stop after this many validations without a lower validation loss (then keep the best).
+    early_stopping: int | None = None
+    #: Mixed precision (float16 autocast); only used on CUDA.
+    amp: bool = False
+    #: ``constant`` learning rate, or ``cosine``: annealed to 0 over all epochs, per step.
+    schedule: str = "constant"
+
+    def validate(self) -> TrainingNoise:
+        """Check every value (UsageError on a bad one); returns the parsed noise."""
+        for name in ("epochs", "batch_size", "val_every"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UsageError(f"lr must be > 0, got {self.lr}")
+        if self.patch is not None and self.patch < 1:
+            raise UsageError(f"patch must be >= 1, got {self.patch}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule {self.schedule!r}; choose {', '.join(SCHEDULES)}")
+        if not 0 <= self.val_fraction < 1:
+            raise UsageError(f"val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.early_stopping is not None:
+            if self.early_stopping < 1:
+                raise UsageError(f"early-stopping patience must be >= 1, got {self.early_stopping}")
+            if self.val_fraction == 0:
+                raise UsageError("early stopping needs validation images: use a val-fraction > 0")
+        return parse_training_noise(self.noise)
+
+    def with_overrides(self, **overrides) -> "TrainOptions":
+        """A copy with the given values replaced (None means keep)."""
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in overrides.items() if k in known and v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced: the final weights, losses per validation, timings."""
+
+    state_dict: dict
+    history: list[dict] = field(default_factory=list)
+    train_loss: float = float("nan")
+    val_loss: float | None = None
+    best_epoch: int | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
+    steps: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+
+    def summary(self) -> dict:
+        """Everything except the weights, for the checkpoint's JSON."""
+        return {k: v for k, v in asdict(self).items() if k != "state_dict"}
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) indices: a seeded random ``fraction`` of n held out (at least one)."""
+    if fraction == 0 or n < 2:
+        return list(range(n)), []
+    n_val = min(n - 1, max(1, round(n * fraction)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def patches_per_image(height: int, width: int, patch: int | None) -> int:
+    """Random crops drawn per image per epoch: as many as it takes to tile the image once."""
+    if patch is None:
+        return 1
+    return math.ceil(height / patch) * math.ceil(width / patch)
+
+
+def random_crops(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """One random size x size crop of each image in a (B, C, H, W) batch."""
+    b, _, h, w = x.shape
+    top = torch.randint(h - size + 1, (b,), generator=generator, device=x.device)
+    left = torch.randint(w - size + 1, (b,), generator=generator, device=x.device)
+    offsets = torch.arange(size, device=x.device)
+    rows = (top[:, None] + offsets)[:, :, None]
+    cols = (left[:, None] + offsets)[:, None, :]
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return x.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def random_hflips(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+@dataclass
+class ValidationSet:
+    """Held-out clean images, each at every validation level, with noise fixed once."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    sigma: torch.Tensor
+
+
+def validation_set(images: torch.Tensor, noise: TrainingNoise, seed: int,
+                   device: torch.device) -> ValidationSet | None:
+    """Noise drawn on the CPU, so the validation inputs are the same on every device."""
+    if len(images) == 0:
+        return None
+    levels = noise.validation_levels()
+    x = images.repeat(len(levels), 1, 1, 1)
+    sigma = torch.tensor(levels, dtype=torch.float32).repeat_interleave(len(images))
+    generator = torch.Generator().manual_seed(seed + 1)
+    y = x + sigma.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=generator)
+    return ValidationSet(x.to(device), y.to(device), sigma.to(device))
+
+
+def validation_loss(model: torch.nn.Module, val: ValidationSet, batch_size: int, amp: bool) -> float:
+    """Mean squared error over the validation set, in eval mode."""
+    model.eval()
+    total = 0.0
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+        for i in range(0, len(val.x), batch_size):
+            out = model(val.y[i:i + batch_size], val.sigma[i:i + batch_size]).float()
+            total += F.mse_loss(out, val.x[i:i + batch_size], reduction="sum").item()
+    model.train()
+    return total / val.x.numel()
+
+
+def check_trainable(images: torch.Tensor, options: TrainOptions) -> None:
+    """UsageError when the images cannot feed this configuration."""
+    if images.ndim != 4 or len(images) == 0:
+        raise UsageError("training needs a non-empty (N, C, H, W) batch of images")
+    _, _, h, w = images.shape
+    if options.patch is not None and options.patch > min(h, w):
+        raise UsageError(f"patch {options.patch} is larger than the {h}x{w} training images")
+
+
+def noisy_batch(x: torch.Tensor, options: TrainOptions, noise: TrainingNoise,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(clean, noisy, sigma) for a batch of training images: crop, flip, then add noise."""
+    if options.patch is not None and options.patch < min(x.shape[2:]):
+        x = random_crops(x, options.patch, generator)
+    if options.hflip:
+        x = random_hflips(x, generator)
+    sigma = noise.sample(len(x), generator, x.device)
+    y = x + sigma.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=generator, device=x.device)
+    return x, y, sigma
+
+
+def adam(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam, fused (one kernel for all parameters, same math) where this torch supports it."""
+    try:
+        return torch.optim.Adam(list(model.parameters()), lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(list(model.parameters()), lr=lr)
+
+
+def train(model: torch.nn.Module, images: torch.Tensor, options: TrainOptions,
+          device: torch.device, desc: str = "train", quiet: bool = False) -> TrainResult:
+    """Train ``model(y, sigma)`` to return the clean image; returns the weights and losses.
+
+    ``images`` is the whole training split as one (N, C, H, W) CPU tensor in [0, 1].
+    """
+    noise = options.validate()
+    check_trainable(images, options)
+    train_idx, val_idx = split_validation(len(images), options.val_fraction, options.seed)
+    amp = options.amp and device.type == "cuda"
+    data = images[train_idx].to(device)
+    val = validation_set(images[val_idx], noise, options.seed, device)
+    generator = torch.Generator(device=device).manual_seed(options.seed)
+    model = model.to(device).train()
+    optimizer = adam(model, options.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    per_image = patches_per_image(data.shape[2], data.shape[3], options.patch)
+    n_items = len(data) * per_image
+    steps_per_epoch = math.ceil(n_items / options.batch_size)
+    scheduler = None
+    if options.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=options.epochs * steps_per_epoch)
+    result = TrainResult(state_dict={})
+    best_loss, best_state, stale = math.inf, None, 0
+    seconds = 0.0
+    bar = tqdm(total=options.epochs * steps_per_epoch, desc=desc, unit="batch",
+               disable=quiet, dynamic_ncols=True, leave=not quiet)
+    for epoch in range(1, options.epochs + 1):
+        synchronize(device)
+        start = time.perf_counter()
+        order = torch.randperm(n_items, generator=generator, device=device) % len(data)
+        total = torch.zeros((), device=device)
+        for step in range(steps_per_epoch):
+            idx = order[step * options.batch_size:(step + 1) * options.batch_size]
+            x, y, sigma = noisy_batch(data[idx], options, noise, generator)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+                loss = F.mse_loss(model(y, sigma).float(), x)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler is not None:
+                scheduler.step()
+            total += loss.detach() * len(idx)
+            bar.update(1)
+            if not quiet and (step % 20 == 19 or step == steps_per_epoch - 1):
+                seen = min(n_items, (step + 1) * options.batch_size)
+                bar.set_postfix_str(f"epoch {epoch} loss {total.item() / seen:.3g}"
+                                    + (f" val {result.val_loss:.3g}" if result.val_loss else ""))
+        synchronize(device)
+        seconds += time.perf_counter() - start
+        result.steps += steps_per_epoch
+        result.epochs_run = epoch
+        result.train_loss = total.item() / n_items
+        record = {"epoch": epoch, "train_loss": result.train_loss}
+        result.history.append(record)
+        if val is None or not (epoch % options.val_every == 0 or epoch == options.epochs):
+            continue
+        result.val_loss = record["val_loss"] = validation_loss(model, val, options.batch_size, amp)
+        if result.val_loss < best_loss:
+            best_loss, stale, result.best_epoch = result.val_loss, 0, epoch
+            if options.early_stopping is not None:
+                best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+        if options.early_stopping is not None and stale >= options.early_stopping:
+            result.stopped_early = True
+            break
+    bar.close()
+
+    if best_state is not None and result.best_epoch != result.epochs_run:
+        model.load_state_dict(best_state)
+        best = result.history[result.best_epoch - 1]
+        result.train_loss, result.val_loss = best["train_loss"], best["val_loss"]
+    result.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    result.seconds = seconds
+    result.images_per_second = n_items * result.epochs_run / seconds if seconds > 0 else 0.0
+    return result
+
+
+def seeded_init(build, seed: int) -> torch.nn.Module:
+    """Call ``build()`` with torch's global RNG seeded, leaving the caller's RNG state alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()

@@ -1,0 +1,249 @@
+"""The training loop and the model store, on tiny models whose optimum is known."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bench.errors import UsageError
+from bench.model_store import (Learner, TrainingData, checkpoint_path, is_complete, load_model,
+                               tensors_hash, train_checkpoint)
+from bench.plugins import PluginSet
+from bench.registry import Registry
+from bench.training import (TrainOptions, parse_training_noise, random_crops, split_validation,
+                            train, validation_loss, validation_set)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Shrink(nn.Module):
+    """x_hat = a * y: its MSE-optimal a is E[x^2] / (E[x^2] + sigma^2) for y = x + sigma n."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(0.2))
+
+    def forward(self, y, sigma):
+        return self.a * y
+
+
+class Recorder(nn.Module):
+    """Shrink that also keeps every (y, sigma) it was trained on."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(1.0))
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, y, sigma):
+        if self.training:
+            self.seen.append((y.detach().clone(), sigma.detach().clone()))
+        return self.a * y
+
+
+class TinyConv(nn.Module):
+    def __init__(self, channels=1, size=None):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, y, sigma):
+        return y - self.conv(y)
+
+
+def images(n=24, size=8, seed=0) -> torch.Tensor:
+    return torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+# --- noise specs -------------------------------------------------------------------------------
+
+def test_noise_specs_levels_and_ranges():
+    assert parse_training_noise("gaussian:0.05,0.2").levels == (0.05, 0.2)
+    assert parse_training_noise("gaussian:25/255").levels == (25 / 255,)
+    ranged = parse_training_noise("gaussian:0.01:0.25")
+    assert (ranged.low, ranged.high, ranged.is_range) == (0.01, 0.25, True)
+    bare = parse_training_noise("0:0.3")
+    assert (bare.low, bare.high) == (0.0, 0.3)
+    assert bare.label == "gaussian:0:0.3"
+    assert parse_training_noise(bare.label) == bare
+
+
+@pytest.mark.parametrize("text, message", [
+    ("gaussian:0.3:0.1", "low > high"),
+    ("0.3:0.1", "low > high"),
+    ("gaussian:-0.1,0.2", ">= 0"),
+    ("gaussian:0:0", "> 0"),
+    ("poisson:4,16", "only gaussian"),
+    ("gaussian:abc", "malformed"),
+    ("gaussian:", "malformed"),
+])
+def test_bad_noise_specs_are_usage_errors(text, message):
+    with pytest.raises(UsageError, match=message):
+        parse_training_noise(text)
+
+
+def test_range_sampling_is_uniform_and_levels_sampling_picks_levels():
+    generator = torch.Generator().manual_seed(0)
+    draws = parse_training_noise("0.1:0.3").sample(20000, generator, torch.device("cpu"))
+    assert draws.min() >= 0.1 and draws.max() <= 0.3
+    # Uniform on [a, b]: mean (a + b) / 2, variance (b - a)^2 / 12.
+    assert draws.mean().item() == pytest.approx(0.2, abs=0.002)
+    assert draws.var().item() == pytest.approx(0.2 ** 2 / 12, rel=0.03)
+    picks = parse_training_noise("gaussian:0.05,0.2").sample(1000, generator, torch.device("cpu"))
+    assert {round(v, 6) for v in picks.tolist()} == {0.05, 0.2}
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+def test_training_reaches_the_analytic_optimum_of_a_linear_shrinker():
+    x = images(64, 8)
+    sigma = 0.3
+    options = TrainOptions(epochs=60, batch_size=16, lr=0.02, noise=f"gaussian:{sigma}",
+                           val_fraction=0.0)
+    model = Shrink()
+    result = train(model, x, options, torch.device("cpu"), quiet=True)
+    second_moment = (x ** 2).mean().item()
+    optimum = second_moment / (second_moment + sigma ** 2)
+    assert model.a.item() == pytest.approx(optimum, abs=0.02), \
+        f"a = {model.a.item():.4f}, analytic optimum {optimum:.4f}"
+    # Its MSE at the optimum: E[(a y - x)^2] = (1 - a)^2 E[x^2] + a^2 sigma^2.
+    expected = (1 - optimum) ** 2 * second_moment + optimum ** 2 * sigma ** 2
+    assert result.history[-1]["train_loss"] == pytest.approx(expected, rel=0.1)
+    assert result.history[0]["train_loss"] > result.history[-1]["train_loss"]
+
+
+def test_noise_is_drawn_per_image_at_the_sampled_level():
+    x = torch.full((40, 1, 16, 16), 0.5)
+    model = Recorder()
+    options = TrainOptions(epochs=2, batch_size=8, lr=1e-9, noise="gaussian:0.05,0.2",
+                           val_fraction=0.0)
+    train(model, x, options, torch.device("cpu"), quiet=True)
+    assert len(model.seen) == 2 * 5
+    ys = torch.cat([y for y, _ in model.seen])
+    sigmas = torch.cat([s for _, s in model.seen])
+    assert set(round(s, 6) for s in sigmas.tolist()) == {0.05, 0.2}
+    z = (ys - 0.5) / sigmas.view(-1, 1, 1, 1)  # should be standard normal, fresh per batch
+    assert z.mean().item() == pytest.approx(0.0, abs=0.02)
+    assert z.std().item() == pytest.approx(1.0, abs=0.02)
+    first, second = model.seen[0][0], model.seen[5][0]
+    assert not torch.equal(first, second), "the second epoch must draw new noise"
+
+
+def test_training_is_deterministic_on_the_cpu_for_a_seed():
+    x = images(20, 12)
+    options = TrainOptions(epochs=3, batch_size=4, lr=1e-2, patch=6, hflip=True, noise="0:0.2")
+
+    def weights(seed):
+        torch.manual_seed(seed)
+        model = TinyConv()
+        train(model, x, options.with_overrides(seed=seed), torch.device("cpu"), quiet=True)
+        return model.state_dict()
+
+    first, again, other = weights(0), weights(0), weights(1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_validation_split_is_seeded_disjoint_and_sized():
+    train_idx, val_idx = split_validation(50, 0.1, seed=3)
+    assert len(val_idx) == 5 and not set(train_idx) & set(val_idx)
+    assert sorted(train_idx + val_idx) == list(range(50))
+    assert split_validation(50, 0.1, seed=3) == (train_idx, val_idx)
+    assert split_validation(50, 0.1, seed=4)[1] != val_idx
+    assert split_validation(50, 0.0, seed=3) == (list(range(50)), [])
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    x = images(30, 8)
+    options = TrainOptions(epochs=50, batch_size=8, lr=5.0, noise="gaussian:0.1",
+                           early_stopping=2, val_fraction=0.2)
+    torch.manual_seed(0)
+    model = TinyConv()
+    result = train(model, x, options, torch.device("cpu"), quiet=True)
+    assert result.stopped_early and result.epochs_run < 50
+    losses = [r["val_loss"] for r in result.history]
+    best = min(losses)
+    assert result.val_loss == best and losses.index(best) + 1 == result.best_epoch
+    # The weights handed back score the best validation loss, recomputed independently.
+    val = validation_set(x[split_validation(30, 0.2, 0)[1]], parse_training_noise("gaussian:0.1"),
+                         0, torch.device("cpu"))
+    model.load_state_dict(result.state_dict)
+    assert validation_loss(model, val, 8, amp=False) == pytest.approx(best, rel=1e-6)
+
+
+def test_random_crops_are_windows_of_the_images():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
+    crops = random_crops(x, 3, torch.Generator().manual_seed(0))
+    assert crops.shape == (2, 1, 3, 3)
+    for b in range(2):
+        windows = [x[b, :, i:i + 3, j:j + 3] for i in range(4) for j in range(4)]
+        assert any(torch.equal(crops[b], w) for w in windows)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"epochs": 0}, "epochs"), ({"lr": 0.0}, "lr"), ({"patch": 20}, "larger than"),
+    ({"val_fraction": 1.0}, "val-fraction"),
+    ({"early_stopping": 2, "val_fraction": 0.0}, "validation images"),
+    ({"noise": "0.2:0.1"}, "low > high"),
+])
+def test_bad_options_are_usage_errors(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        train(TinyConv(), images(8, 8), TrainOptions(**overrides), torch.device("cpu"), quiet=True)
+
+
+# --- the model store ------------------------------------------------------------------------------
+
+TINY = Learner("tiny", lambda channels, size: TinyConv(channels), sigma_aware=False,
+               defaults=lambda dataset: TrainOptions(epochs=1, batch_size=8))
+OTHER = Learner("other", lambda channels, size: TinyConv(channels), sigma_aware=False,
+                defaults=TINY.defaults)
+
+
+def tiny_data() -> TrainingData:
+    x = images(10, 8)
+    return TrainingData("toy[split=train]", [f"t{i}" for i in range(10)], x,
+                        tensors_hash({"images": x}))
+
+
+def test_checkpoint_round_trip_json_and_fingerprint(tmp_path):
+    data, options = tiny_data(), TINY.defaults("toy")
+    path = train_checkpoint(TINY, data, options, tmp_path, torch.device("cpu"),
+                            Registry(PluginSet()), quiet=True)
+    assert path == checkpoint_path(tmp_path, TINY, data, options) and is_complete(path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["learner"] == "tiny" and meta["data"]["hash"] == data.hash
+    assert meta["options"] == options.to_dict() and meta["seed"] == 0
+    assert set(meta["validation_ids"]) <= set(data.ids) and len(meta["validation_ids"]) == 1
+    assert math.isfinite(meta["train_loss"]) and math.isfinite(meta["val_loss"])
+    assert meta["versions"]["torch"] == importlib.metadata.version("torch")
+    model = load_model(path, TINY)
+    state = torch.load(path, weights_only=True)
+    assert model.fingerprint == meta["weights_hash"] == tensors_hash(state)
+    assert all(torch.equal(model.state_dict()[k], state[k]) for k in state)
+    # Another seed is another request: another file.
+    assert checkpoint_path(tmp_path, TINY, data, options.with_overrides(seed=1)) != path
+
+
+def test_checkpoint_of_another_learner_or_bare_weights_are_refused(tmp_path):
+    path = train_checkpoint(TINY, tiny_data(), TINY.defaults("toy"), tmp_path,
+                            torch.device("cpu"), Registry(PluginSet()), quiet=True)
+    with pytest.raises(UsageError, match="holds a 'tiny' model, not 'other'"):
+        load_model(path, OTHER)
+    bare = tmp_path / "bare.pt"
+    torch.save(TinyConv().state_dict(), bare)
+    with pytest.raises(UsageError, match="architecture is unknown"):
+        load_model(bare, TINY)
+    with pytest.raises(UsageError, match="not found"):
+        load_model(tmp_path / "missing.pt", TINY)
+
+
+def test_tensors_hash_depends_on_values_names_and_shapes():
+    a = {"w": torch.zeros(2, 3)}
+    assert tensors_hash(a) == tensors_hash({"w": torch.zeros(2, 3)})
+    assert tensors_hash(a) != tensors_hash({"w": torch.zeros(3, 2)})
+    assert tensors_hash(a) != tensors_hash({"v": torch.zeros(2, 3)})
+    assert tensors_hash(a) != tensors_hash({"w": torch.zeros(2, 3).index_fill(1, torch.tensor([0]), 1e-7)})
