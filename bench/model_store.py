@@ -189,7 +189,8 @@ def slug(text: str) -> str:
 
 def checkpoint_path(models_dir: Path | str, learner: Learner, data: TrainingData,
                     options: TrainOptions) -> Path:
-    return Path(models_dir) / f"{learner.name}--{slug(data.label)}--{request_hash(learner, data, options)}.pt"
+    name = f"{learner.name}--{slug(data.label)}--{request_hash(learner, data, options)}.pt"
+    return Path(models_dir) / name
 
 
 def meta_path(path: Path) -> Path:

@@ -162,12 +162,14 @@ def main() -> None:
             f"{args.repeats} interleaved repeats. Goal: ratio >= 3 for the MLP.\n\n" + table(rows)
             + "\n\nPer image, the classic loop pays the loader (decode + `ToTensor` + collate, "
             "last column) plus the model step; the harness pays the model step and a gather. "
-            "So the ratio cannot exceed about 1 + (harness rate / loader rate): the heavier the "
-            "model per image, the closer to 1 (the conv DAE is compute-bound).")
+            "So the ratio is roughly 1 + (harness rate / loader rate), a little more since the "
+            "harness also fuses Adam: the heavier the model per image, the closer to 1 (the conv "
+            "DAE is compute-bound).")
     if not args.no_defaults:
         body += ("\n\nWall time to train each learner with its lfw-faces defaults (what a run does "
                  "when the model store has no checkpoint): `wall s` is the whole call (validation and "
-                 "saving included), `loop s` and images/s the training steps alone:\n\n" + table(default_budgets(registry)))
+                 "saving included), `loop s` and images/s the training steps alone:\n\n"
+                 + table(default_budgets(registry)))
     update_section("training-throughput", body)
 
 

@@ -55,17 +55,17 @@ def plugin(write_plugin):
 
 def test_resume_after_sigkill_of_the_driver(plugin, tmp_path):
     killed, whole = tmp_path / "killed.sqlite", tmp_path / "whole.sqlite"
-    args = [*GRID, "-m", "slow[delay=0.4]", "-m", "noisy", "--plugin", plugin, "--quiet"]
+    args = [*GRID, "-m", "slow[delay=1.5]", "-m", "noisy", "--plugin", plugin, "--quiet"]
     driver = subprocess.Popen(bench_cmd("run", *args, "--store", killed))
     deadline = time.time() + 120
     while time.time() < deadline:
-        if killed.exists() and rows(killed, "SELECT count(*) FROM cells WHERE status = 'done'")[0][0] >= 3:
+        if killed.exists() and rows(killed, "SELECT count(*) FROM cells WHERE status = 'done'")[0][0] >= 2:
             break
         time.sleep(0.1)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     done_before = dict(rows(killed, "SELECT key, updated FROM cells WHERE status = 'done'"))
-    assert 3 <= len(done_before) < 8, "the driver should have been killed mid-grid"
+    assert 2 <= len(done_before) < 8, "the driver should have been killed mid-grid"
     assert rows(killed, "PRAGMA integrity_check") == [("ok",)]
 
     assert subprocess.run(bench_cmd("run", *args, "--store", killed)).returncode == 0

@@ -8,7 +8,6 @@ import struct
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bench.config import RunConfig

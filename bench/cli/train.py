@@ -28,8 +28,10 @@ def configure(sub) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--patch", type=int, help="train on random NxN patches (the MLP's input size); 0: whole images")
-    parser.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips (--no-hflip: none)")
+    parser.add_argument("--patch", type=int,
+                        help="train on random NxN patches (the MLP's input size); 0: whole images")
+    parser.add_argument("--hflip", action=argparse.BooleanOptionalAction,
+                        help="random horizontal flips (--no-hflip: none)")
     parser.add_argument("--val-fraction", type=float, help="share of the images held out for validation")
     parser.add_argument("--val-every", type=int, metavar="EPOCHS", help="validate every EPOCHS epochs")
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
