@@ -133,7 +133,15 @@ class LocalExecutor:
 
 
 def dask_cell(config: dict, device: str, key: str, timeout: float | None) -> tuple[str, CellResult]:
-    """The Dask task: run one cell in a worker, with the worker's cached grid."""
+    """The Dask task: run one cell in a worker, with the worker's cached grid.
+
+    Torch gets as many threads as the worker has task slots, so the workers of
+    one machine do not oversubscribe its cores.
+    """
+    import torch
+    from distributed import get_worker
+
+    torch.set_num_threads(max(1, get_worker().state.nthreads))
     runner = isolated_runner(config, device, timeout) if timeout else worker_runner(config, device)
     return key, runner.run(key)
 

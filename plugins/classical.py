@@ -9,7 +9,7 @@ run's device. Images of a batch are processed one after the other: worker
 pools did not pay off on a 2-core machine (benchmarks/classical_speed.py).
 
 Defaults follow the libraries' own recommendations or held-out sweeps; see
-docs/classical.md for where each comes from. ``<name>-tuned`` picks the
+README.md (Classical baselines) for where each comes from. ``<name>-tuned`` picks the
 method's strength parameter per image with scikit-image's J-invariant
 ``calibrate_denoiser`` (self-supervised: it sees only the noisy image), so no
 row is weak because of a guessed constant.
@@ -35,7 +35,7 @@ from bench_plugins.basic_denoisers import GaussianFilter, blur
 #: steps of sqrt(2), so the pick is within a factor 2**0.25 of the best on the grid.
 CALIBRATION_FACTORS = tuple(float(f) for f in 2.0 ** np.linspace(-2, 2, 9))
 BM3D_PROFILES = ("np", "refilter", "vn", "vn_old", "high", "deb")
-#: Held-out sweeps (benchmarks/classical_defaults.py) picked these; see docs/classical.md.
+#: Held-out sweeps (benchmarks/classical_defaults.py) picked these; see README.md (Classical baselines).
 TV_WEIGHT_FACTOR = 0.9
 BILATERAL_COLOR_FACTOR = 3.0
 BILATERAL_SPATIAL = 1.8
@@ -247,7 +247,7 @@ class Bilateral(LibraryDenoiser):
 
     Not scikit-image's ``denoise_bilateral``: in scikit-image 0.26 its spatial
     lookup table has (w + 1)^2 entries but is read as w x w, which scrambles the
-    spatial kernel (see docs/classical.md).
+    spatial kernel (see README.md (Classical baselines)).
     """
 
     strength = "sigma_color"
@@ -309,7 +309,7 @@ class Calibrated(ArrayDenoiser):
     The winner is applied as the plain method, not as the J-invariant version
     ``calibrate_denoiser`` returns: that costs 16 calls instead of one and, on
     128x128 skimage gray crops, scored lower in 5 of 6 (method, sigma) settings
-    we tried (by 0.4 to 2 dB; docs/classical.md).
+    we tried (by 0.4 to 2 dB; README.md (Classical baselines)).
     """
 
     def __init__(self, method: LibraryDenoiser, factors: tuple[float, ...] = CALIBRATION_FACTORS):
