@@ -54,6 +54,10 @@ def _filter(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return _band(h, kernel).T @ images @ _band(w, kernel)
 
 
+#: Pixels per SSIM chunk: large batches are split so intermediates stay in cache.
+SSIM_CHUNK_PIXELS = 2 ** 18
+
+
 def ssim(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean SSIM per image, averaged over channels, as skimage computes it.
 
@@ -65,6 +69,12 @@ def ssim(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     kernel = _gaussian_kernel(x.device)
     if min(h, w) < kernel.numel():
         raise ValueError(f"SSIM needs images of at least {kernel.numel()}x{kernel.numel()}, got {h}x{w}")
+    step = max(1, SSIM_CHUNK_PIXELS // (c * h * w))
+    return torch.cat([_ssim(x_hat[i:i + step], x[i:i + step], kernel) for i in range(0, b, step)])
+
+
+def _ssim(x_hat: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
     a = x_hat.float().reshape(b * c, 1, h, w)
     r = x.float().reshape(b * c, 1, h, w)
     # Variances are shift-invariant: centring first avoids float32 cancellation.
