@@ -6,8 +6,6 @@ is written, so a usage error leaves no trace.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -18,6 +16,7 @@ from bench.errors import Skip, UsageError
 from bench.model_store import ModelContext, using_context
 from bench.plugins import error_line
 from bench.registry import Entry, Registry
+from bench.seeding import identity_hash
 from bench.specs import Spec, parse_noise, parse_spec
 
 
@@ -73,17 +72,8 @@ class Grid:
 
 
 def load_dataset(registry: Registry, spec: Spec, config: RunConfig) -> ImageSet:
-    entry = registry.get("datasets", spec.name)
-    if entry.metadata.get("uses_data_root") and "root" not in spec.params and config.data_root:
-        spec = Spec(spec.name, {**spec.params, "root": config.data_root})
-    try:
-        images = registry.build("datasets", spec)
-    except Skip as exc:
-        raise UsageError(f"dataset {spec.label!r} unavailable: {exc}") from None
-    images = images.limit(config.limit_images)
-    if len(images) == 0:
-        raise UsageError(f"dataset {spec.label!r} has no images")
-    return images
+    """A run's dataset: its data root applied, its image limit taken."""
+    return registry.load_dataset(spec, config.data_root).limit(config.limit_images)
 
 
 def _build_denoiser(registry: Registry, spec: Spec) -> Denoiser:
@@ -141,7 +131,7 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, degradation:
         "protocol": config.protocol,
         "repetition": repetition,
     }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+    return identity_hash(identity)
 
 
 def build_grid(config: RunConfig, registry: Registry, quiet: bool = False) -> Grid:

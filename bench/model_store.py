@@ -28,12 +28,12 @@ from typing import Callable, Iterator
 
 import torch
 
-from bench.datasets import ImageSet
 from bench.device import resolve_device
 from bench.errors import Skip, UsageError
 from bench.plugins import error_line, get_plugin_set
 from bench.provenance import versions
 from bench.registry import Registry
+from bench.seeding import identity_hash
 from bench.specs import Spec, parse_spec
 from bench.training import (TrainOptions, TrainResult, check_trainable, seeded_init,
                             split_validation, train)
@@ -156,16 +156,7 @@ def training_spec(dataset: str, registry: Registry, for_run: bool = False) -> Sp
 
 def load_training_data(spec: Spec, registry: Registry, data_root: str | None = None) -> TrainingData:
     """Load a training dataset through the registry; its images must share one size."""
-    entry = registry.get("datasets", spec.name)
-    load = spec
-    if entry.metadata.get("uses_data_root") and "root" not in spec.params and data_root:
-        load = Spec(spec.name, {**spec.params, "root": data_root})
-    try:
-        images: ImageSet = registry.build("datasets", load)
-    except Skip as exc:
-        raise UsageError(f"dataset {spec.label!r} unavailable: {exc}") from None
-    if len(images) == 0:
-        raise UsageError(f"dataset {spec.label!r} has no images to train on")
+    images = registry.load_dataset(spec, data_root)
     shapes = sorted({tuple(image.shape) for image in images.images})
     if len(shapes) > 1:
         sizes = ", ".join(f"{c}x{h}x{w}" for c, h, w in shapes[:4])
@@ -180,7 +171,7 @@ def request_hash(learner: Learner, data: TrainingData, options: TrainOptions) ->
     """What decides a trained model's weights (besides the device): learner, data, options."""
     identity = {"learner": learner.name, "version": learner.version, "data": data.hash,
                 "dataset": data.label, "options": options.to_dict()}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    return identity_hash(identity, 12)
 
 
 def slug(text: str) -> str:

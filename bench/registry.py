@@ -7,7 +7,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bench.errors import UsageError
+from bench.datasets import ImageSet
+from bench.errors import Skip, UsageError
 from bench.plugins import PluginSet, error_line
 from bench.specs import Spec
 
@@ -109,3 +110,16 @@ class Registry:
         except ValueError:  # builtins without a signature
             pass
         return entry.factory(*args, **spec.params)
+
+    def load_dataset(self, spec: Spec, data_root: str | None = None) -> ImageSet:
+        """Build a dataset (``root`` from ``data_root`` when it asks); missing data is a UsageError."""
+        entry = self.get("datasets", spec.name)
+        if entry.metadata.get("uses_data_root") and "root" not in spec.params and data_root:
+            spec = Spec(spec.name, {**spec.params, "root": data_root})
+        try:
+            images = self.build("datasets", spec)
+        except Skip as exc:
+            raise UsageError(f"dataset {spec.label!r} unavailable: {exc}") from None
+        if len(images) == 0:
+            raise UsageError(f"dataset {spec.label!r} has no images")
+        return images

@@ -1,4 +1,4 @@
-"""Stable seeds: the noise of one image depends only on what identifies it."""
+"""Stable hashes: cell keys, checkpoint ids and noise seeds depend only on what identifies them."""
 
 import hashlib
 import json
@@ -13,3 +13,8 @@ def noise_seed(base_seed: int, dataset: str, image_id: str, degradation: str,
     key = json.dumps([int(base_seed), dataset, str(image_id), degradation,
                       float(level).hex(), int(repetition)])
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 1
+
+
+def identity_hash(identity, length: int = 32) -> str:
+    """Hex digest of a JSON-serialisable identity (key order does not matter)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:length]

@@ -80,8 +80,8 @@ def test_a_failing_denoiser_fails_its_cells_only(cli, store, write_plugin, mode,
     statuses = rows(store, "SELECT denoiser, status, error FROM cells")
     assert {(d, s) for d, s, _ in statuses} == {(f"bad[mode={mode}]", "error"), ("noisy", "done")}
     assert all(message in e for d, s, e in statuses if s == "error")
-    assert rows(store, f"SELECT count(*) FROM scores WHERE cell_key IN "
-                       f"(SELECT key FROM cells WHERE status = 'error')") == [(0,)]
+    assert rows(store, "SELECT count(*) FROM scores WHERE cell_key IN "
+                       "(SELECT key FROM cells WHERE status = 'error')") == [(0,)]
 
 
 def test_failed_cells_are_retried_and_skips_are_not_failures(cli, store, write_plugin):

@@ -7,7 +7,6 @@ metrics into the store as one cell, so ``leaderboard --metric mmd`` ranks them.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import sys
@@ -17,16 +16,17 @@ import numpy as np
 import torch
 
 from bench import sample_metrics
-from bench.config import DEFAULT_STORE, RunConfig
+from bench.config import DEFAULT_STORE
 from bench.device import resolve_device
 from bench.errors import Skip, UsageError
-from bench.grid import Cell, load_dataset, model_spec
+from bench.grid import Cell, model_spec
 from bench.outputs import to_uint8
 from bench.plugins import error_line, get_plugin_set, source_fingerprint
 from bench.provenance import versions
 from bench.registry import Registry
 from bench.sampling import INITS, SampleResult, initial_state, make_generator, run_chains, stack_items
 from bench.score import as_score
+from bench.seeding import identity_hash
 from bench.specs import Spec, parse_spec
 from bench.store import CellResult, Store
 
@@ -81,17 +81,12 @@ def accepts(factory, name: str) -> bool:
 
 def load_data(registry: Registry, spec: Spec, data_root: str | None):
     """The dataset as given, and the training data (its split=train when it has splits)."""
-    config = RunConfig(data_root=data_root)
-    data = load_dataset(registry, spec, config)
+    data = registry.load_dataset(spec, data_root)
     entry = registry.get("datasets", spec.name)
     if accepts(entry.factory, "split") and spec.params.get("split") != "train":
         train_params = {k: v for k, v in spec.params.items() if k not in ("split", "n")}
-        return data, load_dataset(registry, Spec(spec.name, {**train_params, "split": "train"}), config)
+        return data, registry.load_dataset(Spec(spec.name, {**train_params, "split": "train"}), data_root)
     return data, data
-
-
-def run_key(identity: dict) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def save_grid(path: Path, samples: torch.Tensor) -> None:
@@ -189,7 +184,7 @@ def main(args) -> int:
     score_label = score_spec.label
     meta = {"sampler": sampler.label, "score": score_label, "dataset": dataset_label,
             "init": args.init, "n": args.n, "seed": args.seed}
-    key = run_key({**meta, "reference_n": args.reference_n if truth is not None else None,
+    key = identity_hash({**meta, "reference_n": args.reference_n if truth is not None else None,
                    "fingerprints": [sampler_entry.fingerprint, score_entry.fingerprint,
                                     dataset_entry.fingerprint, source_fingerprint(sample_metrics)],
                    "data_root": args.data_root if dataset_entry.metadata.get("uses_data_root") else None})
