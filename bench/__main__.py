@@ -1,5 +1,3 @@
-import sys
+from bench.entry import main
 
-from bench.cli import main
-
-sys.exit(main())
+main()

@@ -115,7 +115,8 @@ def folder(path: str, crop: int | None = None) -> ImageSet:
         except UsageError:
             raise
         except Exception as exc:
-            raise UsageError(f"cannot read image {file}: {type(exc).__name__}: {exc}") from None
+            raise UsageError(f"cannot read image {file}: not a decodable image ({type(exc).__name__}); "
+                             "fix or remove the file") from None
     return ImageSet([p.stem for p in files], images)
 
 

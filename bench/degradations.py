@@ -14,6 +14,7 @@ import deepinv
 import torch
 
 from bench.errors import UsageError
+from bench.levels import GAUSSIAN, POISSON, LevelScale
 from bench.specs import parse_number
 
 
@@ -21,17 +22,18 @@ class Degradation:
     """A noise model with one scalar level."""
 
     name = ""
-    level_name = "level"
     #: "gaussian" or "poisson": how denoisers that only know Gaussian noise get their sigma.
     family = ""
+    #: How tables and figures show a level (stored with each run).
+    scale = LevelScale()
 
     def parse_level(self, text: str) -> float:
         try:
             value = parse_number(text)
         except (ValueError, ZeroDivisionError):
-            raise UsageError(f"{self.name} {self.level_name} {text!r} is not a number") from None
+            raise UsageError(f"{self.name} {self.scale.name} {text!r} is not a number") from None
         if value <= 0:
-            raise UsageError(f"{self.name} {self.level_name} must be > 0, got {text!r}")
+            raise UsageError(f"{self.name} {self.scale.name} must be > 0, got {text!r}")
         return value
 
     def noise_model(self, level: float) -> deepinv.physics.NoiseModel:
@@ -46,17 +48,13 @@ class Degradation:
         """The per-image Gaussian-equivalent noise std handed to denoisers, shape (B,)."""
         raise NotImplementedError
 
-    def columns(self, level: float) -> dict:
-        """Extra leaderboard columns for a level (``level_255`` or ``peak``)."""
-        return {}
-
 
 class GaussianDegradation(Degradation):
     """y = x + sigma * n, sigma in [0, 1] units."""
 
     name = "gaussian"
-    level_name = "sigma"
     family = "gaussian"
+    scale = GAUSSIAN
 
     def noise_model(self, level):
         return deepinv.physics.GaussianNoise(sigma=level, rng=torch.Generator())
@@ -64,16 +62,20 @@ class GaussianDegradation(Degradation):
     def sigma(self, y, level):
         return torch.full((y.shape[0],), float(level), device=y.device, dtype=y.dtype)
 
-    def columns(self, level):
-        return {"level_255": round(level * 255, 6)}
+    def parse_level(self, text):
+        value = super().parse_level(text)
+        if value >= 1:
+            raise UsageError(f"gaussian sigma {text} is on the [0, 1] scale (>= 1 buries the image); "
+                             f"for {text} on the 0-255 scale write {text}/255")
+        return value
 
 
 class PoissonDegradation(Degradation):
     """y = Poisson(peak * x) / peak."""
 
     name = "poisson"
-    level_name = "peak"
     family = "poisson"
+    scale = POISSON
 
     def noise_model(self, level):
         return deepinv.physics.PoissonNoise(gain=1.0 / level, rng=torch.Generator())
@@ -82,7 +84,4 @@ class PoissonDegradation(Degradation):
         # Var[y | x] = x / peak; estimate the mean intensity from y itself.
         mean = y.flatten(1).mean(dim=1).clamp(min=1e-6)
         return torch.sqrt(mean / level)
-
-    def columns(self, level):
-        return {"peak": level}
 

@@ -29,6 +29,8 @@ def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
     config = grid.config
     for name, (_, entry) in grid.metrics.items():
         store.set_metric_info(name, entry.metadata["higher_is_better"])
+    for name, (degradation, _) in grid.degradations.items():
+        store.set_level_scale(name, degradation.scale)
     store.plan_cells(run_id, grid.cells, config.seed, config.protocol, list(grid.metrics))
     statuses = store.statuses([cell.key for cell in grid.cells])
     todo = [cell for cell in grid.cells if statuses.get(cell.key) != "done"]

@@ -21,11 +21,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from skimage import io as skio
 
-from bench import leaderboard as lb
+from bench import leaderboard as lb, levels
 from bench.config import RunConfig
 from bench.datasets import ImageSet
 from bench.errors import UsageError
 from bench.grid import load_dataset
+from bench.levels import LevelScale
 from bench.outputs import output_dir
 from bench.registry import Registry
 from bench.runner import finish, make_batches
@@ -67,13 +68,9 @@ def colours(names) -> dict[str, tuple]:
     return {name: cycle[i % len(cycle)] for i, name in enumerate(sorted(set(names)))}
 
 
-def axis_level(noise, levels: pd.Series) -> tuple[pd.Series, str, bool]:
-    """x values, x label and log scale for a noise type (sigma on the 0-255 scale, peaks on log x)."""
-    if noise == "gaussian":
-        return levels * 255, "noise std σ (0-255 scale)", False
-    if noise == "poisson":
-        return levels, "Poisson peak (higher = less noise)", True
-    return levels, "level", False
+def axis_level(scale: LevelScale, levels: pd.Series) -> tuple[pd.Series, str, bool]:
+    """x values, x label and log scale of a degradation's levels, as it describes them."""
+    return levels * scale.factor, scale.axis_label, scale.log_axis
 
 
 def panels(keys: list[tuple], width: float = PANEL_INCHES) -> tuple[Figure, dict]:
@@ -106,6 +103,7 @@ def metric_vs_level(table: pd.DataFrame) -> Figure:
     per (dataset, noise type).
     """
     metric = table["metric"].iloc[0]
+    scales = table.attrs.get("level_scales", {})
     table = lb.merge_default_vst(table, ["dataset", "noise", "level"])
     table = table[table["level"].notna()]
     if table.empty:
@@ -117,11 +115,11 @@ def metric_vs_level(table: pd.DataFrame) -> Figure:
         part = table[(table["dataset"] == dataset) & (table["noise"] == noise)]
         for name, rows in part.groupby("denoiser", sort=False):
             rows = rows.sort_values("level")
-            x, xlabel, log = axis_level(noise, rows["level"])
+            x, xlabel, log = axis_level(levels.scale_of(scales, noise), rows["level"])
             ax.plot(x, rows["mean"], marker="o", ms=4, color=palette[name], label=name)
             ax.fill_between(x, rows["ci95_low"], rows["ci95_high"], color=palette[name], alpha=0.2, lw=0)
         ax.set_xscale("log" if log else "linear")
-        ticks = sorted(set(axis_level(noise, part["level"])[0]))
+        ticks = sorted(set(axis_level(levels.scale_of(scales, noise), part["level"])[0]))
         ax.set_xticks(ticks, [f"{t:.4g}" for t in ticks])
         ax.minorticks_off()
         ax.set_xlabel(xlabel)
@@ -297,5 +295,5 @@ def gallery(store: Store, registry: Registry, dataset: str, noise: str, level: f
             repetition: int = 0, metric: str = "psnr") -> Figure:
     """The gallery figure of one image at one level (see ``gallery_tiles``)."""
     tiles = gallery_tiles(store, registry, dataset, noise, level, image_id, repetition, metric)
-    title = f"{dataset} · {image_id} · {noise} {lb.level_label(noise, level, 'unicode')}"
+    title = f"{dataset} · {image_id} · {noise} {levels.label(store.level_scales(), noise, level, 'unicode')}"
     return draw_gallery(tiles, title)

@@ -18,13 +18,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench import compare
+from bench import compare, levels
 from bench.errors import UsageError
+from bench.levels import LevelScale
 from bench.specs import Spec, parse_spec
 from bench.store import Store
 
 FORMATS = ("table", "csv", "markdown", "latex", "json")
 IDENTITY = ["dataset", "degradation", "level", "denoiser", "repetition", "seed", "protocol"]
+#: What tells one noise draw of an image from another.
+DRAW = ["seed", "repetition"]
 GROUP = ["dataset", "noise", "level", "denoiser"]
 #: Columns of the wide layout's index.
 WIDE_INDEX = ["dataset", "denoiser"]
@@ -37,9 +40,14 @@ HEADER_LIBRARIES = ("denoise-bench", "torch", "deepinv", "scikit-image", "numpy"
 
 # loading ----------------------------------------------------------------------------------
 
+def selected(store: Store, cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells the store's selection (``Store.selection``, see ``bench.selection``) covers."""
+    return store.selection.apply(cells, store) if store.selection and not cells.empty else cells
+
+
 def latest_done_cells(store: Store) -> pd.DataFrame:
-    """The latest done cell of each identity."""
-    cells = store.query("SELECT * FROM cells WHERE status = 'done'")
+    """The latest done cell of each identity, among the selected cells."""
+    cells = selected(store, store.query("SELECT * FROM cells WHERE status = 'done'"))
     if cells.empty:
         return cells
     return cells.sort_values("updated", kind="stable").drop_duplicates(IDENTITY, keep="last")
@@ -75,13 +83,15 @@ def scores_for(store: Store, metric: str) -> pd.DataFrame:
     check_metric(store, metric)
     scores = latest_done_scores(store, metric)
     if scores.empty:
-        raise UsageError(f"no finished cells with {metric} scores in {store.path}")
+        what = " matching the filters" if store.selection else ""
+        raise UsageError(f"no finished cells{what} with {metric} scores in {store.path}")
     return scores.rename(columns={"degradation": "noise"})
 
 
 # long -------------------------------------------------------------------------------------
 
 def summarise(values: pd.Series) -> pd.Series:
+    """n, mean, std and t-based 95% CI of the mean of independent values (one per image)."""
     n = len(values)
     mean = values.mean()
     std = values.std(ddof=1) if n > 1 else float("nan")
@@ -90,12 +100,42 @@ def summarise(values: pd.Series) -> pd.Series:
                       "ci95_low": mean - half, "ci95_high": mean + half})
 
 
-def add_level_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """``level_255`` (Gaussian sigma on the 0-255 scale) and ``peak`` (Poisson) after ``level``."""
+def image_values(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """One value per image of each group: the mean over its noise draws (seeds x repetitions).
+
+    Draws of one image are not independent samples of the dataset mean; the image is
+    the unit. Rows are put in a fixed order first, so sums do not depend on the
+    order cells finished in.
+    """
+    ordered = scores.sort_values(by + ["image_id"] + DRAW, kind="stable")
+    return ordered.groupby(by + ["image_id"], sort=True, dropna=False)["value"].mean().reset_index()
+
+
+def draw_spread(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """``reps`` (noise draws: seeds x repetitions) and ``rep_std``, the std of the dataset mean across draws."""
+    ordered = scores.sort_values(by + DRAW + ["image_id"], kind="stable")
+    means = ordered.groupby(by + DRAW, sort=True, dropna=False)["value"].mean()
+    grouped = means.groupby(level=list(range(len(by))), sort=True, dropna=False)
+    return pd.DataFrame({"reps": grouped.size(), "rep_std": grouped.std(ddof=1)}).reset_index()
+
+
+def summary_table(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group: images (n), mean, std and 95% CI over image means, then reps and rep_std."""
+    images = image_values(scores, by)
+    table = (images.groupby(by, sort=True, dropna=False)["value"]
+             .apply(summarise).unstack().reset_index())
+    table["n"] = table["n"].astype(int)
+    table = table.merge(draw_spread(scores, by), on=by, how="left")
+    table["reps"] = table["reps"].astype(int)
+    return table
+
+
+def add_level_label(table: pd.DataFrame, scales: dict[str, LevelScale]) -> pd.DataFrame:
+    """``level_label`` after ``level``: the level as its degradation shows it (``sigma=15``, ``peak=16``)."""
     table = table.copy()
-    at = list(table.columns).index("level") + 1
-    table.insert(at, "level_255", np.where(table["noise"] == "gaussian", table["level"] * 255, np.nan))
-    table.insert(at + 1, "peak", np.where(table["noise"] == "poisson", table["level"], np.nan))
+    table.insert(list(table.columns).index("level") + 1, "level_label",
+                 [levels.label(scales, noise, level) for noise, level in zip(table["noise"], table["level"])])
+    table.attrs["level_scales"] = scales
     return table
 
 
@@ -103,17 +143,13 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
     """The ranked table for one metric; rank 1 is best within (dataset, noise, level)."""
     higher = check_metric(store, metric)
     scores = scores_for(store, metric)
-    by = GROUP + ["protocol"]
-    table = (scores.groupby(by, sort=False, dropna=False)["value"]
-             .apply(summarise).unstack().reset_index())
-    table["n"] = table["n"].astype(int)
-    table = add_level_columns(table)
+    table = add_level_label(summary_table(scores, GROUP + ["protocol"]), store.level_scales())
     within = ["dataset", "noise", "level", "protocol"]
     table["rank"] = (table.groupby(within, dropna=False)["mean"]
                      .rank(ascending=not higher, method="min").astype(int))
     tied = pd.concat([compare.tied_ranks(group, higher).rename_axis("denoiser").reset_index(name="rank_tied")
                       .assign(**dict(zip(within, key)))
-                      for key, group in scores.groupby(within, sort=False, dropna=False)])
+                      for key, group in scores.groupby(within, sort=True, dropna=False)])
     table = table.merge(tied, on=["denoiser"] + within, how="left")
     table.insert(0, "metric", metric)
     table = table.sort_values(["dataset", "noise", "level", "rank", "denoiser"]).reset_index(drop=True)
@@ -125,7 +161,7 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
 
 def failed_cells(store: Store) -> pd.DataFrame:
     """Cells whose latest attempt did not finish (error, timeout, skipped...), with the reason."""
-    cells = store.query("SELECT * FROM cells")
+    cells = selected(store, store.query("SELECT * FROM cells"))
     columns = ["dataset", "noise", "level", "denoiser", "repetition", "status", "error"]
     if cells.empty:
         return pd.DataFrame(columns=columns)
@@ -175,6 +211,7 @@ def wide(store: Store, metrics: tuple[str, ...] | list[str] = WIDE_METRICS) -> p
     datasets = list(dict.fromkeys(table["dataset"]))
     out = out.reindex(sorted(out.index, key=lambda k: (datasets.index(k[0]), rank[k], k[1])))
     out.attrs["higher_is_better"] = {m: t.attrs["higher_is_better"][m] for m, t in zip(metrics, longs)}
+    out.attrs["level_scales"] = store.level_scales()
     return out
 
 
@@ -246,22 +283,10 @@ def provenance_lines(prov: dict) -> list[str]:
 
 # rendering --------------------------------------------------------------------------------
 
-def flat_name(column: tuple) -> str:
+def flat_name(column: tuple, scales: dict[str, LevelScale]) -> str:
     """``('gaussian', 0.0588, 'psnr')`` -> ``gaussian sigma=15 psnr`` (CSV and JSON headers)."""
     noise, level, metric = column
-    return f"{noise} {level_label(noise, level)} {metric}"
-
-
-def level_label(noise, level, style: str = "ascii") -> str:
-    """sigma=15 (on the 0-255 scale) for Gaussian noise, peak=16 for Poisson, the value otherwise."""
-    if pd.isna(level) or level == -1.0:  # no level (see ``wide``)
-        return "-"
-    if noise == "gaussian":
-        symbol = {"ascii": "sigma", "unicode": "σ", "latex": r"$\sigma$"}[style]
-        return f"{symbol}={level * 255:.4g}"
-    if noise == "poisson":
-        return f"peak={level:.4g}"
-    return f"{level:.4g}"
+    return f"{noise} {levels.label(scales, noise, level)} {metric}"
 
 
 def is_wide(table: pd.DataFrame) -> bool:
@@ -271,7 +296,7 @@ def is_wide(table: pd.DataFrame) -> bool:
 def flatten(table: pd.DataFrame) -> pd.DataFrame:
     """A wide table as plain columns: dataset, denoiser, then one per (noise, level, metric)."""
     flat = table.copy()
-    flat.columns = [flat_name(c) for c in flat.columns]
+    flat.columns = [flat_name(c, table.attrs.get("level_scales", {})) for c in flat.columns]
     flat = flat.reset_index()
     flat.attrs = {}
     return flat
@@ -318,9 +343,7 @@ def formatted(table: pd.DataFrame, style: str) -> pd.DataFrame:
     shown = pd.DataFrame(index=table.index)
     for column in table.columns:
         values = table[column]
-        if column in ("level_255", "peak") and values.isna().all():
-            continue
-        if column in ("level", "level_255", "peak"):
+        if column == "level":
             text = values.map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
         elif pd.api.types.is_integer_dtype(values):
             text = values.map(str)
@@ -358,7 +381,8 @@ def latex_escape(text: str) -> str:
 
 def header_names(table: pd.DataFrame, style: str) -> list[str]:
     """One header string per column of a wide table, for one-line-header formats."""
-    return [f"{noise} {level_label(noise, level, style)} {metric}" for noise, level, metric in table.columns]
+    scales = table.attrs.get("level_scales", {})
+    return [f"{noise} {levels.label(scales, noise, level, style)} {metric}" for noise, level, metric in table.columns]
 
 
 def to_latex(table: pd.DataFrame) -> str:
@@ -372,7 +396,7 @@ def to_latex(table: pd.DataFrame) -> str:
         header = [_span_row(lead, [c[0] for c in table.columns], lambda n: latex_escape(n)),
                   _cmidrules(len(lead), [c[0] for c in table.columns]),
                   _span_row([""] * len(lead), [(c[0], c[1]) for c in table.columns],
-                            lambda c: level_label(c[0], c[1], "latex")),
+                            lambda c: levels.label(table.attrs.get("level_scales", {}), c[0], c[1], "latex")),
                   " & ".join([""] * len(lead) + [latex_escape(c[2].upper()) for c in table.columns]) + r" \\"]
         align = "l" * len(lead) + "r" * len(table.columns)
     else:

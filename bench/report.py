@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import figures, leaderboard as lb
+from bench import figures, leaderboard as lb, levels
 from bench.errors import UsageError
 from bench.registry import Registry
 from bench.store import Store
@@ -51,10 +51,11 @@ def html_table(table: pd.DataFrame) -> str:
     if lb.is_wide(table):
         index = table.index.to_frame(index=False)
         keys = list(table.columns)
+        scales = table.attrs.get("level_scales", {})
         head = [
             [f'<th rowspan="3">{html.escape(c)}</th>' for c in index.columns]
             + [f'<th colspan="{n}">{html.escape(str(k))}</th>' for k, n in lb.spans([c[0] for c in keys])],
-            [f'<th colspan="{n}">{html.escape(lb.level_label(k[0], k[1], "unicode"))}</th>'
+            [f'<th colspan="{n}">{html.escape(levels.label(scales, k[0], k[1], "unicode"))}</th>'
              for k, n in lb.spans([(c[0], c[1]) for c in keys])],
             [f"<th>{html.escape(c[2].upper())}</th>" for c in keys]]
         body = [[f"<td>{html.escape(str(v))}</td>" for v in row]
@@ -163,13 +164,14 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
 def gallery_section(store: Store, registry: Registry, metric: str, per_level: int,
                     figures_dir: str | Path | None) -> Section:
     section = Section("Galleries")
+    scales = store.level_scales()
     choices = gallery_choices(store, per_level) if per_level > 0 else pd.DataFrame()
     if choices.empty:
         section.parts.append('<p class="note">No saved outputs: run with <code>--save-images N</code> '
                              "to keep the first N images' outputs for galleries.</p>")
         return section
     for pick in choices.itertuples():
-        label = f"{pick.dataset} · {pick.image_id} · {pick.noise} {lb.level_label(pick.noise, pick.level, 'unicode')}"
+        label = f"{pick.dataset} · {pick.image_id} · {pick.noise} {levels.label(scales, pick.noise, pick.level, 'unicode')}"
         try:
             fig = figures.gallery(store, registry, pick.dataset, pick.noise, pick.level, pick.image_id,
                                   pick.repetition, metric)
@@ -180,7 +182,7 @@ def gallery_section(store: Store, registry: Registry, metric: str, per_level: in
                                    f"{label}: clean | noisy input | outputs, best {metric.upper()} first; "
                                    "bottom row: the boxed region enlarged."))
         _save(fig, figures_dir, slug(f"gallery_{pick.dataset}_{pick.image_id}_{pick.noise}_"
-                                     f"{lb.level_label(pick.noise, pick.level)}"))
+                                     f"{levels.label(scales, pick.noise, pick.level)}"))
     return section
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import UsageError
+from bench.levels import LevelScale
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -36,6 +37,10 @@ CREATE TABLE IF NOT EXISTS image_times (
     cell_key TEXT, image_id TEXT, seconds REAL, PRIMARY KEY (cell_key, image_id)
 );
 CREATE TABLE IF NOT EXISTS metric_info (name TEXT PRIMARY KEY, higher_is_better INTEGER);
+CREATE TABLE IF NOT EXISTS level_scales (degradation TEXT PRIMARY KEY, scale TEXT);
+CREATE TABLE IF NOT EXISTS run_cells (
+    run_id TEXT, cell_key TEXT, PRIMARY KEY (run_id, cell_key)
+);
 """
 STATUSES = ("done", "error", "timeout", "skipped", "pending")
 
@@ -57,19 +62,29 @@ class CellResult:
 
 
 class Store:
-    """A thin layer over one SQLite file."""
+    """A thin layer over one SQLite file.
+
+    ``selection`` (a ``bench.selection.Selection``) narrows what the tables read
+    from it (``bench.leaderboard.latest_done_cells``); None reads every cell.
+    """
 
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
+        self.selection = None
         if not create and not self.path.exists():
             raise UsageError(f"no store at {self.path}; run `denoise-bench run` first")
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=60000")
-        if create:
-            self.db.executescript(SCHEMA)
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA busy_timeout=60000")
+            if create:
+                self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.OperationalError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise UsageError(f"cannot {'create' if create else 'open'} the store {self.path}: {reason}; "
+                             "choose another --store") from None
 
     def close(self) -> None:
         self.db.close()
@@ -102,6 +117,16 @@ class Store:
             self.db.execute("INSERT OR REPLACE INTO metric_info VALUES (?, ?)",
                             (name, int(higher_is_better)))
 
+    def set_level_scale(self, degradation: str, scale: LevelScale) -> None:
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO level_scales VALUES (?, ?)",
+                            (degradation, scale.to_json()))
+
+    def level_scales(self) -> dict[str, LevelScale]:
+        """How each degradation in the store shows its levels (see ``bench.levels``)."""
+        return {name: LevelScale.from_json(text)
+                for name, text in self.db.execute("SELECT * FROM level_scales")}
+
     # cells
     def statuses(self, keys: list[str]) -> dict[str, str]:
         found = {}
@@ -113,8 +138,10 @@ class Store:
         return found
 
     def plan_cells(self, run_id: str, cells, seed: int, protocol: str, metrics: list[str]) -> None:
-        """Record a grid's cells as pending, leaving cells already in the store alone."""
+        """Record a grid's cells as pending (cells already in the store stay) and as this run's."""
         with self._transaction():
+            self.db.executemany("INSERT OR IGNORE INTO run_cells VALUES (?, ?)",
+                                [(run_id, c.key) for c in cells])
             self.db.executemany(
                 "INSERT OR IGNORE INTO cells (key, run_id, dataset, degradation, level, denoiser, "
                 "repetition, seed, protocol, metrics, status, updated) "
@@ -178,6 +205,7 @@ def open_existing(path: str | Path) -> Store:
     try:
         store = Store(path, create=False)
         store.db.execute("SELECT 1 FROM cells LIMIT 1")
+        store.db.executescript(SCHEMA)  # tables added since the store was made
     except sqlite3.DatabaseError as exc:
         if store is not None:
             store.close()

@@ -67,10 +67,11 @@ def test_long_table_statistics_match_a_hand_computation(store):
             best = max(rows, key=lambda n: rows[n].mean())
             assert (row["rank"] == 1) == (name == best)
     gaussian = table[table["noise"] == "gaussian"]
-    assert gaussian["level_255"].tolist() == pytest.approx((gaussian["level"] * 255).tolist())
-    assert table.loc[table["noise"] == "poisson", "peak"].tolist() == [16.0, 16.0]
-    assert list(table.columns) == ["metric", "dataset", "noise", "level", "level_255", "peak", "denoiser",
-                                   "n", "mean", "std", "ci95_low", "ci95_high", "rank", "rank_tied"]
+    assert set(gaussian["level_label"]) == {"sigma=15", "sigma=50"}
+    assert table.loc[table["noise"] == "poisson", "level_label"].tolist() == ["peak=16", "peak=16"]
+    assert list(table.columns) == ["metric", "dataset", "noise", "level", "level_label", "denoiser",
+                                   "n", "mean", "std", "ci95_low", "ci95_high", "reps", "rep_std",
+                                   "rank", "rank_tied"]
 
 
 def test_only_the_latest_done_attempt_of_a_cell_counts(store):

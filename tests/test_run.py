@@ -4,6 +4,7 @@ import io
 import json
 
 import pandas as pd
+import torch
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
@@ -201,3 +202,20 @@ def test_device_cuda_without_cuda_is_a_usage_error(cli, store):
         pytest.skip("this machine has CUDA")
     result = cli("run", "--device", "cuda", "--store", store)
     assert result.code == 2 and "no CUDA device" in result.err and not store.exists()
+
+
+def test_every_repetition_draws_new_noise(cli, store):
+    """A runner that ignored the repetition index would score every repetition the same."""
+    assert cli("run", "-d", "skimage-gray[crop=32]", "-n", "gaussian:0.1", "-m", "noisy",
+               "--repetitions", "3", "--store", store, "--quiet").code == 0
+    scores = pd.DataFrame(rows(store, "SELECT c.repetition, s.image_id, s.value FROM scores s "
+                                      "JOIN cells c ON c.key = s.cell_key WHERE s.metric = 'psnr'"),
+                          columns=["repetition", "image_id", "value"])
+    assert scores["repetition"].nunique() == 3
+    distinct = scores.groupby("image_id")["value"].nunique()
+    assert (distinct == 3).all(), f"repetitions of an image share their noise: {distinct.to_dict()}"
+    images = skimage_gray(crop=32)
+    degradation = GaussianDegradation()
+    y = [make_batches(images, "skimage-gray[crop=32]", degradation, 0.1, r, 0, 16, "cpu")[0].y
+         for r in range(2)]
+    assert not torch.equal(y[0], y[1])

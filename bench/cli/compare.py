@@ -17,7 +17,7 @@ def configure(sub) -> None:
     parser = sub.add_parser(
         "compare", help="paired comparison of two denoisers (bootstrap CI, win rate)",
         description="Differences A - B on the same noisy images (dataset, noise, level, seed, "
-                    "repetition, image), averaged per image; a paired percentile-bootstrap 95%% CI "
+                    "repetition, image), averaged per image; a paired percentile-bootstrap 95% CI "
                     "over images and the share of images A wins. A name without [vst=...] also "
                     "matches its default Poisson row (name[vst=anscombe]).")
     parser.add_argument("a", metavar="A", help="denoiser row name, as in the leaderboard")
@@ -53,6 +53,7 @@ def main(args) -> int:
         higher = lb.check_metric(store, args.metric)
         scores = lb.scores_for(store, args.metric)
         provenance = lb.provenance(store)
+        scales = store.level_scales()
     rows = {name: rows_of(scores, name) for name in (args.a, args.b)}
     for name, found in rows.items():
         if found.empty:
@@ -61,7 +62,7 @@ def main(args) -> int:
     pairs = compare.paired(pd.concat(rows.values()), args.a, args.b)
     if pairs.empty:
         raise UsageError(f"{args.a!r} and {args.b!r} never ran on the same noisy images")
-    table = lb.add_level_columns(compare.compare(pairs, higher, n_boot=args.bootstrap))
+    table = lb.add_level_label(compare.compare(pairs, higher, n_boot=args.bootstrap), scales)
     if table["protocol"].nunique(dropna=True) <= 1 and set(table["protocol"].dropna()) <= {"default"}:
         table = table.drop(columns="protocol")
     direction = "higher" if higher else "lower"

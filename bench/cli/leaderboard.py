@@ -16,7 +16,9 @@ def configure(sub) -> None:
     parser = sub.add_parser(
         "leaderboard", help="rank denoisers from a results store",
         description="Long layout: one row per (dataset, noise, level, denoiser) with mean, std, "
-                    "95%% CI, rank and rank_tied (ties where paired CIs cannot tell denoisers apart). "
+                    "95% CI over images (repetitions averaged per image first; their spread is rep_std), "
+                    "rank and rank_tied (1 + the rows significantly better by a paired t-test over "
+                    "images, Holm-corrected within the group). "
                     "Every export starts with its provenance (runs, versions, device, seed, protocol).")
     parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
     parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC",

@@ -1,0 +1,59 @@
+"""How a degradation's level is shown: its name and scale in tables, its axis in figures.
+
+A degradation describes its own level (``Degradation.scale``); the run stores that
+description, so leaderboards, reports and figures label any degradation, a
+third-party one too, without knowing it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+STYLES = ("ascii", "unicode", "latex")
+
+
+@dataclass(frozen=True)
+class LevelScale:
+    """A level is shown as ``name=value*factor`` (e.g. ``sigma=15`` for 15/255)."""
+
+    name: str = "level"
+    factor: float = 1.0
+    #: The name per style where it differs from ``name`` (e.g. ``{"unicode": "σ"}``).
+    symbols: dict = field(default_factory=dict, hash=False, compare=False)
+    axis_label: str = "level"
+    log_axis: bool = False
+
+    def label(self, level: float, style: str = "ascii") -> str:
+        """``sigma=15``, ``σ=15`` or ``$\\sigma$=15`` for a level of 15/255."""
+        return f"{self.symbols.get(style, self.name)}={self.shown(level):.4g}"
+
+    def shown(self, level: float) -> float:
+        """The level on the scale people read (axis values too)."""
+        return level * self.factor
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LevelScale":
+        return cls(**json.loads(text))
+
+
+GAUSSIAN = LevelScale("sigma", 255.0, {"unicode": "σ", "latex": r"$\sigma$"},
+                      "noise std σ (0-255 scale)")
+POISSON = LevelScale("peak", 1.0, {}, "Poisson peak (higher = less noise)", log_axis=True)
+#: What stores written before levels described themselves get for the built-ins.
+BUILTIN = {"gaussian": GAUSSIAN, "poisson": POISSON}
+GENERIC = LevelScale()
+
+
+def label(scales: dict[str, LevelScale], noise: str, level, style: str = "ascii") -> str:
+    """A level's label for a degradation name; ``-`` where there is no level."""
+    if level is None or level != level or level == -1.0:  # NaN or the wide table's placeholder
+        return "-"
+    return scale_of(scales, noise).label(level, style)
+
+
+def scale_of(scales: dict[str, LevelScale], noise: str) -> LevelScale:
+    return scales.get(noise) or BUILTIN.get(noise) or GENERIC
