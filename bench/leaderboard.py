@@ -1,12 +1,14 @@
 """Leaderboards from the store: long, wide (as papers print them) and a ranking summary.
 
 For each cell identity the latest done attempt counts, so a rerun after a code
-change never counts an image twice. Spread is shown across images (and
-repetitions): std and a t-based 95% confidence interval of the mean. ``rank``
-orders the means; ``rank_tied`` is 1 + the number of denoisers significantly
-better on paired images (see ``bench.compare``), so indistinguishable ones tie.
-Every export carries its provenance: runs, versions, device, seed, protocol.
-"""
+change never counts an image twice. The image is the statistical unit: an
+image's noise draws (repetitions, seeds) are averaged first, then ``n`` (images),
+std and a t-based 95% confidence interval of the mean are taken over images;
+``rep_std`` is the spread of the dataset mean across draws. ``rank`` orders the
+means; ``rank_tied`` is 1 + the number of rows significantly better on paired
+images (``bench.compare.tied_ranks``: Holm-corrected), so indistinguishable ones
+tie. Rows are aggregated in a fixed order, so tables are byte-identical however
+cells finished. Markdown, LaTeX and JSON carry their provenance; CSV stays plain."""
 
 from __future__ import annotations
 
@@ -439,15 +441,16 @@ def _cmidrules(offset: int, keys: list) -> str:
 def render(table: pd.DataFrame, fmt: str, provenance: dict | None = None) -> str:
     """The table as text in one of FORMATS (CSV and JSON keep full precision).
 
-    With ``provenance`` (see ``provenance()``): a comment header in CSV, Markdown
-    and LaTeX, a ``provenance`` field in JSON, a footer in the terminal table.
+    With ``provenance`` (see ``provenance()``): a comment header in Markdown and
+    LaTeX, a ``provenance`` field in JSON, a footer in the terminal table; CSV
+    stays plain, whatever is passed.
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
     lines = provenance_lines(provenance) if provenance else []
     plain = flatten(table) if is_wide(table) else table
-    if fmt == "csv":
-        return "".join(f"# {line}\n" for line in lines) + plain.to_csv(index=False)
+    if fmt == "csv":  # plain RFC 4180: provenance goes to a sidecar file (see the CLI)
+        return plain.to_csv(index=False)
     if fmt == "json":
         rows = [{k: plain_value(v) for k, v in row.items()} for row in plain.to_dict("records")]
         if provenance is None:

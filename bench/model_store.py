@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import inspect
 import json
-import os
 import re
 import sys
 from contextvars import ContextVar
@@ -30,6 +29,7 @@ import torch
 
 from bench.device import resolve_device
 from bench.errors import Skip, UsageError
+from bench.files import atomic_write
 from bench.plugins import error_line, get_plugin_set
 from bench.provenance import versions
 from bench.registry import Registry
@@ -193,15 +193,6 @@ def is_complete(path: Path) -> bool:
     return path.is_file() and meta_path(path).is_file()
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def arch_of(learner: Learner, data: TrainingData, options: TrainOptions) -> dict:
     """``build``'s arguments for this data: channels and the (patch or image) size."""
     _, channels, h, w = data.images.shape
@@ -239,8 +230,8 @@ def train_checkpoint(learner: Learner, data: TrainingData, options: TrainOptions
         "versions": versions(registry.plugins), **result.summary(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: torch.save(result.state_dict, tmp))
-    _atomic_write(meta_path(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+    atomic_write(path, lambda tmp: torch.save(result.state_dict, tmp))
+    atomic_write(meta_path(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
     return path
 
 

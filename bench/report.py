@@ -17,6 +17,7 @@ import pandas as pd
 
 from bench import figures, leaderboard as lb, levels
 from bench.errors import UsageError
+from bench.files import write_texts
 from bench.registry import Registry
 from bench.store import Store
 
@@ -210,8 +211,5 @@ def page(title: str, sections: list[Section], prov: dict) -> str:
 def write(text: str, output: str | Path) -> Path:
     """Write atomically: a finished file or none."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
+    write_texts({output: text})
     return output

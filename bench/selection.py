@@ -41,8 +41,8 @@ class Selection:
         if self.denoisers:
             keep &= cells["denoiser"].map(lambda v: matches(v, self.denoisers))
         if self.noises:
-            keep &= [any(noise_matches(pattern, d, level) for pattern in self.noises)
-                     for d, level in zip(cells["degradation"], cells["level"])]
+            keep &= pd.Series([any(noise_matches(pattern, d, level) for pattern in self.noises)
+                               for d, level in zip(cells["degradation"], cells["level"])], index=cells.index)
         if self.run:
             keep &= cells["key"].isin(run_cell_keys(store, self.run))
         return cells[keep]

@@ -144,7 +144,7 @@ def store_path(tmp_path):
 
 def test_compare_command_reads_paired_differences_from_the_store(store_path, capsys):
     assert cli(["compare", "A", "B", "--store", str(store_path), "--format", "csv"]) == 0
-    table = pd.read_csv(io.StringIO(capsys.readouterr().out), comment="#")
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert table["dataset"].tolist() == ["d", "d", "all"]
     assert table["diff"].tolist() == pytest.approx([1.0, 1.0, 1.0])
     assert table["pairs"].tolist() == [8, 8, 16]

@@ -126,11 +126,12 @@ def test_every_export_carries_its_provenance(store):
     prov = lb.provenance(store)
     assert prov["run_ids"] == [store.run_id] and prov["seeds"] == [7]
     assert prov["devices"] == ["cpu"] and prov["protocols"] == ["default"]
-    for fmt, mark in (("csv", "# "), ("latex", "% ")):
-        head = [line for line in lb.render(table, fmt, prov).splitlines() if line.startswith(mark)]
-        text = "\n".join(head)
-        for needed in (store.run_id, "torch 9.9", "device: cpu", "seed: 7", "protocol: default"):
-            assert needed in text, f"{fmt} header lacks {needed!r}"
+    head = [line for line in lb.render(table, "latex", prov).splitlines() if line.startswith("% ")]
+    text = "\n".join(head)
+    for needed in (store.run_id, "torch 9.9", "device: cpu", "seed: 7", "protocol: default"):
+        assert needed in text, f"latex header lacks {needed!r}"
+    assert lb.render(table, "latex", prov).endswith("\\end{tabular}\n")
+    assert lb.render(table, "csv", prov) == table.to_csv(index=False)  # plain: no comment lines
     markdown = lb.render(table, "markdown", prov)
     assert markdown.startswith("<!--\n") and store.run_id in markdown.split("-->")[0]
     data = json.loads(lb.render(table, "json", prov))
@@ -138,6 +139,45 @@ def test_every_export_carries_its_provenance(store):
     assert data["provenance"]["runs"][0]["versions"]["torch"] == "9.9"
     assert len(data["rows"]) == len(table)
     assert data["rows"][0]["mean"] == table["mean"].iloc[0]  # full precision
+
+
+def test_csv_is_plain_with_every_metric_and_provenance_beside_it(store, tmp_path, capsys):
+    out = tmp_path / "board.csv"
+    assert cli(["leaderboard", "--store", str(store.path), "--format", "csv", "--output", str(out)]) == 0
+    table = pd.read_csv(out)  # a bare read: no comment lines, a header row first
+    assert sorted(table["metric"].unique()) == ["psnr", "ssim"]
+    assert len(table) == 2 * sum(len(rows) for rows in TRUTH.values())
+    prov = json.loads((tmp_path / "board.provenance.json").read_text())
+    assert prov["run_ids"] == [store.run_id] and prov["runs"][0]["versions"]["torch"] == "9.9"
+    elsewhere = tmp_path / "prov" / "p.json"
+    assert cli(["leaderboard", "--store", str(store.path), "--format", "csv", "--metric", "psnr",
+                "--provenance", str(elsewhere)]) == 0
+    assert pd.read_csv(io.StringIO(capsys.readouterr().out))["metric"].unique().tolist() == ["psnr"]
+    assert json.loads(elsewhere.read_text())["cells"] == prov["cells"]
+
+
+def test_filters_narrow_every_table(store, capsys):
+    path = str(store.path)
+    run_b = store.start_run({"seed": 7}, {}, "cpu", [])
+    cell = Cell("set-c", "gaussian", 0.1, "new", 0, "new", "sigma", "run-b-cell")
+    store.plan_cells(run_b, [cell], 7, "default", ["psnr"])
+    store.record_cell(run_b, cell, 7, "default", ["psnr"], "cpu", done([30.0, 31.0]))
+
+    def rows_for(*flags):
+        assert cli(["leaderboard", "--store", path, "--format", "csv", "--metric", "psnr", *flags]) == 0
+        return pd.read_csv(io.StringIO(capsys.readouterr().out))
+
+    assert set(rows_for("--dataset", "set-a")["dataset"]) == {"set-a"}
+    assert set(rows_for("--denoiser", "good*")["denoiser"]) == {"good", "good[vst=anscombe]"}
+    assert set(rows_for("--denoiser", "good[vst=anscombe]")["denoiser"]) == {"good[vst=anscombe]"}
+    assert set(rows_for("--noise", "poisson")["noise"]) == {"poisson"}
+    gaussian15 = rows_for("--noise", "gaussian:15/255")
+    assert set(gaussian15["level_label"]) == {"sigma=15"} and set(gaussian15["dataset"]) == {"set-a", "set-b"}
+    assert rows_for("--run", "last")[["dataset", "denoiser"]].values.tolist() == [["set-c", "new"]]
+    assert cli(["leaderboard", "--store", path, "--run", "nope"]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err
+    assert cli(["leaderboard", "--store", path, "--dataset", "nowhere"]) == 2
+    assert "matching the filters" in capsys.readouterr().err
 
 
 def test_run_command_rendering_keeps_working_without_provenance(store):
@@ -169,7 +209,7 @@ def test_cli_exports_read_back_and_failed_cells_are_listed_on_request(store, cap
     path = str(store.path)
     assert cli(["leaderboard", "--store", path, "--wide", "--format", "csv"]) == 0
     out = capsys.readouterr()
-    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(out.out), comment="#"),
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(out.out)),
                                   lb.flatten(lb.wide(store, ["psnr", "ssim"])))
     assert "2 cell(s) not ranked (1 error, 1 skipped); --show-failed" in out.err
     assert cli(["leaderboard", "--store", path, "--summary", "--show-failed"]) == 0

@@ -108,15 +108,17 @@ def test_poisson_rows_name_their_variance_stabilisation(cli, store):
 def test_leaderboard_formats(cli, store, tmp_path):
     assert cli("run", *GRID, "-m", "noisy", "-m", "gaussian-filter", "--store", store).code == 0
     csv = cli("leaderboard", "--store", store, "--format", "csv")
-    table = pd.read_csv(io.StringIO(csv.out), comment="#")
-    for column in ["dataset", "noise", "level", "level_255", "peak", "denoiser", "n", "mean", "std",
-                   "ci95_low", "ci95_high", "rank"]:
+    table = pd.read_csv(io.StringIO(csv.out))
+    for column in ["metric", "dataset", "noise", "level", "level_label", "denoiser", "n", "mean", "std",
+                   "ci95_low", "ci95_high", "reps", "rep_std", "rank", "rank_tied"]:
         assert column in table.columns
+    assert set(table["metric"]) == {"psnr", "ssim"}  # every metric of the store by default
+    table = table[table["metric"] == "psnr"]
     assert len(table) == 6 and set(table["n"]) == {10}
     assert (table[table.denoiser == "noisy"]["rank"] == 2).all()
     gauss = table[table.noise == "gaussian"]
-    assert sorted(gauss["level_255"].round(3).unique()) == [25.0, 25.5]
-    assert table[table.noise == "poisson"]["peak"].unique().tolist() == [16.0]
+    assert sorted(gauss["level_label"].unique()) == ["sigma=25", "sigma=25.5"]
+    assert table[table.noise == "poisson"]["level_label"].unique().tolist() == ["peak=16"]
     assert ((table.ci95_low < table["mean"]) & (table["mean"] < table.ci95_high)).all()
 
     records = json.loads(cli("leaderboard", "--store", store, "--format", "json", "--metric", "ssim").out)["rows"]
@@ -127,15 +129,14 @@ def test_leaderboard_formats(cli, store, tmp_path):
     assert "\\begin{tabular}" in latex
     out = tmp_path / "board.csv"
     assert cli("leaderboard", "--store", store, "--format", "csv", "--output", out).code == 0
-    data_lines = lambda text: [line for line in text.splitlines() if not line.startswith("#")]
-    assert data_lines(out.read_text()) == data_lines(csv.out)
+    assert out.read_text() == csv.out
 
 
 def test_mse_ranks_lower_as_better(cli, store):
     assert cli("run", *GRID, "--metric", "mse", "-m", "noisy", "-m", "gaussian-filter",
                "--store", store).code == 0
     table = pd.read_csv(io.StringIO(cli("leaderboard", "--store", store, "--metric", "mse",
-                                        "--format", "csv").out), comment="#")
+                                        "--format", "csv").out))
     best = table[table["rank"] == 1]
     assert set(best.denoiser) == {"gaussian-filter", "gaussian-filter[vst=anscombe]"}
 
@@ -219,3 +220,11 @@ def test_every_repetition_draws_new_noise(cli, store):
     y = [make_batches(images, "skimage-gray[crop=32]", degradation, 0.1, r, 0, 16, "cpu")[0].y
          for r in range(2)]
     assert not torch.equal(y[0], y[1])
+
+
+def test_the_table_after_a_run_shows_that_runs_rows_only(cli, store):
+    assert cli("run", "-d", "skimage-gray[crop=32]", "-n", "gaussian:0.1", "-m", "noisy", "--store", store).code == 0
+    second = cli("run", "-d", "lfw-faces", "-n", "gaussian:0.1", "-m", "noisy", "--limit-images", "3",
+                 "--store", store)
+    assert second.code == 0
+    assert "lfw-faces" in second.out and "skimage-gray" not in second.out

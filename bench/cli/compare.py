@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 
-from bench import compare, leaderboard as lb
+from bench import compare, leaderboard as lb, selection
 from bench.config import DEFAULT_STORE
 from bench.errors import UsageError
 from bench.specs import Spec, parse_spec
@@ -27,6 +27,7 @@ def configure(sub) -> None:
     parser.add_argument("--format", choices=lb.FORMATS, default="table")
     parser.add_argument("--bootstrap", type=int, default=compare.N_BOOT, metavar="N",
                         help=f"bootstrap resamples (default {compare.N_BOOT})")
+    selection.add_arguments(parser)
     parser.set_defaults(func=main)
 
 
@@ -50,6 +51,7 @@ def main(args) -> int:
     if args.bootstrap < 100:
         raise UsageError(f"--bootstrap must be >= 100, got {args.bootstrap}")
     with open_existing(args.store) as store:
+        store.selection = selection.from_args(args)
         higher = lb.check_metric(store, args.metric)
         scores = lb.scores_for(store, args.metric)
         provenance = lb.provenance(store)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from bench import leaderboard as lb
+from bench import leaderboard as lb, selection
 from bench.config import DEFAULT_STORE
+from bench.errors import UsageError
+from bench.files import write_texts
 from bench.store import open_existing
 
 
@@ -18,11 +21,12 @@ def configure(sub) -> None:
         description="Long layout: one row per (dataset, noise, level, denoiser) with mean, std, "
                     "95% CI over images (repetitions averaged per image first; their spread is rep_std), "
                     "rank and rank_tied (1 + the rows significantly better by a paired t-test over "
-                    "images, Holm-corrected within the group). "
-                    "Every export starts with its provenance (runs, versions, device, seed, protocol).")
+                    "images, Holm-corrected within the group). CSV is plain (RFC 4180) with its "
+                    "provenance (runs, versions, device, seed, protocol) in a sidecar JSON; JSON holds it "
+                    "inline; Markdown and LaTeX start with it as comments.")
     parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
     parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC",
-                        help="metric to rank by, repeatable (default psnr; with --wide psnr and ssim)")
+                        help="metric to rank by, repeatable (default: every metric in the store)")
     parser.add_argument("--format", choices=lb.FORMATS, default="table")
     layout = parser.add_mutually_exclusive_group()
     layout.add_argument("--wide", action="store_true",
@@ -32,33 +36,56 @@ def configure(sub) -> None:
     parser.add_argument("--show-failed", action="store_true",
                         help="list cells that did not finish (error, timeout, skipped) with their reason")
     parser.add_argument("--output", help="write to this file instead of stdout")
+    parser.add_argument("--provenance", metavar="FILE",
+                        help="CSV: where the provenance JSON goes (default: beside --output, "
+                             "NAME.provenance.json; none when the CSV goes to stdout)")
+    selection.add_arguments(parser)
     parser.set_defaults(func=main)
 
 
 def build_table(store, args) -> pd.DataFrame:
     """The table the flags ask for; UsageError (nothing written) for an unknown metric."""
+    scored = lb.scored_metrics(store)
     if args.wide:
-        metrics = args.metrics or [m for m in lb.WIDE_METRICS if m in lb.scored_metrics(store)] or ["psnr"]
+        metrics = args.metrics or [m for m in lb.WIDE_METRICS if m in scored] or ["psnr"]
         return lb.wide(store, list(dict.fromkeys(metrics)))
     tables = [lb.ranking_summary(store, m) if args.summary else lb.leaderboard(store, m)
-              for m in dict.fromkeys(args.metrics or ["psnr"])]
+              for m in dict.fromkeys(args.metrics or scored or ["psnr"])]
     return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
 
 
+def provenance_path(args) -> Path | None:
+    """Where a CSV's provenance goes: ``--provenance``, else beside ``--output``."""
+    if args.provenance:
+        return Path(args.provenance)
+    if args.output:
+        output = Path(args.output)
+        return output.with_name(f"{output.stem}.provenance.json")
+    return None
+
+
 def main(args) -> int:
+    if args.provenance and args.format != "csv":
+        raise UsageError("--provenance is for --format csv (JSON holds its provenance inline; "
+                         "Markdown and LaTeX as comments)")
     with open_existing(args.store) as store:
+        store.selection = selection.from_args(args)
         table = build_table(store, args)
         provenance = lb.provenance(store)
         failed = lb.failed_cells(store)
-    text = lb.render(table, args.format, provenance)
+    files = {}
+    if args.format == "csv":
+        text = lb.render(table, "csv")
+        sidecar = provenance_path(args)
+        if sidecar:
+            files[sidecar] = json.dumps(provenance, indent=2) + "\n"
+    else:
+        text = lb.render(table, args.format, provenance)
     if args.output:
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(output)
+        files[Path(args.output)] = text
     else:
         sys.stdout.write(text)
+    write_texts(files)
     if not failed.empty:
         counts = ", ".join(f"{n} {status}" for status, n in failed["status"].value_counts().sort_index().items())
         if args.show_failed:

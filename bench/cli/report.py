@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import report
+from bench import report, selection
 from bench.config import DEFAULT_STORE
 from bench.errors import UsageError
 from bench.plugins import get_plugin_set
@@ -28,6 +28,7 @@ def configure(sub) -> None:
     parser.add_argument("--figures", metavar="DIR", help="also write every figure as PNG and SVG into DIR")
     parser.add_argument("--plugin", action="append", dest="plugins", default=[], metavar="PATH",
                         help="local plugin file providing a dataset to reload for galleries (repeatable)")
+    selection.add_arguments(parser)
     parser.set_defaults(func=main)
 
 
@@ -43,6 +44,7 @@ def main(args) -> int:
     if args.galleries < 0:
         raise UsageError(f"--galleries must be >= 0, got {args.galleries}")
     with open_existing(args.store) as store:
+        store.selection = selection.from_args(args)
         registry = Registry(get_plugin_set(list(dict.fromkeys(run_plugins(store) + args.plugins))))
         text = report.build(store, registry, args.metrics, args.galleries, args.figures)
     path = report.write(text, args.output)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bench import leaderboard as lb
+from bench.selection import Selection
 from bench.config import DEFAULT_STORE, default_config_path, load_config, make_config, PROTOCOLS
 from bench.device import resolve_device
 from bench.errors import UsageError
@@ -83,7 +84,8 @@ def main(args) -> int:
                 status = "failed" if summary.failed else "done"
             finally:
                 store.finish_run(run_id, status)
-            if not args.quiet and summary.counts["done"]:
+            if not args.quiet and summary.counts["done"]:  # this run's grid only
+                store.selection = Selection(run=run_id)
                 print(lb.render(lb.leaderboard(store, config.metrics[0]), "table"))
     finally:
         executor.close()
