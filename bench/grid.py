@@ -149,9 +149,6 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
     denoiser_specs = [parse_spec(text, "denoiser") for text in config.denoisers]
     metrics = {name: (registry.build("metrics", Spec(name)), registry.get("metrics", name))
                for name in dict.fromkeys(config.metrics)}
-    for name, (_, entry) in metrics.items():
-        if "higher_is_better" not in entry.metadata:
-            raise UsageError(f"metric {name!r} ({entry.plugin}) does not declare higher_is_better")
 
     degradations: dict[str, tuple[Degradation, Entry]] = {}
     levels: list[tuple[str, float]] = []

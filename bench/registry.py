@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from bench.datasets import ImageSet
 from bench.errors import Skip, UsageError
+from bench.hookspecs import METADATA
 from bench.plugins import PluginSet, error_line
 from bench.specs import Spec
 
@@ -37,6 +38,23 @@ class Entry:
         return self.name.endswith(FAMILY_MARK)
 
 
+def check_metadata(kind: str, name: str, metadata: dict) -> None:
+    """ValueError (the plugin is then broken) for an undeclared key, a wrong type or a missing key."""
+    declared = METADATA[kind]
+    what = f"{kind[:-1]} {name!r}"
+    for key, value in metadata.items():
+        if key not in declared:
+            close = difflib.get_close_matches(key, list(declared), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(declared)}"
+            raise ValueError(f"{what}: unknown metadata key {key!r}{hint}")
+        if not declared[key].accepts(value):
+            raise ValueError(f"{what}: metadata {key!r} must be {declared[key].type_name}, "
+                             f"got {type(value).__name__}")
+    missing = [key for key, spec in declared.items() if spec.required and key not in metadata]
+    if missing:
+        raise ValueError(f"{what}: missing required metadata {', '.join(map(repr, missing))}")
+
+
 class Registry:
     """Collects registrations from every loaded plugin, one plugin at a time."""
 
@@ -56,6 +74,7 @@ class Registry:
             def register(entry_name: str, factory: Callable, **metadata) -> None:
                 if not callable(factory):
                     raise TypeError(f"factory for {entry_name!r} is not callable")
+                check_metadata(kind, entry_name, metadata)
                 if entry_name in self._entries[kind] or entry_name in found:
                     owner = self._entries[kind].get(entry_name, found.get(entry_name)).plugin
                     raise ValueError(f"{kind[:-1]} {entry_name!r} already registered by {owner}")

@@ -14,7 +14,7 @@ def register_degradations(register):
 
 @bench.hookimpl
 def register_metrics(register):
-    register("psnr", lambda: metrics.psnr, higher_is_better=True, unit="dB",
+    register("psnr", lambda: metrics.psnr, higher_is_better=True,
              description="peak signal-to-noise ratio, data range 1 (skimage's definition)")
     register("ssim", lambda: metrics.ssim, higher_is_better=True,
              description="structural similarity, Wang et al. settings (skimage's definition)")

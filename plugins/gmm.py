@@ -380,7 +380,7 @@ def gmm_mlp(dataset: str = "gmm2d", steps: int = 1500, width: int = 128, batch: 
 
 @bench.hookimpl
 def register_datasets(register):
-    register("gmm2d", gmm2d, point_data=True,
+    register("gmm2d", gmm2d,
              description="2-D Gaussian mixture points: layout=ring|grid, weights=equal|unequal, "
                          "n, split=train|test (for `sample`)")
     register("gmm-images", gmm_images,

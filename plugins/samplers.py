@@ -107,6 +107,6 @@ def register_samplers(register):
              description="x <- x + step * score(x, sigma); mode-seeking (sigma, step_size, steps)")
     register("langevin", Langevin,
              description="unadjusted Langevin at one sigma: x <- x + step * score + sqrt(2 step) z")
-    register("annealed-langevin", AnnealedLangevin, requires_sigma_aware=True,
+    register("annealed-langevin", AnnealedLangevin,
              description="Song & Ermon: geometric sigmas sigma_max..sigma, step_i = step_size "
                          "* s_i^2 / sigma^2, steps per level, optional final denoising")

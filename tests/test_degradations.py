@@ -82,3 +82,54 @@ def test_bad_levels_are_usage_errors(degradation, text, message):
 
 def test_levels_accept_k_over_255():
     assert GaussianDegradation().parse_level("25/255") == pytest.approx(25 / 255)
+
+
+UNIFORM = '''
+import torch
+import bench
+from bench.degradations import Degradation
+from bench.levels import LevelScale
+
+class Uniform(Degradation):
+    name = "uniform"
+    family = "gaussian"
+    scale = LevelScale("width", 100.0, {"unicode": "w", "latex": "$w$"}, "noise width (% of range)")
+
+    def apply(self, images, level, seeds):
+        out = []
+        for x, seed in zip(images, seeds):
+            g = torch.Generator().manual_seed(seed)
+            out.append(x + level * (torch.rand(x.shape, generator=g) - 0.5))
+        return torch.stack(out)
+
+    def sigma(self, y, level):
+        return torch.full((y.shape[0],), level / 12 ** 0.5, device=y.device)
+
+@bench.hookimpl
+def register_degradations(register):
+    register("uniform", Uniform, description="y = x + width * (U - 1/2)")
+'''
+
+
+def test_a_third_party_degradation_labels_its_own_levels_end_to_end(cli, store, write_plugin, tmp_path):
+    import io
+
+    import pandas as pd
+
+    from bench import figures, leaderboard as lb
+    from bench.store import open_existing
+
+    plugin = write_plugin(UNIFORM, "uniform_noise.py")
+    result = cli("run", "-d", "skimage-gray[crop=32]", "-n", "uniform:0.2,0.4", "-m", "noisy",
+                 "-m", "gaussian-filter", "--plugin", plugin, "--store", store, "--quiet")
+    assert result.code == 0, result.err
+    table = pd.read_csv(io.StringIO(cli("leaderboard", "--store", store, "--format", "csv").out))
+    assert sorted(set(table["level_label"])) == ["width=20", "width=40"]
+    wide = cli("leaderboard", "--store", store, "--wide", "--format", "markdown").out
+    assert "uniform w=20 psnr" in wide and "uniform w=40 ssim" in wide
+    assert "$w$=40" in cli("leaderboard", "--store", store, "--wide", "--format", "latex").out
+    with open_existing(store) as opened:
+        fig = figures.metric_vs_level(lb.leaderboard(opened, "psnr"))
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert axes[0].get_xlabel() == "noise width (% of range)"
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["20", "40"]
