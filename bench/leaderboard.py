@@ -137,7 +137,6 @@ def add_level_label(table: pd.DataFrame, scales: dict[str, LevelScale]) -> pd.Da
     table = table.copy()
     table.insert(list(table.columns).index("level") + 1, "level_label",
                  [levels.label(scales, noise, level) for noise, level in zip(table["noise"], table["level"])])
-    table.attrs["level_scales"] = scales
     return table
 
 
@@ -145,7 +144,8 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
     """The ranked table for one metric; rank 1 is best within (dataset, noise, level)."""
     higher = check_metric(store, metric)
     scores = scores_for(store, metric)
-    table = add_level_label(summary_table(scores, GROUP + ["protocol"]), store.level_scales())
+    scales = store.level_scales()
+    table = add_level_label(summary_table(scores, GROUP + ["protocol"]), scales)
     within = ["dataset", "noise", "level", "protocol"]
     table["rank"] = (table.groupby(within, dropna=False)["mean"]
                      .rank(ascending=not higher, method="min").astype(int))
@@ -158,6 +158,7 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
     if table["protocol"].nunique() == 1 and table["protocol"].iloc[0] == "default":
         table = table.drop(columns="protocol")
     table.attrs["higher_is_better"] = {metric: higher}
+    table.attrs["level_scales"] = scales
     return table
 
 
