@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.content_hash import sha256_files
 from bench.errors import UsageError
+from bench.seeding import identity_hash
 
 SKIMAGE_GRAY = ("camera", "moon", "coins", "text", "page", "brick", "grass", "gravel", "clock", "cell")
 SKIMAGE_COLOR = ("astronaut", "chelsea", "coffee", "immunohistochemistry", "rocket")
@@ -25,13 +27,26 @@ LFW_TEST_EVERY = 5
 
 @dataclass
 class ImageSet:
-    """Clean images with stable ids; images may differ in size."""
+    """Clean images with stable ids; images may differ in size.
+
+    ``content`` (file name -> SHA-256), where the images come from files a user can
+    change, makes the content part of the cells' identity (see ``content_id``).
+    """
 
     ids: list[str]
     images: list[torch.Tensor]
+    content: dict[str, str] | None = None
 
     def limit(self, n: int | None) -> "ImageSet":
-        return self if n is None else ImageSet(self.ids[:n], self.images[:n])
+        if n is None:
+            return self
+        content = None if self.content is None else dict(list(self.content.items())[:n])
+        return ImageSet(self.ids[:n], self.images[:n], content)
+
+    @property
+    def content_id(self) -> str | None:
+        """A hash of the file names and bytes behind the images (None for shipped data)."""
+        return None if self.content is None else identity_hash(self.content)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -117,7 +132,8 @@ def folder(path: str, crop: int | None = None) -> ImageSet:
         except Exception as exc:
             raise UsageError(f"cannot read image {file}: not a decodable image ({type(exc).__name__}); "
                              "fix or remove the file") from None
-    return ImageSet([p.stem for p in files], images)
+    hashes = sha256_files(files)
+    return ImageSet([p.stem for p in files], images, {p.name: hashes[p] for p in files})
 
 
 def mnist(root: str | None = None, split: str = "test") -> ImageSet:

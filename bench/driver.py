@@ -31,7 +31,10 @@ def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
         store.set_metric_info(name, entry.metadata["higher_is_better"])
     for name, (degradation, _) in grid.degradations.items():
         store.set_level_scale(name, degradation.scale)
-    store.plan_cells(run_id, grid.cells, config.seed, config.protocol, list(grid.metrics))
+    contents = {label: images.content_id for label, images in grid.datasets.items() if images.content}
+    for label in contents:
+        store.record_content(label, contents[label], grid.datasets[label].content)
+    store.plan_cells(run_id, grid.cells, config.seed, config.protocol, list(grid.metrics), contents)
     statuses = store.statuses([cell.key for cell in grid.cells])
     todo = [cell for cell in grid.cells if statuses.get(cell.key) != "done"]
     summary = RunSummary(cached=len(grid.cells) - len(todo))

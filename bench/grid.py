@@ -119,11 +119,13 @@ def call_mode(spec: Spec, entry: Entry, degradation: Degradation) -> tuple[str, 
 
 def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, degradation: Entry,
              level: float, denoiser: Entry, row_label: str, model_label: str,
-             metrics: dict[str, tuple[object, Entry]], repetition: int) -> str:
-    """Hash of everything that can change a cell's numbers."""
+             metrics: dict[str, tuple[object, Entry]], repetition: int,
+             content_id: str | None = None) -> str:
+    """Hash of everything that can change a cell's numbers (a folder's content too)."""
     identity = {
         "dataset": [dataset_label, dataset.fingerprint, config.limit_images,
-                    config.data_root if dataset.metadata.get("uses_data_root") else None],
+                    config.data_root if dataset.metadata.get("uses_data_root") else None]
+        + ([content_id] if content_id else []),
         "degradation": [degradation.name, degradation.fingerprint, float(level).hex()],
         "denoiser": [row_label, model_label, denoiser.fingerprint],
         "metrics": sorted([name, entry.fingerprint] for name, (_, entry) in metrics.items()),
@@ -176,6 +178,7 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
             denoisers[built.label] = _build_denoiser(registry, built)
         mode, row = call_mode(spec, entry, degradations[degradation][0])
         key = cell_key(config, dataset_entries[dataset], dataset, degradations[degradation][1],
-                       level, entry, row, model_identity(denoisers[built.label]), metrics, repetition)
+                       level, entry, row, model_identity(denoisers[built.label]), metrics, repetition,
+                       datasets[dataset].content_id)
         cells.append(Cell(dataset, degradation, level, row, repetition, built.label, mode, key))
     return Grid(config, datasets, dataset_entries, degradations, denoisers, metrics, cells)

@@ -48,8 +48,12 @@ def selected(store: Store, cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def latest_done_cells(store: Store) -> pd.DataFrame:
-    """The latest done cell of each identity, among the selected cells."""
+    """The latest done cell of each identity, among the selected cells.
+
+    Cells made on a dataset content that has since changed (a user's folder) do not count.
+    """
     cells = selected(store, store.query("SELECT * FROM cells WHERE status = 'done'"))
+    cells = cells[~cells["key"].isin(set(store.superseded_cells()["key"]))]
     if cells.empty:
         return cells
     return cells.sort_values("updated", kind="stable").drop_duplicates(IDENTITY, keep="last")

@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS image_times (
 );
 CREATE TABLE IF NOT EXISTS metric_info (name TEXT PRIMARY KEY, higher_is_better INTEGER);
 CREATE TABLE IF NOT EXISTS level_scales (degradation TEXT PRIMARY KEY, scale TEXT);
+CREATE TABLE IF NOT EXISTS dataset_contents (
+    dataset TEXT, content_id TEXT, manifest TEXT, seen INTEGER, recorded TEXT,
+    PRIMARY KEY (dataset, content_id)
+);
+CREATE TABLE IF NOT EXISTS cell_contents (cell_key TEXT PRIMARY KEY, content_id TEXT);
 CREATE TABLE IF NOT EXISTS run_cells (
     run_id TEXT, cell_key TEXT, PRIMARY KEY (run_id, cell_key)
 );
@@ -127,6 +132,27 @@ class Store:
         return {name: LevelScale.from_json(text)
                 for name, text in self.db.execute("SELECT * FROM level_scales")}
 
+    # dataset contents
+    def record_content(self, dataset: str, content_id: str, manifest: dict[str, str]) -> None:
+        """Note a dataset's content (file -> hash) as its current one."""
+        with self._transaction():
+            seen = self.db.execute("SELECT coalesce(max(seen), 0) + 1 FROM dataset_contents").fetchone()[0]
+            self.db.execute("INSERT OR REPLACE INTO dataset_contents VALUES (?, ?, ?, ?, ?)",
+                            (dataset, content_id, json.dumps(manifest, sort_keys=True), seen, now()))
+
+    def superseded_cells(self) -> pd.DataFrame:
+        """Cells made on a dataset content that is no longer the dataset's current one."""
+        return self.query(
+            "SELECT c.*, cc.content_id FROM cells c JOIN cell_contents cc ON cc.cell_key = c.key "
+            "WHERE cc.content_id != (SELECT d.content_id FROM dataset_contents d "
+            "WHERE d.dataset = c.dataset ORDER BY d.seen DESC LIMIT 1)")
+
+    def contents(self, dataset: str) -> list[dict]:
+        """A dataset's recorded contents, newest first: content_id, manifest, recorded."""
+        rows = self.db.execute("SELECT content_id, manifest, recorded FROM dataset_contents "
+                               "WHERE dataset = ? ORDER BY seen DESC", (dataset,)).fetchall()
+        return [{"content_id": c, "manifest": json.loads(m), "recorded": r} for c, m, r in rows]
+
     # cells
     def statuses(self, keys: list[str]) -> dict[str, str]:
         found = {}
@@ -137,9 +163,16 @@ class Store:
             found.update(dict(rows.fetchall()))
         return found
 
-    def plan_cells(self, run_id: str, cells, seed: int, protocol: str, metrics: list[str]) -> None:
-        """Record a grid's cells as pending (cells already in the store stay) and as this run's."""
+    def plan_cells(self, run_id: str, cells, seed: int, protocol: str, metrics: list[str],
+                   contents: dict[str, str] | None = None) -> None:
+        """Record a grid's cells as pending (cells already in the store stay) and as this run's.
+
+        ``contents``: dataset label -> content id, for datasets whose content can change.
+        """
+        contents = contents or {}
         with self._transaction():
+            self.db.executemany("INSERT OR IGNORE INTO cell_contents VALUES (?, ?)",
+                                [(c.key, contents[c.dataset]) for c in cells if c.dataset in contents])
             self.db.executemany("INSERT OR IGNORE INTO run_cells VALUES (?, ?)",
                                 [(run_id, c.key) for c in cells])
             self.db.executemany(

@@ -61,3 +61,48 @@ def test_mnist_without_files_says_what_to_do(tmp_path):
         mnist(str(tmp_path))
     with pytest.raises(UsageError, match="--data-root"):
         mnist(None)
+
+
+def test_a_changed_folder_is_a_new_identity_and_status_says_why(cli, store, tmp_path, monkeypatch):
+    import numpy as np
+    from skimage import io as skio
+
+    from bench import leaderboard as lb
+    from bench.store import open_existing
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        skio.imsave(folder / f"{name}.png", rng.integers(0, 255, (24, 24), dtype=np.uint8))
+    grid = ["run", "-d", f"folder:{folder}", "-n", "gaussian:0.1", "-m", "noisy", "-m", "gaussian-filter",
+            "--store", store, "--quiet"]
+    assert cli(*grid).code == 0
+    assert "no longer counted" not in cli("status", "--store", store).out
+
+    skio.imsave(folder / "a.png", np.zeros((24, 24), dtype=np.uint8))  # replace one image
+    skio.imsave(folder / "c.png", rng.integers(0, 255, (24, 24), dtype=np.uint8))  # add another
+    second = cli("run", "-d", f"folder:{folder}", "-n", "gaussian:0.1", "-m", "noisy", "--store", store, "--quiet")
+    assert second.code == 0 and "(0 from earlier runs)" in second.err
+    with open_existing(store) as opened:
+        table = lb.leaderboard(opened, "psnr")
+    assert table["denoiser"].tolist() == ["noisy"]  # gaussian-filter's old cell no longer counts
+    assert table["n"].tolist() == [3]
+    status = cli("status", "--store", store).out
+    assert "2 done cell(s) were scored on files that have changed since" in status
+    assert "1 changed (a.png), 1 added (c.png)" in status
+
+
+def test_folder_hashes_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
+    from bench import content_hash
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    file = tmp_path / "x.bin"
+    file.write_bytes(b"one")
+    first = content_hash.sha256_files([file])[file]
+    calls = []
+    monkeypatch.setattr(content_hash, "sha256_file", lambda path: calls.append(path) or "recomputed")
+    assert content_hash.sha256_files([file])[file] == first and calls == []
+    file.write_bytes(b"two!")  # a new size: hashed again
+    assert content_hash.sha256_files([file])[file] == "recomputed" and calls == [file]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.config import DEFAULT_STORE
+from bench.content_hash import manifest_changes
 from bench.store import open_existing
 
 
@@ -20,6 +21,7 @@ def main(args) -> int:
                              "error FROM cells WHERE status IN ('error', 'timeout') ORDER BY denoiser")
         pending = store.query("SELECT denoiser, dataset, degradation AS noise, level, repetition "
                               "FROM cells WHERE status = 'pending' ORDER BY denoiser")
+        stale = stale_lines(store)
     runs["status"] = runs["status"].replace("running", "running (or killed)")
     print(f"store: {args.store}\n\nruns:")
     print(runs.fillna("").to_string(index=False))
@@ -29,4 +31,23 @@ def main(args) -> int:
         if not table.empty:
             print(f"\n{title}:")
             print(table.to_string(index=False))
+    if stale:
+        print("\nno longer counted:")
+        print("\n".join(stale))
     return 0
+
+
+def stale_lines(store) -> list[str]:
+    """Why cells made on a dataset's earlier content no longer count, one line per dataset content."""
+    lines = []
+    superseded = store.superseded_cells()
+    for dataset, cells in superseded.groupby("dataset", sort=True):
+        contents = store.contents(dataset)
+        current = contents[0]
+        for content_id, part in cells.groupby("content_id", sort=False):
+            earlier = next(c for c in contents if c["content_id"] == content_id)
+            done = int((part["status"] == "done").sum())
+            lines.append(f"  {dataset}: {done} done cell(s) were scored on files that have changed since "
+                         f"({manifest_changes(earlier['manifest'], current['manifest'])}); "
+                         "they no longer count, rerun to score the current files")
+    return lines

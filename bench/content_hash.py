@@ -1,0 +1,68 @@
+"""SHA-256 of files, cached by (size, mtime) so a large folder is not re-read every run.
+
+The cache is one JSON file in the user's cache folder (``$XDG_CACHE_HOME`` or
+``~/.cache``, then ``denoise-bench``); when it cannot be written, hashes are
+simply recomputed next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from bench.files import atomic_write
+
+CACHE_NAME = "file-hashes.json"
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "denoise-bench" / CACHE_NAME
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_files(paths: list[Path]) -> dict[Path, str]:
+    """The SHA-256 of each file, reusing cached hashes whose size and mtime still match."""
+    cache_file = cache_path()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    hashes, changed = {}, False
+    for path in paths:
+        stat = path.stat()
+        key = str(path.resolve())
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        cached = cache.get(key)
+        if not cached or cached[:2] != stamp:
+            cache[key] = stamp + [sha256_file(path)]
+            changed = True
+        hashes[path] = cache[key][2]
+    if changed:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(cache_file, lambda tmp: tmp.write_text(json.dumps(cache)))
+        except OSError:
+            pass  # a read-only cache only costs speed
+    return hashes
+
+
+def manifest_changes(old: dict[str, str], new: dict[str, str]) -> str:
+    """``1 changed (a.png), 1 added (c.png)``: how two file -> hash manifests differ."""
+    parts = []
+    for what, names in (("changed", [n for n in new if n in old and old[n] != new[n]]),
+                        ("added", [n for n in new if n not in old]),
+                        ("removed", [n for n in old if n not in new])):
+        if names:
+            shown = ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3 else "")
+            parts.append(f"{len(names)} {what} ({shown})")
+    return ", ".join(parts) or "no file changes"
