@@ -7,7 +7,7 @@ Nothing downloads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +35,13 @@ class ImageSet:
 
     ids: list[str]
     images: list[torch.Tensor]
-    content: dict[str, str] | None = None
+    content: dict[str, str] | None = field(default=None, kw_only=True)
 
     def limit(self, n: int | None) -> "ImageSet":
         if n is None:
             return self
         content = None if self.content is None else dict(list(self.content.items())[:n])
-        return ImageSet(self.ids[:n], self.images[:n], content)
+        return ImageSet(self.ids[:n], self.images[:n], content=content)
 
     @property
     def content_id(self) -> str | None:
@@ -133,7 +133,7 @@ def folder(path: str, crop: int | None = None) -> ImageSet:
             raise UsageError(f"cannot read image {file}: not a decodable image ({type(exc).__name__}); "
                              "fix or remove the file") from None
     hashes = sha256_files(files)
-    return ImageSet([p.stem for p in files], images, {p.name: hashes[p] for p in files})
+    return ImageSet([p.stem for p in files], images, content={p.name: hashes[p] for p in files})
 
 
 def mnist(root: str | None = None, split: str = "test") -> ImageSet:
