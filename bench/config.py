@@ -31,6 +31,8 @@ class RunConfig:
     batch_size: int = 8
     protocol: str = "default"
     data_root: str | None = None
+    #: Never touch the network: fetched data and weights must already be in the data folder.
+    offline: bool = False
     save_images: int = 0
     #: Model store for learned denoisers (default: ``models/`` beside the store).
     models: str | None = None

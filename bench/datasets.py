@@ -1,8 +1,8 @@
 """Datasets: clean images as (C, H, W) float32 tensors in [0, 1], loaded from disk only.
 
 Shipped with scikit-image: ``skimage-gray``, ``skimage-color``, ``lfw-faces``.
-From a user-given path: ``folder:PATH`` and ``mnist`` (torchvision's layout).
-Nothing downloads.
+From a user-given path: ``folder:PATH``. Datasets fetched by name (Set12,
+MNIST, ...) are in ``bench.standard_datasets``.
 """
 
 from __future__ import annotations
@@ -135,21 +135,3 @@ def folder(path: str, crop: int | None = None) -> ImageSet:
     hashes = sha256_files(files)
     return ImageSet([p.stem for p in files], images, content={p.name: hashes[p] for p in files})
 
-
-def mnist(root: str | None = None, split: str = "test") -> ImageSet:
-    """MNIST from a local torchvision root (``--data-root``); never downloads."""
-    from torchvision.datasets import MNIST
-
-    if split not in ("train", "test"):
-        raise UsageError(f"unknown MNIST split {split!r}; choose train or test")
-    if root is None:
-        raise UsageError("mnist needs its files: pass --data-root DIR (torchvision's MNIST layout)")
-    try:
-        data = MNIST(root, train=split == "train", download=False)
-    except RuntimeError:
-        raise UsageError(
-            f"MNIST not found under {root} (expected {root}/MNIST/raw/*-ubyte); "
-            "download it once elsewhere and point --data-root at it"
-        ) from None
-    images = data.data.float().div(255.0).unsqueeze(1)
-    return ImageSet([f"{split}{i:05d}" for i in range(len(images))], list(images))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import product
 
+from bench import fetching
 from bench.config import RunConfig
 from bench.datasets import ImageSet
 from bench.degradations import Degradation
@@ -142,7 +143,8 @@ def build_grid(config: RunConfig, registry: Registry, quiet: bool = False) -> Gr
     Learned denoisers load (or first train, unless ``config.no_train``) from the
     model store ``bench.model_store.ModelContext.for_run`` derives from the config.
     """
-    with using_context(ModelContext.for_run(config, registry, quiet)):
+    with using_context(ModelContext.for_run(config, registry, quiet)), \
+            fetching.using(fetching.FetchSettings.resolve(config.data_root, config.offline, quiet)):
         return _build_grid(config, registry)
 
 

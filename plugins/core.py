@@ -1,7 +1,7 @@
 """Built-in degradations, metrics and datasets."""
 
 import bench
-from bench import datasets, degradations, metrics
+from bench import datasets, degradations, metrics, standard_datasets as standard
 
 
 @bench.hookimpl
@@ -32,5 +32,13 @@ def register_datasets(register):
              description="scikit-image's lfw_subset, 200 gray 25x25; split=train|test|all")
     register("folder:", datasets.folder,
              description="folder:PATH, every PNG/JPEG/TIFF image in PATH")
-    register("mnist", datasets.mnist, uses_data_root=True,
-             description="MNIST from --data-root (torchvision layout); split=train|test")
+    for pinned in standard.PINNED_SETS:
+        colour = "colour; gray=1 for MATLAB rgb2gray" if pinned.color else "gray"
+        register(pinned.name, pinned.factory(), fetch=pinned,
+                 description=f"{pinned.folder} ({colour}), fetched and verified by SHA-256")
+    register("urban100", standard.URBAN100.load, fetch=standard.URBAN100,
+             description="Urban100 HR (colour; gray=1 for MATLAB rgb2gray), through deepinv")
+    for digits in (standard.MNIST, standard.FASHION_MNIST):
+        register(digits.name, digits.load, uses_data_root=True, fetch=digits,
+                 description=f"{digits.class_name} through torchvision (under --data-root); "
+                             "split=train|test")

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from bench import __version__
-from bench.cli import compare, leaderboard, listing, report, run, sample, status, train
+from bench.cli import compare, fetch, leaderboard, listing, report, run, sample, status, train
 from bench.errors import UsageError
 
-COMMANDS = (run, listing, leaderboard, sample, compare, report, status, train)
+COMMANDS = (run, fetch, listing, leaderboard, sample, compare, report, status, train)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 
+from bench import fetching
 from bench.plugins import get_plugin_set
 from bench.registry import KINDS, Registry
 
@@ -18,6 +19,7 @@ def configure(sub) -> None:
     parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
                         help="also load a local plugin file (repeatable)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--data-root", help="data folder whose cached datasets to show")
     parser.set_defaults(func=main)
 
 
@@ -27,17 +29,28 @@ def plugin_rows(registry: Registry) -> list[dict]:
             for i in registry.plugins.infos.values()]
 
 
+def cache_column(entry) -> str:
+    """For names fetched on first use: whether they are in the data folder, and their size."""
+    fetchable = entry.metadata.get("fetch")
+    if fetchable is None:
+        return ""
+    cached, size = fetchable.status()
+    return f"{'cached' if cached else 'not cached'}, {size / 1e6:.1f} MB" if size else "not cached"
+
+
 def entry_rows(registry: Registry, kind: str) -> list[dict]:
     return [{"name": e.name, "plugin": e.plugin, "description": e.description,
-             **{k: v for k, v in e.metadata.items() if k != "description"}}
+             **{k: v for k, v in e.metadata.items() if k not in ("description", "fetch")},
+             **({"cached": cache_column(e)} if "fetch" in e.metadata else {})}
             for e in registry.entries(kind)]
 
 
 def main(args) -> int:
     registry = Registry(get_plugin_set(args.plugin))
     kinds = WHAT if args.what == "all" else (args.what,)
-    tables = {kind: plugin_rows(registry) if kind == "plugins" else entry_rows(registry, kind)
-              for kind in kinds}
+    with fetching.using(fetching.FetchSettings.resolve(args.data_root)):
+        tables = {kind: plugin_rows(registry) if kind == "plugins" else entry_rows(registry, kind)
+                  for kind in kinds}
     if args.json:
         print(json.dumps(tables if args.what == "all" else tables[args.what], indent=2, default=str))
         return 0
@@ -48,7 +61,7 @@ def main(args) -> int:
             continue
         frame = pd.DataFrame(rows)
         columns = (["name", "status", "source", "hooks", "error"] if kind == "plugins"
-                   else ["name", "plugin", "description"])
+                   else ["name", "plugin"] + ["cached"] * ("cached" in frame) + ["description"])
         frame = frame[columns].fillna("")
         print(frame.to_markdown(index=False, tablefmt="simple"), end="\n\n")
     return 0

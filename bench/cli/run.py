@@ -40,7 +40,10 @@ def configure(sub) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--protocol", choices=PROTOCOLS,
                         help="paper: round outputs to 8 bits before scoring, as DPIR's test script")
-    parser.add_argument("--data-root", help="folder holding datasets such as MNIST")
+    parser.add_argument("--data-root", help="data folder of fetched datasets and weights (default: "
+                        "$DENOISE_BENCH_DATA, else the user cache); also MNIST's torchvision root")
+    parser.add_argument("--offline", action="store_true", default=None,
+                        help="never touch the network (also DENOISE_BENCH_OFFLINE=1)")
     parser.add_argument("--save-images", type=int, metavar="N",
                         help="keep the denoised outputs of the first N images (PNG, for galleries)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local",
@@ -59,8 +62,8 @@ def configure(sub) -> None:
 
 
 OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
-             "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "save_images",
-             "models", "no_train")
+             "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "offline",
+             "save_images", "models", "no_train")
 
 
 def main(args) -> int:

@@ -1,0 +1,69 @@
+"""``denoise-bench fetch NAME...``: download and verify datasets and weights ahead of a run.
+
+For clusters and CI without internet: fetch where there is a network, then run
+with ``--offline`` (or ``DENOISE_BENCH_OFFLINE=1``) on the same data folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from bench import fetching
+from bench.errors import UsageError
+from bench.plugins import get_plugin_set
+from bench.registry import Entry, Registry
+from bench.specs import parse_spec
+
+
+def configure(sub) -> None:
+    parser = sub.add_parser(
+        "fetch", help="download and verify datasets or weights by name",
+        description="Download datasets (set12, bsd68, cbsd68, kodak24, mcmaster, urban100, mnist, "
+                    "fashion-mnist) or a denoiser's weights (dncnn-s, dncnn-b, "
+                    "deepinv:<Class>[pretrained=download]) into the data folder, verified.")
+    parser.add_argument("names", nargs="+", metavar="NAME")
+    parser.add_argument("--data-root", help="data folder (default: $DENOISE_BENCH_DATA, else the user cache)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                        help="also load a local plugin file (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=main)
+
+
+def find(registry: Registry, name: str) -> tuple[str, Entry]:
+    """The dataset or denoiser called ``name`` (datasets first); UsageError suggesting the closest."""
+    for kind in ("datasets", "denoisers"):
+        try:
+            return kind, registry.get(kind, name)
+        except UsageError:
+            continue
+    known = registry.names("datasets") + registry.names("denoisers")
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UsageError(f"nothing called {name!r} to fetch{hint}; datasets: {', '.join(registry.names('datasets'))}")
+
+
+def fetch_one(registry: Registry, text: str, data_root: str | None) -> str:
+    """Fetch one name; returns a line saying what is now in the data folder."""
+    spec = parse_spec(text)
+    kind, entry = find(registry, spec.name)
+    fetchable = entry.metadata.get("fetch")
+    if fetchable is not None and not spec.params:
+        fetchable.fetch()
+        return f"{spec.label}: ready, {fetchable.status()[1] / 1e6:.1f} MB"
+    if kind == "datasets":
+        images = registry.load_dataset(spec, data_root)
+        return f"{spec.label}: {len(images)} images ready"
+    registry.build("denoisers", spec)  # downloads what the model needs (torch hub, ...)
+    return f"{spec.label}: weights ready"
+
+
+def main(args) -> int:
+    settings = fetching.FetchSettings.resolve(args.data_root, None, args.quiet)
+    if settings.offline:
+        raise UsageError(f"fetch downloads, but offline mode is on: unset {fetching.OFFLINE_ENV}")
+    registry = Registry(get_plugin_set(args.plugin))
+    with fetching.using(settings):
+        for name in args.names:
+            print(fetch_one(registry, name, args.data_root))
+    print(f"data folder: {settings.root}")
+    return 0
