@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -199,16 +200,28 @@ def _download(manifest: Manifest, paths: list[str], folder: Path, current: Fetch
                 store.fetch(path)
             except ValueError as exc:  # pooch: the downloaded file's hash does not match
                 raise UsageError(f"checksum mismatch for {path} downloaded from {url}: "
-                                 f"{_first_line(exc)}; nothing was kept") from None
+                                 f"{one_line(exc)}; nothing was kept") from None
             except requests.RequestException as exc:
-                raise UsageError(f"cannot download {url}: {_first_line(exc)} "
+                raise UsageError(f"cannot download {url}: {one_line(exc)} "
                                  f"(offline? set {MIRROR_ENV} to a copy, or {fetch_hint(name)})") from None
             except OSError as exc:
                 raise UsageError(f"cannot write {folder / path}: {exc.strerror or exc}") from None
             bar.update(manifest.files[path].bytes)
 
 
-def _first_line(exc: BaseException) -> str:
+@contextlib.contextmanager
+def library_output(fetch_settings: FetchSettings) -> Iterator[None]:
+    """Let a library's own download messages and bars through only when progress is wanted."""
+    if fetch_settings.progress:
+        yield
+        return
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        yield
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception message on one line, at most 300 characters."""
     return " ".join(str(exc).split())[:300]
 
 

@@ -128,9 +128,10 @@ class Urban100:
         else:
             fetching.check_writable(root)
         try:
-            cls(root=str(root), download=not current.offline)
+            with fetching.library_output(current):
+                cls(root=str(root), download=not current.offline)
         except (RuntimeError, ValueError, requests.RequestException) as exc:
-            raise UsageError(f"urban100 (deepinv Urban100HR) under {root}: {fetching._first_line(exc)}; "
+            raise UsageError(f"urban100 (deepinv Urban100HR) under {root}: {fetching.one_line(exc)}; "
                              f"remove {root} and {fetching.fetch_hint(self.name)}") from None
         return root / "Urban100_HR"
 
@@ -173,10 +174,11 @@ class TorchvisionDigits:
                 raise fetching.offline_error(f"{self.name} ({cls.__name__}/raw)", folder, self.name) from None
         fetching.check_writable(folder)
         try:
-            return cls(str(folder), train=split == "train", download=True)
+            with fetching.library_output(current):
+                return cls(str(folder), train=split == "train", download=True)
         except (RuntimeError, OSError) as exc:
             raise UsageError(f"{self.name} not found under {folder} ({cls.__name__}/raw/*-ubyte) and "
-                             f"the download failed: {fetching._first_line(exc)}") from None
+                             f"the download failed: {fetching.one_line(exc)}") from None
 
     def fetch(self) -> None:
         self.open(None, "train")

@@ -62,3 +62,98 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --- fetched data: a local mirror, a private data folder, no network ------------------------------
+
+#: Copies of real files the manifests pin (Set12 from the FFDNet repository, DnCNN-S sigma=25).
+TEST_DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def private_data_folder(tmp_path_factory, monkeypatch):
+    """Every test fetches into its own folder, from no mirror, online unless it says otherwise."""
+    from bench import fetching
+
+    monkeypatch.setenv(fetching.DATA_ENV, str(tmp_path_factory.mktemp("data")))
+    monkeypatch.delenv(fetching.MIRROR_ENV, raising=False)
+    monkeypatch.delenv(fetching.OFFLINE_ENV, raising=False)
+
+
+class MirrorServer:
+    """http.server in a thread serving a folder laid out as a manifest's relative paths.
+
+    ``requests`` lists the paths asked for; ``drop`` names paths whose connection is cut
+    after half the announced bytes; ``corrupt`` names paths served with one byte flipped.
+    """
+
+    def __init__(self, root: Path):
+        import http.server
+        import threading
+
+        self.root, self.requests, self.drop, self.corrupt = root, [], set(), set()
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path = self.path.lstrip("/")
+                server.requests.append(path)
+                file = root / path
+                if not file.is_file():
+                    return self.send_error(404)
+                body = bytearray(file.read_bytes())
+                if path in server.corrupt:
+                    body[len(body) // 2] ^= 0xFF
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if path in server.drop:
+                    self.wfile.write(body[:len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A local mirror of the pinned sources (Set12, DnCNN-S sigma=25), set as DENOISE_BENCH_MIRROR."""
+    import shutil
+
+    from bench import fetching
+
+    root = tmp_path / "mirror"
+    shutil.copytree(TEST_DATA / "set12", root / "Set12")
+    (root / "model" / "specifics").mkdir(parents=True)
+    shutil.copy(TEST_DATA / "dncnn" / "sigma=25.mat", root / "model" / "specifics")
+    server = MirrorServer(root)
+    monkeypatch.setenv(fetching.MIRROR_ENV, server.url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a socket connection fails the test."""
+    import socket
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage import io
 
-from bench.datasets import SKIMAGE_GRAY, folder, lfw_faces, mnist, skimage_color, skimage_gray
+from bench.datasets import SKIMAGE_GRAY, folder, lfw_faces, skimage_color, skimage_gray
 from bench.errors import UsageError
 
 
@@ -54,13 +54,6 @@ def test_folder_errors(tmp_path, cli):
     result = cli("run", "-d", f"folder:{tmp_path}", "--store", tmp_path / "s.sqlite", "--quiet")
     assert result.code == 2 and "cannot read image" in result.err and "broken.png" in result.err
     assert not (tmp_path / "s.sqlite").exists()
-
-
-def test_mnist_without_files_says_what_to_do(tmp_path):
-    with pytest.raises(UsageError, match="MNIST not found under"):
-        mnist(str(tmp_path))
-    with pytest.raises(UsageError, match="--data-root"):
-        mnist(None)
 
 
 def test_a_changed_folder_is_a_new_identity_and_status_says_why(cli, store, tmp_path, monkeypatch):

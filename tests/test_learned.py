@@ -312,8 +312,8 @@ def test_train_on_mnist_from_a_data_root(cli, tmp_path, fake_mnist):
     assert meta["data"]["hash"] == tensors_hash({"images": expected}), "the pixels we wrote"
     assert meta["arch"] == {"channels": 1, "size": [28, 28]}  # the classic 784 inputs
     # The same command without the root: one line saying what to do.
-    one_line_error(cli("train", "mlp-dae", "--dataset", "mnist", "--models", models, "--quiet"),
-                   "--data-root")
+    one_line_error(cli("train", "mlp-dae", "--dataset", "mnist", "--models", models, "--quiet", "--offline"),
+                   "denoise-bench fetch mnist")
 
 
 def test_mnist_run_evaluates_the_model_trained_on_its_train_split(cli, tiny_plugin, tmp_path,

@@ -153,7 +153,7 @@ def test_mse_ranks_lower_as_better(cli, store):
     (["-m", "gaussian-filter[radius=2]"], "bad parameters"),
     (["-m", "gaussian-filter[vst=log]"], "vst must be one of"),
     (["-d", "folder:/nonexistent"], "image folder not found"),
-    (["-d", "mnist"], "--data-root"),
+    (["-d", "mnist", "--offline"], "denoise-bench fetch mnist"),
     (["--repetitions", "0"], "repetitions must be >= 1"),
     (["--limit-images", "0"], "limit_images must be >= 1"),
     (["--device", "tpu"], "invalid choice"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import __version__
+from bench import __version__, fetching
 from bench.cli import compare, fetch, leaderboard, listing, report, run, sample, status, train
 from bench.errors import UsageError
 
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        with fetching.using(fetch.settings_for(args)):
+            return args.func(args)
     except UsageError as exc:
         print(f"denoise-bench: error: {exc}", file=sys.stderr)
         return 2

@@ -22,11 +22,26 @@ def configure(sub) -> None:
                     "fashion-mnist) or a denoiser's weights (dncnn-s, dncnn-b, "
                     "deepinv:<Class>[pretrained=download]) into the data folder, verified.")
     parser.add_argument("names", nargs="+", metavar="NAME")
-    parser.add_argument("--data-root", help="data folder (default: $DENOISE_BENCH_DATA, else the user cache)")
+    add_data_arguments(parser, offline=False)
     parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
                         help="also load a local plugin file (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=main)
+
+
+def add_data_arguments(parser, offline: bool = True) -> None:
+    """``--data-root`` (and ``--offline``), shared by every command that loads data."""
+    parser.add_argument("--data-root", help="data folder of fetched datasets and weights (default: "
+                        f"${fetching.DATA_ENV}, else the user cache); also MNIST's torchvision root")
+    if offline:
+        parser.add_argument("--offline", action="store_true", default=None,
+                            help=f"never touch the network (also {fetching.OFFLINE_ENV}=1)")
+
+
+def settings_for(args) -> fetching.FetchSettings:
+    """The fetch settings a command's flags ask for (flags, then environment, then cache)."""
+    return fetching.FetchSettings.resolve(getattr(args, "data_root", None), getattr(args, "offline", None),
+                                          bool(getattr(args, "quiet", False)))
 
 
 def find(registry: Registry, name: str) -> tuple[str, Entry]:
@@ -58,12 +73,11 @@ def fetch_one(registry: Registry, text: str, data_root: str | None) -> str:
 
 
 def main(args) -> int:
-    settings = fetching.FetchSettings.resolve(args.data_root, None, args.quiet)
+    settings = fetching.settings()
     if settings.offline:
         raise UsageError(f"fetch downloads, but offline mode is on: unset {fetching.OFFLINE_ENV}")
     registry = Registry(get_plugin_set(args.plugin))
-    with fetching.using(settings):
-        for name in args.names:
-            print(fetch_one(registry, name, args.data_root))
+    for name in args.names:
+        print(fetch_one(registry, name, args.data_root))
     print(f"data folder: {settings.root}")
     return 0

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from bench import fetching
+from bench.cli.fetch import add_data_arguments
 from bench.plugins import get_plugin_set
 from bench.registry import KINDS, Registry
 
@@ -19,7 +19,7 @@ def configure(sub) -> None:
     parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
                         help="also load a local plugin file (repeatable)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--data-root", help="data folder whose cached datasets to show")
+    add_data_arguments(parser, offline=False)
     parser.set_defaults(func=main)
 
 
@@ -48,9 +48,8 @@ def entry_rows(registry: Registry, kind: str) -> list[dict]:
 def main(args) -> int:
     registry = Registry(get_plugin_set(args.plugin))
     kinds = WHAT if args.what == "all" else (args.what,)
-    with fetching.using(fetching.FetchSettings.resolve(args.data_root)):
-        tables = {kind: plugin_rows(registry) if kind == "plugins" else entry_rows(registry, kind)
-                  for kind in kinds}
+    tables = {kind: plugin_rows(registry) if kind == "plugins" else entry_rows(registry, kind)
+              for kind in kinds}
     if args.json:
         print(json.dumps(tables if args.what == "all" else tables[args.what], indent=2, default=str))
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from bench import leaderboard as lb
-from bench.selection import Selection
+from bench.cli.fetch import add_data_arguments
 from bench.config import DEFAULT_STORE, default_config_path, load_config, make_config, PROTOCOLS
 from bench.device import resolve_device
 from bench.errors import UsageError
@@ -13,6 +13,7 @@ from bench.executors import EXECUTORS, make_executor
 from bench.grid import build_grid
 from bench.plugins import get_plugin_set
 from bench.provenance import versions
+from bench.selection import Selection
 from bench.registry import Registry
 from bench.driver import run_grid
 from bench.store import Store
@@ -40,10 +41,7 @@ def configure(sub) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--protocol", choices=PROTOCOLS,
                         help="paper: round outputs to 8 bits before scoring, as DPIR's test script")
-    parser.add_argument("--data-root", help="data folder of fetched datasets and weights (default: "
-                        "$DENOISE_BENCH_DATA, else the user cache); also MNIST's torchvision root")
-    parser.add_argument("--offline", action="store_true", default=None,
-                        help="never touch the network (also DENOISE_BENCH_OFFLINE=1)")
+    add_data_arguments(parser)
     parser.add_argument("--save-images", type=int, metavar="N",
                         help="keep the denoised outputs of the first N images (PNG, for galleries)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local",

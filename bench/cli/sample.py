@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from bench import sample_metrics
+from bench.cli.fetch import add_data_arguments
 from bench.config import DEFAULT_STORE
 from bench.device import resolve_device
 from bench.errors import Skip, UsageError
@@ -58,7 +59,7 @@ def configure(sub) -> None:
     parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
     parser.add_argument("--output", help="folder for the samples (default results/samples/<run>)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--data-root", help="folder holding datasets such as MNIST")
+    add_data_arguments(parser)
     parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
                         help="load a local plugin file (repeatable)")
     parser.set_defaults(func=main)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 
+from bench.cli.fetch import add_data_arguments
 from bench.device import resolve_device
 from bench.errors import UsageError
 from bench.model_store import (DEFAULT_MODELS_DIR, checkpoint_path, is_complete, load_training_data,
@@ -41,7 +42,7 @@ def configure(sub) -> None:
     parser.add_argument("--amp", action="store_true", default=None,
                         help="mixed precision (CUDA only)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--data-root", help="folder holding datasets such as MNIST")
+    add_data_arguments(parser)
     parser.add_argument("--models", default=DEFAULT_MODELS_DIR,
                         help=f"model store folder (default {DEFAULT_MODELS_DIR})")
     parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
