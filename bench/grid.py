@@ -91,11 +91,16 @@ def _build_denoiser(registry: Registry, spec: Spec) -> Denoiser:
     return denoiser
 
 
-def model_spec(spec: Spec, entry: Entry, dataset: str) -> Spec:
-    """What the factory gets: harness parameters removed, the dataset added if it asks."""
+def model_spec(spec: Spec, entry: Entry, dataset: str, degradation: str | None = None,
+               level: float | None = None) -> Spec:
+    """What the factory gets: harness parameters removed; the dataset, or the noise and
+    level, added if it asks (``per_dataset``, ``per_level``)."""
     params = {k: v for k, v in spec.params.items() if k not in HARNESS_PARAMS}
     if entry.metadata.get("per_dataset"):
         params.setdefault("dataset", dataset)
+    if entry.metadata.get("per_level") and degradation is not None:
+        params.setdefault("degradation", degradation)
+        params.setdefault("level", level)
     return Spec(spec.name, params)
 
 
@@ -175,7 +180,7 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
     cells = []
     for dataset, (degradation, level), repetition, (spec, entry) in product(
             datasets, levels, range(config.repetitions), denoiser_entries.items()):
-        built = model_spec(spec, entry, dataset)
+        built = model_spec(spec, entry, dataset, degradation, level)
         if built.label not in denoisers:
             denoisers[built.label] = _build_denoiser(registry, built)
         mode, row = call_mode(spec, entry, degradations[degradation][0])

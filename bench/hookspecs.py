@@ -46,14 +46,23 @@ def _is_learner(value) -> bool:
 
 _is_learner.type_name = "bench.model_store.Learner"
 
+
+def _is_fetchable(value) -> bool:
+    return callable(getattr(value, "fetch", None)) and callable(getattr(value, "status", None))
+
+
+_is_fetchable.type_name = "an object with fetch() and status()"
+FETCH = MetadataKey(_is_fetchable)
+
 DESCRIPTION = MetadataKey(str)
 
 #: Per kind (the part of the hook name after ``register_``): the metadata keys it may declare.
 METADATA: dict[str, dict[str, MetadataKey]] = {
     "denoisers": {"description": DESCRIPTION, "sigma_aware": MetadataKey(bool),
                   "native_poisson": MetadataKey(bool), "per_dataset": MetadataKey(bool),
-                  "learned": MetadataKey(_is_learner)},
-    "datasets": {"description": DESCRIPTION, "uses_data_root": MetadataKey(bool)},
+                  "learned": MetadataKey(_is_learner), "per_level": MetadataKey(bool),
+                  "published_as": MetadataKey(str), "fetch": FETCH},
+    "datasets": {"description": DESCRIPTION, "uses_data_root": MetadataKey(bool), "fetch": FETCH},
     "degradations": {"description": DESCRIPTION},
     "metrics": {"description": DESCRIPTION, "higher_is_better": MetadataKey(bool, required=True)},
     "samplers": {"description": DESCRIPTION},
@@ -76,6 +85,13 @@ def register_denoisers(register):
       to one dataset, such as oracles and learned denoisers).
     - ``learned`` (``bench.model_store.Learner``): how the harness trains and stores it
       (``denoise-bench train``).
+    - ``per_level`` (bool): the factory is also passed ``degradation=<name>`` and
+      ``level=<value>``: one model per level; a ``bench.Skip`` skips that level's cells only.
+    - ``published_as`` (str): the method's name in published tables (``leaderboard
+      --published``), e.g. ``"BM3D"``; a family may give ``"{suffix}"`` (``deepinv:DRUNet``
+      is ``DRUNet``).
+    - ``fetch`` (an object with ``fetch()`` and ``status() -> (cached, bytes)``): what
+      ``denoise-bench fetch NAME`` downloads ahead, and ``list`` reports as cached.
     """
 
 
@@ -87,6 +103,7 @@ def register_datasets(register):
 
     - ``description`` (str): one line shown by ``denoise-bench list``.
     - ``uses_data_root`` (bool): the factory takes ``root``, filled from ``--data-root``.
+    - ``fetch`` (as for denoisers): data fetched by name (``denoise-bench fetch``).
     """
 
 
