@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+import urllib.parse
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
@@ -218,6 +219,38 @@ def library_output(fetch_settings: FetchSettings) -> Iterator[None]:
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         yield
+
+
+@contextlib.contextmanager
+def torch_hub_files(name: str) -> Iterator[list[Path]]:
+    """Torch hub checkpoints loaded in the block (deepinv's ``pretrained=download``), listed as loaded.
+
+    They are kept in the data folder's ``torch-hub``; offline, a checkpoint not there yet
+    is a UsageError naming ``denoise-bench fetch NAME``.
+    """
+    import torch.hub
+
+    current = settings()
+    loaded: list[Path] = []
+    original_load, original_dir = torch.hub.load_state_dict_from_url, torch.hub.get_dir()
+
+    def load(url, model_dir=None, *args, file_name=None, **kwargs):
+        folder = Path(model_dir) if model_dir else Path(torch.hub.get_dir()) / "checkpoints"
+        path = folder / (file_name or os.path.basename(urllib.parse.urlparse(url).path))
+        if current.offline and not path.is_file():
+            raise offline_error(f"weights {path.name}", folder, name)
+        with library_output(current):
+            state = original_load(url, model_dir, *args, file_name=file_name, **kwargs)
+        loaded.append(path)
+        return state
+
+    torch.hub.set_dir(str(current.root / "torch-hub"))
+    torch.hub.load_state_dict_from_url = load
+    try:
+        yield loaded
+    finally:
+        torch.hub.load_state_dict_from_url = original_load
+        torch.hub.set_dir(original_dir)
 
 
 def one_line(exc: BaseException) -> str:

@@ -278,6 +278,7 @@ def provenance_lines(prov: dict) -> list[str]:
     def join(found):
         return ", ".join(f"{k} {'|'.join(v)}" for k, v in found.items()) or "unknown"
 
+    weights = {label: digest for run in prov["runs"] for label, digest in (run["versions"].get("weights") or {}).items()}
     platform = sorted({r["versions"].get("platform") for r in prov["runs"] if r["versions"].get("platform")})
     return [f"denoise-bench results from {prov['store']} ({prov['cells']} cells), generated {prov['generated']}",
             f"runs: {', '.join(prov['run_ids']) or 'none'}",
@@ -285,7 +286,8 @@ def provenance_lines(prov: dict) -> list[str]:
             f"plugins: {join(plugins)}",
             f"device: {', '.join(prov['devices']) or 'unknown'}; platform: {', '.join(platform) or 'unknown'}; "
             f"seed: {', '.join(map(str, prov['seeds'])) or 'unknown'}; "
-            f"protocol: {', '.join(prov['protocols']) or 'unknown'}"]
+            f"protocol: {', '.join(prov['protocols']) or 'unknown'}"] + \
+        ([f"weights: {', '.join(f'{k}@{v}' for k, v in sorted(weights.items()))}"] if weights else [])
 
 
 # rendering --------------------------------------------------------------------------------

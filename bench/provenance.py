@@ -19,3 +19,9 @@ def versions(plugins: PluginSet) -> dict:
             found[name] = None
     found["plugins"] = {i.name: i.version or i.fingerprint for i in plugins.infos.values() if not i.broken}
     return found
+
+
+def weights(denoisers: dict) -> dict[str, str]:
+    """Model label -> fingerprint (e.g. SHA-256) of the weights each built denoiser loaded."""
+    return {label: denoiser.model.fingerprint for label, denoiser in denoisers.items()
+            if getattr(denoiser.model, "fingerprint", None)}

@@ -21,6 +21,8 @@ import deepinv
 import torch
 
 import bench
+from bench import fetching
+from bench.specs import Spec
 
 #: Packages some deepinv models import only when they first run (not when built).
 RUNTIME_PACKAGES = {"WaveletDenoiser": ("ptwt",), "WaveletDictDenoiser": ("ptwt",)}
@@ -130,8 +132,12 @@ def needs_weights(cls: type) -> bool:
     return parameter is not None and parameter.default not in (None, False, inspect.Parameter.empty)
 
 
-def build_model(cls: type, weights: str | None, params: dict) -> torch.nn.Module:
-    """``cls(**params)``, with local weights or a pretrained choice."""
+def build_model(cls: type, weights: str | None, params: dict) -> tuple[torch.nn.Module, str | None]:
+    """``cls(**params)``, with local weights or a pretrained choice, and the fingerprint of its weights.
+
+    The fingerprint hashes ``weights``, or is the SHA-256 of the checkpoint deepinv downloaded
+    (``pretrained=download``, through torch hub into the data folder).
+    """
     name = cls.__name__
     params = dict(params)
     check_parameters(cls, params)
@@ -154,7 +160,8 @@ def build_model(cls: type, weights: str | None, params: dict) -> torch.nn.Module
                          "pretrained=none (random weights)")
     check_packages(name, params)
     try:
-        model = cls(**params)
+        with fetching.torch_hub_files(f'"{Spec(f"deepinv:{name}", params).label}"') as downloaded:
+            model = cls(**params)
     except ImportError as exc:
         raise bench.Skip(f"deepinv.models.{name} needs a missing package: {exc}") from None
     except OSError as exc:  # urllib's errors are OSErrors: a download that failed
@@ -168,7 +175,9 @@ def build_model(cls: type, weights: str | None, params: dict) -> torch.nn.Module
             raise bench.UsageError(f"weights file {weights} does not match "
                                    f"deepinv.models.{name}({_args(params)}): {problem}")
         model.load_state_dict(state)
-    return model
+    if downloaded:
+        return model, "+".join(fetching.sha256(path) for path in downloaded)
+    return model, weights_fingerprint(weights)
 
 
 def _args(params: dict) -> str:
@@ -188,7 +197,7 @@ class DeepinvDenoiser(torch.nn.Module):
     ``fingerprint`` (the weights file's hash) goes into the cell key (see ``bench.grid.model_identity``).
     """
 
-    def __init__(self, model: torch.nn.Module, sigma_scale: float = 1.0, fingerprint: str | None = None):
+    def __init__(self, model: torch.nn.Module, fingerprint: str | None = None, sigma_scale: float = 1.0):
         super().__init__()
         self.model = model
         self.sigma_scale = sigma_scale
@@ -219,15 +228,13 @@ def deepinv_model(class_name: str, weights: str | None = None, sigma_scale: floa
     _check_scale(sigma_scale)
     if not class_name:
         raise bench.UsageError("deepinv: needs a class name, e.g. deepinv:DRUNet[weights=PATH]")
-    return DeepinvDenoiser(build_model(model_class(class_name), weights, params), sigma_scale,
-                           weights_fingerprint(weights))
+    return DeepinvDenoiser(*build_model(model_class(class_name), weights, params), sigma_scale)
 
 
 def ram_model(weights: str | None = None, sigma_scale: float = 1.0, **params) -> RAMDenoiser:
     """Factory for ``deepinv:RAM``, which also takes Poisson data natively."""
     _check_scale(sigma_scale)
-    return RAMDenoiser(build_model(deepinv.models.RAM, weights, params), sigma_scale,
-                       weights_fingerprint(weights))
+    return RAMDenoiser(*build_model(deepinv.models.RAM, weights, params), sigma_scale)
 
 
 @bench.hookimpl

@@ -12,7 +12,7 @@ from bench.errors import UsageError
 from bench.executors import EXECUTORS, make_executor
 from bench.grid import build_grid
 from bench.plugins import get_plugin_set
-from bench.provenance import versions
+from bench.provenance import versions, weights
 from bench.selection import Selection
 from bench.registry import Registry
 from bench.driver import run_grid
@@ -78,7 +78,8 @@ def main(args) -> int:
 
     try:
         with Store(config.store) as store:
-            run_id = store.start_run(config.to_dict(), versions(plugins), device_name, sys.argv)
+            run_id = store.start_run(config.to_dict(), {**versions(plugins), "weights": weights(grid.denoisers)},
+                                     device_name, sys.argv)
             status = "interrupted"
             try:
                 summary = run_grid(grid, store, run_id, executor, device_name, quiet=args.quiet)
