@@ -25,6 +25,7 @@ FFDNET_MANIFEST = "ffdnet-testsets"
 #: 0.2989, 0.5870, 0.1140 in its documentation.
 RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 TORCHVISION_SPLITS = ("train", "test")
+URBAN100_IMAGES = 100
 
 
 def rgb2gray(image: torch.Tensor) -> torch.Tensor:
@@ -137,7 +138,8 @@ class Urban100:
 
     def status(self) -> tuple[bool, int]:
         folder = self.root() / "Urban100_HR"
-        return folder.is_dir() and len(list(folder.glob("*.png"))) == 100, fetching.folder_bytes(folder)
+        return (folder.is_dir() and len(list(folder.glob("*.png"))) == URBAN100_IMAGES,
+                fetching.folder_bytes(folder))
 
     def load(self, crop: int | None = None, gray: bool = False) -> ImageSet:
         folder = self.fetch()

@@ -359,7 +359,8 @@ TUNED = {"nlm": NLMeans, "tv": TV, "wavelet": Wavelet, "bilateral": Bilateral,
 @bench.hookimpl
 def register_denoisers(register):
     for name, (factory, sigma_aware, description) in METHODS.items():
-        register(name, factory, sigma_aware=sigma_aware, description=description)
+        register(name, factory, sigma_aware=sigma_aware, description=description,
+                 **({"published_as": "BM3D"} if name == "bm3d" else {}))
     for name, cls in TUNED.items():
         register(f"{name}-tuned", tuned(cls), sigma_aware=True,
                  description=f"{name} with its {cls.strength} picked per image by "

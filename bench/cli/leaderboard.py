@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import leaderboard as lb, selection
+from bench import leaderboard as lb, published, selection
 from bench.config import DEFAULT_STORE
 from bench.errors import UsageError
 from bench.files import write_texts
@@ -35,6 +35,11 @@ def configure(sub) -> None:
                         help="cross-dataset ranking: mean rank of each denoiser over datasets and levels")
     parser.add_argument("--show-failed", action="store_true",
                         help="list cells that did not finish (error, timeout, skipped) with their reason")
+    parser.add_argument("--published", action="append", nargs="?", const="", metavar="FILE",
+                        help="add the published PSNR/SSIM of matching rows and the difference (delta); "
+                             "FILE: your own table in the same columns (repeatable)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                        help="load a local plugin file (its published_as metadata)")
     parser.add_argument("--output", help="write to this file instead of stdout")
     parser.add_argument("--provenance", metavar="FILE",
                         help="CSV: where the provenance JSON goes (default: beside --output, "
@@ -46,12 +51,18 @@ def configure(sub) -> None:
 def build_table(store, args) -> pd.DataFrame:
     """The table the flags ask for; UsageError (nothing written) for an unknown metric."""
     scored = lb.scored_metrics(store)
+    if args.published is not None and (args.wide or args.summary):
+        raise UsageError("--published adds columns to the long layout; drop --wide and --summary")
     if args.wide:
         metrics = args.metrics or [m for m in lb.WIDE_METRICS if m in scored] or ["psnr"]
         return lb.wide(store, list(dict.fromkeys(metrics)))
     tables = [lb.ranking_summary(store, m) if args.summary else lb.leaderboard(store, m)
               for m in dict.fromkeys(args.metrics or scored or ["psnr"])]
-    return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+    table = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+    if args.published is not None:
+        table = published.beside(table, [f for f in args.published if f], args.plugin,
+                                 with_source=args.format in ("csv", "json"))
+    return table
 
 
 def provenance_path(args) -> Path | None:
