@@ -102,7 +102,7 @@ def add_published(table: pd.DataFrame, refs: pd.DataFrame, registry: Registry) -
         match = refs[(refs["dataset"] == dataset) & (refs["method"] == methods[row.denoiser])
                      & ((refs["sigma_255"] - row.level * 255).abs() < LEVEL_TOLERANCE)] \
             if row.noise == "gaussian" and row.metric in METRICS else refs.iloc[:0]
-        whole = dataset not in sizes or (row.n >= sizes[dataset] and row.n % sizes[dataset] == 0)
+        whole = dataset not in sizes or row.n % sizes[dataset] == 0
         value = match[row.metric].iloc[0] if len(match) and whole else np.nan
         published.append(value)
         sources.append(match["source"].iloc[0] if not np.isnan(value) else "")

@@ -1,4 +1,4 @@
-"""``--protocol paper``: outputs rounded to 8 bits and PSNR on 8-bit images, as DPIR's test script.
+"""``--protocol paper``: outputs rounded to 8 bits, PSNR/SSIM on 8-bit images, as DnCNN's and DPIR's test scripts.
 
 DPIR (Zhang et al., main_test_drunet.py) turns the output into uint8 with
 ``np.uint8((x.clamp(0, 1) * 255).round())`` and scores it against the uint8
@@ -77,6 +77,37 @@ def test_paper_protocol_psnr_is_dpirs_psnr_on_8_bit_images(cli, store, image_fol
             assert scores[(name, image_id, "paper")] == pytest.approx(expected, abs=TOLERANCE_DB), \
                 f"{name} on {image_id}: the paper protocol must score 8-bit outputs like DPIR"
             assert expected == pytest.approx(peak_signal_noise_ratio(truth, estimate), abs=1e-9)
+
+
+def wang_ssim(estimate: np.ndarray, truth: np.ndarray) -> float:
+    """DnCNN's ``Cal_PSNRSSIM``: Wang's ssim_index on uint8 values as double (L = 255, 11x11
+    Gaussian window of sigma 1.5, 'valid' filtering), averaged over colour channels."""
+    from scipy.signal import correlate2d
+
+    t = np.arange(11) - 5
+    window = np.outer(np.exp(-t ** 2 / (2 * 1.5 ** 2)), np.exp(-t ** 2 / (2 * 1.5 ** 2)))
+    window /= window.sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    a3, b3 = (np.atleast_3d(x.astype(np.float64)) for x in (estimate, truth))
+    values = []
+    for a, b in zip(a3.transpose(2, 0, 1), b3.transpose(2, 0, 1)):
+        mu1, mu2 = correlate2d(a, window, "valid"), correlate2d(b, window, "valid")
+        s11 = correlate2d(a * a, window, "valid") - mu1 ** 2
+        s22 = correlate2d(b * b, window, "valid") - mu2 ** 2
+        s12 = correlate2d(a * b, window, "valid") - mu1 * mu2
+        values.append(np.mean((2 * mu1 * mu2 + c1) * (2 * s12 + c2) / ((mu1 ** 2 + mu2 ** 2 + c1) * (s11 + s22 + c2))))
+    return float(np.mean(values))
+
+
+def test_paper_protocol_ssim_is_dncnns_ssim_on_8_bit_images(cli, store, image_folder):
+    result = cli("run", "-d", f"folder:{image_folder}", "-n", "gaussian:25/255", "-m", "gaussian-filter",
+                 "--metric", "ssim", "--protocol", "paper", "--save-images", "2", "--store", store, "--quiet")
+    assert result.code == 0, result.err
+    (key,), = rows(store, "SELECT key FROM cells")
+    for image_id, value in rows(store, "SELECT image_id, value FROM scores"):
+        saved = io.imread(output_dir(store, key) / f"{image_id}.png")
+        truth = io.imread(image_folder / f"{image_id}.png")
+        assert value == pytest.approx(wang_ssim(saved, truth), abs=1e-6)
 
 
 def test_saved_outputs_are_the_8_bit_images_that_were_scored(cli, store, image_folder):
