@@ -159,10 +159,11 @@ SPECIFIC = AuthorsModels("dncnn-s", [specific_file(level) for level in SPECIFIC_
 BLIND_MODELS = AuthorsModels("dncnn-b", list(BLIND.values()))
 
 
-def dncnn_s(degradation: str | None = None, level: float | None = None) -> DnCNNDenoiser:
-    """DnCNN-S: the authors' model trained for exactly this gray noise level (the grid passes it)."""
-    if degradation is None or level is None:
-        raise bench.UsageError("dncnn-s picks its model by the run's noise level; use it in a run")
+def dncnn_s(degradation: str = "gaussian", level: float | None = None) -> DnCNNDenoiser:
+    """DnCNN-S: the authors' model trained for exactly this gray noise level (a run passes it)."""
+    if level is None:
+        raise bench.UsageError("dncnn-s picks its model by the run's noise level; "
+                               "outside a run give it, e.g. dncnn-s[level=25/255]")
     if degradation != "gaussian":
         raise bench.Skip(f"dncnn-s has models for Gaussian noise only, not {degradation}")
     level_255 = level * 255

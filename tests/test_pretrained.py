@@ -89,7 +89,7 @@ def test_a_level_without_a_model_skips_its_cells_only(cli, mirror, store):
 
 
 def test_dncnn_s_outside_a_run_and_offline(cli, store, no_network):
-    with pytest.raises(UsageError, match="noise level"):
+    with pytest.raises(UsageError, match=r"dncnn-s\[level=25/255\]"):
         dncnn.dncnn_s()
     with pytest.raises(Skip, match="no model for sigma = 80/255"):
         dncnn.dncnn_s("gaussian", 80 / 255)
