@@ -114,26 +114,34 @@ class Urban100:
             return Urban100HR
         return _with_mirror(Urban100HR, "_archive_urls", {self.archive: f"{mirror.rstrip('/')}/{self.archive}"})
 
+    @staticmethod
+    def checksum() -> str:
+        """deepinv's MD5 of the image folder."""
+        from deepinv.datasets import Urban100HR
+
+        return Urban100HR._checksums["Urban100_HR"]
+
+    def verified(self) -> bool:
+        from deepinv.datasets.utils import calculate_md5_for_folder
+
+        return calculate_md5_for_folder(str(self.root() / "Urban100_HR")) == self.checksum()
+
     def fetch(self) -> Path:
-        """The verified image folder; downloads (unless offline) when it is missing."""
+        """The verified image folder; downloaded (unless offline) when missing or wrong."""
         import requests
 
         current = fetching.settings()
         root = self.root()
-        cls = self.dataset_class()
-        if current.offline:
-            probe = cls.__new__(cls)
-            probe.root = str(root)
-            if not probe.check_dataset_exists():
+        if not self.verified():
+            if current.offline:
                 raise fetching.offline_error("urban100 (deepinv Urban100HR)", root, self.name)
-        else:
             fetching.check_writable(root)
-        try:
-            with fetching.library_output(current):
-                cls(root=str(root), download=not current.offline)
-        except (RuntimeError, ValueError, requests.RequestException) as exc:
-            raise UsageError(f"urban100 (deepinv Urban100HR) under {root}: {fetching.one_line(exc)}; "
-                             f"remove {root} and {fetching.fetch_hint(self.name)}") from None
+            try:
+                with fetching.library_output(current):
+                    self.dataset_class()(root=str(root), download=True)
+            except (RuntimeError, ValueError, requests.RequestException) as exc:
+                raise UsageError(f"urban100 (deepinv Urban100HR) under {root}: {fetching.one_line(exc)}; "
+                                 f"remove {root} and {fetching.fetch_hint(self.name)}") from None
         return root / "Urban100_HR"
 
     def status(self) -> tuple[bool, int]:
@@ -144,10 +152,8 @@ class Urban100:
     def load(self, crop: int | None = None, gray: bool = False) -> ImageSet:
         folder = self.fetch()
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        from deepinv.datasets import Urban100HR
-
         return ImageSet([p.stem for p in files], read_images(files, crop, bool(gray)),
-                        content={"Urban100_HR (deepinv MD5)": Urban100HR._checksums["Urban100_HR"]})
+                        content={"Urban100_HR (deepinv MD5)": self.checksum()})
 
 
 class TorchvisionDigits:

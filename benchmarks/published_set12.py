@@ -47,9 +47,13 @@ def mirror_tree(root: Path) -> None:
     shutil.copy(mat, root / "model" / "specifics" / mat.name)
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
 def serve(root: Path) -> http.server.ThreadingHTTPServer:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
+    handler = functools.partial(QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -71,6 +75,7 @@ def cli(*args: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="results/published_set12.sqlite")
+    parser.add_argument("--note", default="", help="a line added to the section (e.g. what shared the CPU)")
     args = parser.parse_args()
     Path(args.store).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +107,7 @@ def main() -> None:
             "`--protocol paper` (seed 0, one noise draw per image; the papers used MATLAB's `randn`). "
             "`delta` = PSNR here - published.\n\n" + "\n".join(lines) + "\n\n"
             f"Wall time: bm3d, 3 levels x 12 images: {seconds['bm3d']:.0f} s; dncnn-s, 12 images: "
-            f"{seconds['dncnn-s']:.0f} s (CPU).")
+            f"{seconds['dncnn-s']:.0f} s (CPU). {args.note}")
     update_section("published-set12", body)
     print(body)
 

@@ -249,3 +249,37 @@ def test_an_explicit_data_root_keeps_working_for_mnist(tmp_path, no_network):
     assert isinstance(images, ImageSet) and len(images) == 6
     assert torch.equal(images.images[5][0], torch.from_numpy(digits["train"][5]).float() / 255)
     assert not os.listdir(fetching.settings().root), "nothing written to the default data folder"
+
+
+# --- urban100 through deepinv ------------------------------------------------------------------------
+
+def test_urban100_through_deepinv_with_its_md5(cli, mirror, store, monkeypatch, tmp_path):
+    """A two-image stand-in archive on the mirror; deepinv's folder MD5 is pinned to it for the test."""
+    import tarfile
+
+    from deepinv.datasets import Urban100HR
+    from deepinv.datasets.utils import calculate_md5_for_folder
+
+    folder = tmp_path / "archive" / "Urban100_HR"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    colour = [rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8) for _ in range(2)]
+    for i, pixels in enumerate(colour, start=1):
+        io.imsave(folder / f"img_{i:03d}.png", pixels, check_contrast=False)
+    with tarfile.open(mirror.root / "Urban100_HR.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="Urban100_HR")
+    monkeypatch.setattr(Urban100HR, "_checksums", {"Urban100_HR": calculate_md5_for_folder(str(folder))})
+
+    one_line_exit_2(cli("run", "-d", "urban100", "-n", "gaussian:0.1", "-m", "noisy", "--offline",
+                        "--store", store, "--quiet"), "denoise-bench fetch urban100")
+    result = cli("run", "-d", "urban100[gray=1]", "-n", "gaussian:0.1", "-m", "noisy", "--metric", "psnr",
+                 "--store", store, "--quiet")
+    assert result.code == 0, result.err
+    assert mirror.requests == ["Urban100_HR.tar.gz"]
+    assert rows(store, "SELECT dataset, n_images FROM cells") == [("urban100[gray=1]", 2)]
+    from bench.standard_datasets import URBAN100
+
+    gray = URBAN100.load(gray=True)
+    expected = rgb2gray(torch.from_numpy(colour[1]).permute(2, 0, 1).float() / 255)
+    assert gray.ids == ["img_001", "img_002"] and torch.equal(gray.images[1], expected)
+    assert URBAN100.load().images[0].shape == (3, 40, 48)

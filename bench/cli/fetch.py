@@ -69,7 +69,7 @@ def fetch_one(registry: Registry, text: str, data_root: str | None) -> str:
         images = registry.load_dataset(spec, data_root)
         return f"{spec.label}: {len(images)} images ready"
     registry.build("denoisers", spec)  # downloads what the model needs (torch hub, ...)
-    return f"{spec.label}: weights ready"
+    return f"{spec.label}: ready"
 
 
 def main(args) -> int:
