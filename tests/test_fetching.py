@@ -55,6 +55,8 @@ def test_fetch_downloads_and_verifies_then_a_run_uses_the_cache_without_network(
     for path, spec in SET12.files.items():
         local = fetching.settings().root / "ffdnet-testsets" / path
         assert hashlib.sha256(local.read_bytes()).hexdigest() == spec.sha256
+    listed = [line for line in cli("list", "datasets").out.splitlines() if line.startswith(("set12", "bsd68 "))]
+    assert "cached, 1.2 MB" in listed[1] and "not cached, 6.5 MB" in listed[0], listed
     mirror.stop()
     import socket
 

@@ -88,6 +88,17 @@ def test_a_level_without_a_model_skips_its_cells_only(cli, mirror, store):
     assert [r for r in mirror.requests if r.startswith("model/")] == ["model/specifics/sigma=25.mat"]
 
 
+def test_fetch_one_level_ahead_then_run_offline(cli, mirror, store):
+    result = cli("fetch", "dncnn-s[level=25/255]", "--quiet")
+    assert result.code == 0, result.err
+    assert mirror.requests == ["model/specifics/sigma=25.mat"]
+    assert cli("fetch", "set12", "--quiet").code == 0
+    mirror.stop()
+    result = cli("run", "-d", "set12[crop=32]", "-n", "gaussian:25/255", "-m", "dncnn-s", "--offline",
+                 "--store", store, "--quiet")
+    assert result.code == 0, result.err
+
+
 def test_dncnn_s_outside_a_run_and_offline(cli, store, no_network):
     with pytest.raises(UsageError, match=r"dncnn-s\[level=25/255\]"):
         dncnn.dncnn_s()
