@@ -39,7 +39,7 @@ SHIPPED = "published-awgn.csv"
 def read_table(path: Path | str, label: str) -> pd.DataFrame:
     """One reference table, checked; UsageError naming what is wrong."""
     try:
-        table = pd.read_csv(path, comment=None)
+        table = pd.read_csv(path)
     except FileNotFoundError:
         raise UsageError(f"published table not found: {label}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

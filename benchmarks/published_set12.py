@@ -93,9 +93,9 @@ def main() -> None:
             seconds[run[1]] = time.perf_counter() - start
     csv = cli("leaderboard", "--store", args.store, "--published", "--metric", "psnr", "--metric", "ssim",
               "--format", "csv")
-    table = pd.read_csv(io.StringIO(csv), comment="#")
-    psnr = table[table["metric"] == "psnr"].set_index(["denoiser", "level_255"])
-    ssim = table[table["metric"] == "ssim"].set_index(["denoiser", "level_255"])
+    table = pd.read_csv(io.StringIO(csv)).assign(sigma=lambda t: (t["level"] * 255).round())
+    psnr = table[table["metric"] == "psnr"].set_index(["denoiser", "sigma"])
+    ssim = table[table["metric"] == "ssim"].set_index(["denoiser", "sigma"])
     lines = ["| denoiser | sigma (/255) | PSNR here | published | delta | SSIM here | source |",
              "|---|---|---|---|---|---|---|"]
     for (denoiser, sigma), row in psnr.iterrows():
