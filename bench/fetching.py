@@ -15,7 +15,6 @@ fetch`` command to run where there is internet.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -30,14 +29,13 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
+from bench.content_hash import sha256_file
 from bench.errors import UsageError
 
 DATA_ENV = "DENOISE_BENCH_DATA"
 MIRROR_ENV = "DENOISE_BENCH_MIRROR"
 OFFLINE_ENV = "DENOISE_BENCH_OFFLINE"
 APP_NAME = "denoise-bench"
-#: Files are hashed in chunks of this many bytes.
-CHUNK = 1 << 20
 
 
 def env_flag(name: str) -> bool:
@@ -80,14 +78,6 @@ def using(fetch_settings: FetchSettings) -> Iterator[FetchSettings]:
         yield fetch_settings
     finally:
         _SETTINGS.reset(token)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_hint(name: str) -> str:
@@ -179,7 +169,7 @@ def fetch(manifest: Manifest, paths: list[str], name: str) -> list[Path]:
 
 
 def _verified(path: Path, expected: str) -> bool:
-    return path.is_file() and sha256(path) == expected
+    return path.is_file() and sha256_file(path) == expected
 
 
 def _download(manifest: Manifest, paths: list[str], folder: Path, current: FetchSettings,

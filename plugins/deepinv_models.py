@@ -22,6 +22,7 @@ import torch
 
 import bench
 from bench import fetching
+from bench.content_hash import sha256_file
 from bench.specs import Spec
 
 #: Packages some deepinv models import only when they first run (not when built).
@@ -176,7 +177,7 @@ def build_model(cls: type, weights: str | None, params: dict) -> tuple[torch.nn.
                                    f"deepinv.models.{name}({_args(params)}): {problem}")
         model.load_state_dict(state)
     if downloaded:
-        return model, "+".join(fetching.sha256(path) for path in downloaded)
+        return model, "+".join(sha256_file(path) for path in downloaded)
     return model, weights_fingerprint(weights)
 
 

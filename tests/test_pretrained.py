@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import fetching
+from bench.content_hash import sha256_file
 from bench.errors import Skip, UsageError
 from bench_plugins import dncnn
 from conftest import TEST_DATA, rows
@@ -27,7 +28,7 @@ PAPER_01_SIGMA25 = 30.18
 
 def test_the_test_copy_is_the_pinned_file():
     manifest = fetching.load_manifest(dncnn.MANIFEST)
-    assert fetching.sha256(MAT) == manifest.files[dncnn.specific_file(25)].sha256
+    assert sha256_file(MAT) == manifest.files[dncnn.specific_file(25)].sha256
 
 
 def test_conversion_reads_17_conv_layers_and_matconvnet_cross_correlation():
@@ -113,7 +114,7 @@ def test_the_weights_hash_is_in_the_provenance_and_a_damaged_cache_is_rebuilt(cl
     args = ("run", "-d", "set12[crop=32]", "-n", "gaussian:25/255", "-m", "dncnn-s", "--metric", "psnr",
             "--store", store, "--quiet")
     assert cli(*args).code == 0
-    digest = fetching.sha256(MAT)
+    digest = sha256_file(MAT)
     board = json.loads(cli("leaderboard", "--store", store, "--format", "json").out)
     assert list(board["provenance"]["runs"][0]["versions"]["weights"].values()) == [digest]
     cache, = (fetching.settings().root / "dncnn-models" / "model" / "specifics").glob("sigma=25-*.pt")
@@ -155,7 +156,7 @@ def test_pretrained_download_records_the_sha256_of_the_file_loaded(cli, deepinv_
            "--metric", "psnr", "--store", store, "--quiet")
     assert cli(*run).code == 0
     local = fetching.settings().root / "torch-hub" / "checkpoints" / "dncnn_sigma2_gray.pth"
-    assert fetching.sha256(local) == digest
+    assert sha256_file(local) == digest
     board = json.loads(cli("leaderboard", "--store", store, "--format", "json").out)
     assert digest in board["provenance"]["runs"][0]["versions"]["weights"].values()
 
