@@ -180,6 +180,7 @@ def test_a_changed_upstream_file_never_mixes_with_older_cells(cli, mirror, store
     assert result.code == 0, result.err
     assert "0 from earlier runs" in result.err, "the old cell must not be reused"
     assert len(rows(store, "SELECT key FROM cells")) == 2
+    assert "1 changed (02.png)" in cli("status", "--store", store).out, "the old cell no longer counts"
 
 
 def test_gray_is_matlab_rgb2gray_rounded_to_8_bits():
