@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage import io
 
 
 def output_dir(store_path: str | Path, cell_key: str) -> Path:
@@ -25,6 +24,8 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def save_outputs(folder: Path, ids: list[str], images: torch.Tensor) -> None:
+    from skimage import io  # pulls in scipy: only runs that save images pay for it
+
     folder.mkdir(parents=True, exist_ok=True)
     for image_id, image in zip(ids, images):
         io.imsave(folder / f"{image_id}.png", to_uint8(image), check_contrast=False)

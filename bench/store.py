@@ -12,11 +12,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from bench.errors import UsageError
 from bench.levels import LevelScale
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -212,6 +214,8 @@ class Store:
 
     # reading
     def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        import pandas as pd  # readers only: a run does not pay pandas' import
+
         return pd.read_sql_query(sql, self.db, params=params)
 
     def higher_is_better(self) -> dict[str, bool]:

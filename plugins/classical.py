@@ -24,9 +24,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
-from skimage.restoration import (calibrate_denoiser, denoise_nl_means, denoise_tv_chambolle,
-                                 denoise_wavelet)
 
 import bench
 from bench_plugins.basic_denoisers import GaussianFilter, blur
@@ -62,6 +59,15 @@ def from_arrays(arrays: list[np.ndarray], like: torch.Tensor) -> torch.Tensor:
     else:
         out = torch.from_numpy(stacked).to(like.dtype)
     return out.to(like.device).reshape(like.shape)
+
+
+def restoration(name: str):
+    """``skimage.restoration.<name>``, imported on first call (it pulls in scipy.stats: ~1 s)."""
+    def call(*args, **kwargs):
+        from skimage import restoration as module
+        return getattr(module, name)(*args, **kwargs)
+    call.__name__ = name
+    return call
 
 
 def channel_axis(image: np.ndarray) -> int | None:
@@ -130,7 +136,7 @@ class NLMeans(LibraryDenoiser):
 
     strength = "h"
     strength_params = ("h", "h_factor")
-    function = staticmethod(denoise_nl_means)
+    function = staticmethod(restoration("denoise_nl_means"))
 
     def __init__(self, h: float | None = None, h_factor: float = 0.8, patch_size: int = 5,
                  patch_distance: int = 6, fast_mode: bool = True):
@@ -151,7 +157,7 @@ class TV(LibraryDenoiser):
 
     strength = "weight"
     strength_params = ("weight", "weight_factor")
-    function = staticmethod(denoise_tv_chambolle)
+    function = staticmethod(restoration("denoise_tv_chambolle"))
 
     def __init__(self, weight: float | None = None, weight_factor: float = TV_WEIGHT_FACTOR,
                  eps: float = 2e-4, max_num_iter: int = 200):
@@ -170,7 +176,7 @@ class Wavelet(LibraryDenoiser):
 
     strength = "sigma"
     strength_params = ("sigma_factor",)
-    function = staticmethod(denoise_wavelet)
+    function = staticmethod(restoration("denoise_wavelet"))
 
     def __init__(self, wavelet: str = "db2", method: str = "BayesShrink", mode: str = "soft",
                  wavelet_levels: int | None = None, sigma_factor: float = 1.0):
@@ -298,6 +304,8 @@ class Median(ArrayDenoiser):
         self.size = size
 
     def denoise(self, image, sigma):
+        from scipy import ndimage
+
         footprint = (self.size, self.size) + (1,) * (image.ndim - 2)
         return ndimage.median_filter(image, size=footprint, mode="reflect")
 
@@ -320,6 +328,8 @@ class Calibrated(ArrayDenoiser):
         kwargs = self.method.kwargs(image, sigma)
         grid = {name: [value] for name, value in kwargs.items()}
         grid[self.method.strength] = [kwargs[self.method.strength] * f for f in self.factors]
+        from skimage.restoration import calibrate_denoiser
+
         _, (tested, losses) = calibrate_denoiser(image, self.method.function, grid, extra_output=True)
         return tested[int(np.argmin(losses))]
 

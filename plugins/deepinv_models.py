@@ -17,7 +17,6 @@ import importlib.util
 import inspect
 from pathlib import Path
 
-import deepinv
 import torch
 
 import bench
@@ -46,6 +45,8 @@ def buildable(cls: type) -> bool:
 
 def denoiser_classes() -> dict[str, type]:
     """deepinv.models classes this adapter serves: Denoisers built from k=v, called as (x, sigma)."""
+    import deepinv  # here and below on first use: its import takes seconds
+
     found = {}
     for name in dir(deepinv.models):
         cls = getattr(deepinv.models, name)
@@ -57,6 +58,8 @@ def denoiser_classes() -> dict[str, type]:
 
 def model_class(name: str) -> type:
     """The deepinv class called ``name``; UsageError naming the choices otherwise."""
+    import deepinv
+
     classes = denoiser_classes()
     if name in classes:
         return classes[name]
@@ -234,6 +237,8 @@ def deepinv_model(class_name: str, weights: str | None = None, sigma_scale: floa
 
 def ram_model(weights: str | None = None, sigma_scale: float = 1.0, **params) -> RAMDenoiser:
     """Factory for ``deepinv:RAM``, which also takes Poisson data natively."""
+    import deepinv
+
     _check_scale(sigma_scale)
     return RAMDenoiser(*build_model(deepinv.models.RAM, weights, params), sigma_scale)
 

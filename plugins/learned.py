@@ -10,7 +10,6 @@ over a range of noise levels and ignore it.
 
 from __future__ import annotations
 
-import deepinv
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -128,6 +127,8 @@ DRUNET_SMALL = {"nc": (16, 32, 64, 128), "nb": 1}
 
 def drunet(channels: int, size, nc, nb) -> nn.Module:
     """deepinv's DRUNet (sigma as an extra input channel), randomly initialised."""
+    import deepinv  # on first use: its import takes seconds
+
     return deepinv.models.DRUNet(channels, channels, nc=nc, nb=nb, pretrained=None)
 
 
@@ -191,35 +192,11 @@ def learned_factory(learner: Learner):
     return factory
 
 
-class EmpiricalMMSE(deepinv.models.MMSE):
-    """deepinv's exact posterior mean for the prior 'uniform over the training images'.
-
-    It only returns (mixtures of) training images, so it shows what pure memorisation scores.
-    """
-
-    def __init__(self, data: model_store.TrainingData):
-        super().__init__(dataloader=data.images, device=torch.device("cpu"))
-        self.image_shape = tuple(data.images.shape[1:])
-        self.fingerprint = data.hash
-
-    def to(self, device=None, dtype=None):
-        super().to(device, dtype)
-        if device is not None:
-            self.device = torch.device(device)
-            if isinstance(getattr(self, "dataloader", None), torch.Tensor):  # set after deepinv's init
-                self.dataloader = self.dataloader.to(self.device)
-        return self
-
-    def forward(self, y: torch.Tensor, sigma: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if tuple(y.shape[1:]) != self.image_shape:
-            raise ValueError(f"empirical-mmse holds {'x'.join(map(str, self.image_shape))} training "
-                             f"images; cannot denoise {'x'.join(map(str, y.shape[1:]))}")
-        return super().forward(y, sigma)
-
-
-def empirical_mmse(dataset: str | None = None) -> EmpiricalMMSE:
+def empirical_mmse(dataset: str | None = None) -> torch.nn.Module:
     if dataset is None:
         raise bench.UsageError("empirical-mmse needs a dataset (its train split is the prior)")
+    from bench_plugins.empirical_mmse import EmpiricalMMSE  # imports deepinv: on first use only
+
     return EmpiricalMMSE(model_store.training_images(dataset))
 
 

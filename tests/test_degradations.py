@@ -55,11 +55,22 @@ def test_gaussian_noise_statistics_and_no_clipping():
     assert y.min() < 0 and y.max() > 1, "noisy inputs must not be clipped"
 
 
-def test_gaussian_equals_deepinv_with_the_same_generator():
+@pytest.mark.parametrize("seed", [99, 2**62 + 7])
+def test_gaussian_equals_deepinv_with_the_same_generator(seed):
+    x = torch.rand(3, 16, 16)
+    for sigma in (0.1, 25 / 255):
+        ours = GaussianDegradation().apply([x], sigma, [seed])[0]
+        theirs = deepinv.physics.GaussianNoise(sigma=sigma, rng=torch.Generator())(x[None], seed=seed)[0]
+        assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("seed", [5, 2**62 + 11])
+def test_poisson_equals_deepinv_with_the_same_generator(seed):
     x = torch.rand(1, 16, 16)
-    ours = GaussianDegradation().apply([x], 0.1, [99])[0]
-    theirs = deepinv.physics.GaussianNoise(sigma=0.1, rng=torch.Generator().manual_seed(99))(x[None])[0]
-    assert torch.equal(ours, theirs)
+    for peak in (4.0, 16.0, 60.0):
+        ours = PoissonDegradation().apply([x], peak, [seed])[0]
+        theirs = deepinv.physics.PoissonNoise(gain=1.0 / peak, rng=torch.Generator())(x[None], seed=seed)[0]
+        assert torch.equal(ours, theirs)
 
 
 def test_degradation_sigma_handed_to_denoisers():

@@ -15,7 +15,8 @@ from bench.grid import build_grid
 from bench.model_store import tensors_hash
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
-from bench_plugins.learned import DRUNET_SMALL, ConvDAE, EmpiricalMMSE, MLPDAE, drunet
+from bench_plugins.empirical_mmse import EmpiricalMMSE
+from bench_plugins.learned import DRUNET_SMALL, ConvDAE, MLPDAE, drunet
 
 from conftest import rows
 

@@ -13,10 +13,8 @@ from bench.specs import Spec, parse_spec
 from bench.store import open_existing
 
 
-def configure(sub) -> None:
-    parser = sub.add_parser(
-        "compare", help="paired comparison of two denoisers (bootstrap CI, win rate)",
-        description="Differences A - B on the same noisy images (dataset, noise, level, seed, "
+def configure(parser) -> None:
+    parser.description = ("Differences A - B on the same noisy images (dataset, noise, level, seed, "
                     "repetition, image), averaged per image; a paired percentile-bootstrap 95% CI "
                     "over images and the share of images A wins. A name without [vst=...] also "
                     "matches its default Poisson row (name[vst=anscombe]).")

@@ -7,18 +7,18 @@ with ``--offline`` (or ``DENOISE_BENCH_OFFLINE=1``) on the same data folder.
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING
 
 from bench import fetching
 from bench.errors import UsageError
-from bench.plugins import get_plugin_set
-from bench.registry import Entry, Registry
 from bench.specs import parse_spec
 
+if TYPE_CHECKING:  # the registry pulls in torch: every command's start-up imports this module
+    from bench.registry import Entry, Registry
 
-def configure(sub) -> None:
-    parser = sub.add_parser(
-        "fetch", help="download and verify datasets or weights by name",
-        description="Download datasets (set12, bsd68, cbsd68, kodak24, mcmaster, urban100, mnist, "
+
+def configure(parser) -> None:
+    parser.description = ("Download datasets (set12, bsd68, cbsd68, kodak24, mcmaster, urban100, mnist, "
                     "fashion-mnist) or a denoiser's weights (dncnn-s, dncnn-b, "
                     "deepinv:<Class>[pretrained=download]) into the data folder, verified.")
     parser.add_argument("names", nargs="+", metavar="NAME")
@@ -76,6 +76,9 @@ def main(args) -> int:
     settings = fetching.settings()
     if settings.offline:
         raise UsageError(f"fetch downloads, but offline mode is on: unset {fetching.OFFLINE_ENV}")
+    from bench.plugins import get_plugin_set
+    from bench.registry import Registry
+
     registry = Registry(get_plugin_set(args.plugin))
     for name in args.names:
         print(fetch_one(registry, name, args.data_root))

@@ -15,10 +15,8 @@ from bench.files import write_texts
 from bench.store import open_existing
 
 
-def configure(sub) -> None:
-    parser = sub.add_parser(
-        "leaderboard", help="rank denoisers from a results store",
-        description="Long layout: one row per (dataset, noise, level, denoiser) with mean, std, "
+def configure(parser) -> None:
+    parser.description = ("Long layout: one row per (dataset, noise, level, denoiser) with mean, std, "
                     "95% CI over images (repetitions averaged per image first; their spread is rep_std), "
                     "rank and rank_tied (1 + the rows significantly better by a paired t-test over "
                     "images, Holm-corrected within the group). CSV is plain (RFC 4180) with its "

@@ -13,8 +13,7 @@ from bench.registry import KINDS, Registry
 WHAT = KINDS + ("plugins",)
 
 
-def configure(sub) -> None:
-    parser = sub.add_parser("list", help="list registered denoisers, datasets, ... or plugins")
+def configure(parser) -> None:
     parser.add_argument("what", nargs="?", choices=WHAT + ("all",), default="all")
     parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
                         help="also load a local plugin file (repeatable)")

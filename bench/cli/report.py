@@ -15,10 +15,8 @@ from bench.store import open_existing
 DEFAULT_OUTPUT = "results/report.html"
 
 
-def configure(sub) -> None:
-    parser = sub.add_parser(
-        "report", help="write an HTML report (leaderboards, figures, galleries, provenance)",
-        description="One HTML file with everything embedded; it opens offline.")
+def configure(parser) -> None:
+    parser.description = "One HTML file with everything embedded; it opens offline."
     parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"HTML file (default {DEFAULT_OUTPUT})")
     parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from bench import leaderboard as lb
 from bench.cli.fetch import add_data_arguments
 from bench.config import DEFAULT_STORE, default_config_path, load_config, make_config, PROTOCOLS
 from bench.device import resolve_device
@@ -13,16 +12,13 @@ from bench.executors import EXECUTORS, make_executor
 from bench.grid import build_grid
 from bench.plugins import get_plugin_set
 from bench.provenance import versions, weights
-from bench.selection import Selection
 from bench.registry import Registry
 from bench.driver import run_grid
 from bench.store import Store
 
 
-def configure(sub) -> None:
-    parser = sub.add_parser(
-        "run", help="run a benchmark grid",
-        description="Run a grid. With no CONFIG the shipped default grid is the base; "
+def configure(parser) -> None:
+    parser.description = ("Run a grid. With no CONFIG the shipped default grid is the base; "
                     "flags replace its values.")
     parser.add_argument("config", nargs="?", help="TOML config file")
     parser.add_argument("-d", "--dataset", action="append", dest="datasets", metavar="DATASET")
@@ -87,6 +83,9 @@ def main(args) -> int:
             finally:
                 store.finish_run(run_id, status)
             if not args.quiet and summary.counts["done"]:  # this run's grid only
+                from bench import leaderboard as lb  # pandas and scipy: only for this table
+                from bench.selection import Selection
+
                 store.selection = Selection(run=run_id)
                 print(lb.render(lb.leaderboard(store, config.metrics[0]), "table"))
     finally:

@@ -38,10 +38,8 @@ SCORE_ID = "samples"
 GRID_MAX = 64
 
 
-def configure(sub) -> None:
-    parser = sub.add_parser(
-        "sample", help="draw samples with a score-based sampler and score them",
-        description="Sample with SAMPLER using DENOISER as the score model (Tweedie), write the "
+def configure(parser) -> None:
+    parser.description = ("Sample with SAMPLER using DENOISER as the score model (Tweedie), write the "
                     "samples and record their metrics in the store.")
     parser.add_argument("sampler", help="gradient-ascent, langevin, annealed-langevin[...]")
     parser.add_argument("--score", required=True, metavar="DENOISER",

@@ -7,8 +7,7 @@ from bench.content_hash import manifest_changes
 from bench.store import open_existing
 
 
-def configure(sub) -> None:
-    parser = sub.add_parser("status", help="summarise the runs and cells in a store")
+def configure(parser) -> None:
     parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
     parser.set_defaults(func=main)
 

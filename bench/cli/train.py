@@ -16,10 +16,8 @@ from bench.registry import Registry
 from bench.specs import parse_spec
 
 
-def configure(sub) -> None:
-    parser = sub.add_parser(
-        "train", help="train a learned denoiser (mlp-dae, conv-dae, drunet-small, ...)",
-        description="Train on the dataset's train split (MSE against the clean image) and write a "
+def configure(parser) -> None:
+    parser.description = ("Train on the dataset's train split (MSE against the clean image) and write a "
                     "checkpoint into the model store. Options left out take the learner's defaults "
                     "for that dataset; with none given, `run` finds and reuses the checkpoint.")
     parser.add_argument("denoiser", help="a learned denoiser (see `denoise-bench list denoisers`)")
