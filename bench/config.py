@@ -38,6 +38,8 @@ class RunConfig:
     models: str | None = None
     #: Fail instead of training a learned denoiser that has no checkpoint yet.
     no_train: bool = False
+    #: After the cells, measure each denoiser's cost (parameters, FLOPs, latency, memory).
+    cost: bool = False
 
     def validate(self) -> None:
         for name in ("datasets", "noise", "denoisers", "metrics"):

@@ -17,6 +17,7 @@ class RunSummary:
     cached: int = 0
     failed: list[tuple[Cell, str]] = field(default_factory=list)
     skipped: list[tuple[Cell, str]] = field(default_factory=list)
+    cost_problems: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -53,3 +54,42 @@ def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
             bar.set_postfix_str(f"{cell.denoiser} | {cell.dataset} {cell.degradation}:{cell.level:.4g}")
             bar.update()
     return summary
+
+
+def measure_costs(grid: Grid, store: Store, run_id: str, device, quiet: bool = False) -> list[str]:
+    """Measure each built denoiser's cost at the grid's image shapes (``run --cost``), after the cells.
+
+    Runs in this process with no cell beside it, so latencies are clean; a
+    measurement already in the store for the same model, device and shape is kept.
+    Returns one line per denoiser whose measurement failed.
+    """
+    import torch
+
+    from bench import cost
+    from bench.grid import model_identity
+    from bench.plugins import error_line
+    from bench.seeding import identity_hash
+
+    problems = []
+    todo = []
+    for request in cost.requests(grid):
+        denoiser = grid.denoisers[request.model]
+        identity = identity_hash([model_identity(denoiser), denoiser.entry.fingerprint])
+        shape = "x".join(map(str, request.shape))
+        if not store.has_cost(request.dataset, request.denoiser, identity, str(device), shape):
+            todo.append((request, denoiser, identity))
+    for request, denoiser, identity in tqdm(todo, desc="cost", unit="shape", disable=quiet or not todo,
+                                            dynamic_ncols=True):
+        model = denoiser.model
+        if isinstance(model, torch.nn.Module):
+            model = model.to(device).eval()
+        image = grid.datasets[request.dataset].images[request.image_index]
+        try:
+            measured = cost.measure(model, image, request.shape, device, seed=grid.config.seed)
+        except Exception as exc:  # a denoiser that fails here already failed its cells
+            problems.append(f"{request.denoiser} on {request.dataset} at "
+                            f"{'x'.join(map(str, request.shape))}: {error_line(exc)}")
+            continue
+        store.record_cost(run_id, request.dataset, request.denoiser, identity, str(device),
+                          request.images, measured)
+    return problems

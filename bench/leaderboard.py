@@ -317,6 +317,8 @@ def best_mask(table: pd.DataFrame) -> pd.DataFrame:
     if is_wide(table):
         higher = table.attrs.get("higher_is_better", {})
         for column in table.columns:
+            if not pd.api.types.is_numeric_dtype(table[column]):
+                continue
             values = table[column].groupby(level="dataset")
             best = values.transform("max" if higher.get(column[2], True) else "min")
             mask[column] = table[column].notna() & (table[column] == best)
@@ -349,13 +351,17 @@ def formatted(table: pd.DataFrame, style: str) -> pd.DataFrame:
     per_row = (table["metric"].map(lambda m: DECIMALS.get(m, 3)) if "metric" in table.columns
                else pd.Series(3, index=table.index))
     mask = best_mask(table)
+    decimals, na_text = table.attrs.get("decimals", {}), table.attrs.get("na_text", {})  # see cost_columns
     shown = pd.DataFrame(index=table.index)
     for column in table.columns:
         values = table[column]
+        key = column[2] if isinstance(column, tuple) else column
         if column == "level":
             text = values.map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
         elif pd.api.types.is_integer_dtype(values):
             text = values.map(str)
+        elif pd.api.types.is_float_dtype(values) and key in decimals:
+            text = float_text(values, decimals[key]).where(values.notna(), na_text.get(key, ""))
         elif pd.api.types.is_float_dtype(values):
             if isinstance(column, tuple):
                 places = DECIMALS.get(column[2], 3)

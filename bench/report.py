@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import figures, leaderboard as lb, levels
+from bench import cost_columns, figures, leaderboard as lb, levels
 from bench.errors import UsageError
 from bench.files import write_texts
 from bench.registry import Registry
@@ -131,6 +131,13 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
     sections.append(Section("Leaderboard", [
         '<p class="note">Mean over images; the best of each column (per dataset) in bold. '
         "Poisson columns: sigma-aware denoisers ran through the Anscombe VST.</p>", html_table(wide)]))
+
+    if cost_columns.measured(store):
+        sections.append(Section("Cost", [
+            '<p class="note">Per image, from <code>run --cost</code>: parameters, GFLOPs (as '
+            "<code>FlopCounterMode</code> counts them) and latency (median and IQR after a warm-up) at "
+            "the dataset's shapes and at 256x256, peak memory; n/a where a figure does not apply.</p>",
+            html_table(cost_columns.table(store))]))
 
     plots = Section("Figures")
     for metric, table in longs.items():

@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS cell_contents (cell_key TEXT PRIMARY KEY, content_id 
 CREATE TABLE IF NOT EXISTS run_cells (
     run_id TEXT, cell_key TEXT, PRIMARY KEY (run_id, cell_key)
 );
+CREATE TABLE IF NOT EXISTS costs (
+    dataset TEXT, denoiser TEXT, identity TEXT, device TEXT, shape TEXT, images INTEGER,
+    parameters INTEGER, flops REAL, latency_median REAL, latency_iqr REAL, latency_repeats INTEGER,
+    timer TEXT, concurrent INTEGER, peak_memory REAL, memory_method TEXT, device_name TEXT,
+    environment TEXT, run_id TEXT, updated TEXT,
+    PRIMARY KEY (dataset, denoiser, identity, device, shape)
+);
 """
 STATUSES = ("done", "error", "timeout", "skipped", "pending")
 
@@ -211,6 +218,25 @@ class Store:
                 self.db.executemany(
                     "INSERT INTO image_times VALUES (?, ?, ?)",
                     [(cell.key, image, s) for image, s in result.image_seconds.items()])
+
+    # costs (see bench.cost)
+    def has_cost(self, dataset: str, denoiser: str, identity: str, device: str, shape: str) -> bool:
+        """Whether this measurement exists, taken with nothing running beside it."""
+        row = self.db.execute("SELECT 1 FROM costs WHERE dataset = ? AND denoiser = ? AND identity = ? "
+                              "AND device = ? AND shape = ? AND concurrent = 0",
+                              (dataset, denoiser, identity, device, shape)).fetchone()
+        return row is not None
+
+    def record_cost(self, run_id: str, dataset: str, denoiser: str, identity: str, device: str,
+                    images: int, cost, concurrent: int = 0) -> None:
+        """Write one ``bench.cost.Cost``; ``concurrent``: cells that ran beside the measurement."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO costs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (dataset, denoiser, identity, device, "x".join(map(str, cost.shape)), images,
+                 cost.parameters, cost.flops, cost.latency_median, cost.latency_iqr, cost.latency_repeats,
+                 cost.timer, concurrent, cost.peak_memory, cost.memory_method, cost.device_name,
+                 json.dumps(cost.environment), run_id, now()))
 
     # reading
     def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:

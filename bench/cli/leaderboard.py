@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import leaderboard as lb, published, selection
+from bench import cost_columns, leaderboard as lb, published, selection
 from bench.config import DEFAULT_STORE
 from bench.errors import UsageError
 from bench.files import write_texts
@@ -31,6 +31,9 @@ def configure(parser) -> None:
                         help="one row per denoiser, one column per (noise, level, metric), as papers print them")
     layout.add_argument("--summary", action="store_true",
                         help="cross-dataset ranking: mean rank of each denoiser over datasets and levels")
+    parser.add_argument("--cost", action="store_true",
+                        help="add each denoiser's measured cost: parameters, GFLOPs, latency, peak memory "
+                             "(from `run --cost`)")
     parser.add_argument("--show-failed", action="store_true",
                         help="list cells that did not finish (error, timeout, skipped) with their reason")
     parser.add_argument("--published", action="append", nargs="?", const="", metavar="FILE",
@@ -80,6 +83,8 @@ def main(args) -> int:
     with open_existing(args.store) as store:
         store.selection = selection.from_args(args)
         table = build_table(store, args)
+        if args.cost:
+            table = cost_columns.add(table, store, "wide" if args.wide else "summary" if args.summary else "long")
         provenance = lb.provenance(store)
         failed = lb.failed_cells(store)
     files = {}

@@ -13,7 +13,7 @@ from bench.grid import build_grid
 from bench.plugins import get_plugin_set
 from bench.provenance import versions, weights
 from bench.registry import Registry
-from bench.driver import run_grid
+from bench.driver import measure_costs, run_grid
 from bench.store import Store
 
 
@@ -51,13 +51,16 @@ def configure(parser) -> None:
                         help="model store of learned denoisers (default: models/ beside the store)")
     parser.add_argument("--no-train", action="store_true", default=None,
                         help="fail instead of training a learned denoiser that has no checkpoint")
+    parser.add_argument("--cost", action="store_true", default=None,
+                        help="after the cells, measure each denoiser's parameters, FLOPs, latency and "
+                             "peak memory per image (shown by `leaderboard --cost`)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     parser.set_defaults(func=main)
 
 
 OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
              "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "offline",
-             "save_images", "models", "no_train")
+             "save_images", "models", "no_train", "cost")
 
 
 def main(args) -> int:
@@ -79,6 +82,8 @@ def main(args) -> int:
             status = "interrupted"
             try:
                 summary = run_grid(grid, store, run_id, executor, device_name, quiet=args.quiet)
+                if config.cost:
+                    summary.cost_problems = measure_costs(grid, store, run_id, device, args.quiet)
                 status = "failed" if summary.failed else "done"
             finally:
                 store.finish_run(run_id, status)
@@ -99,6 +104,8 @@ def report(summary, total: int, store: str) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     print(f"{total} cells: {counts} ({summary.cached} from earlier runs); store: {store}",
           file=sys.stderr)
+    for problem in summary.cost_problems:
+        print(f"  cost not measured: {problem}", file=sys.stderr)
     for title, rows in (("skipped", summary.skipped), ("FAILED", summary.failed)):
         for cell, message in rows:
             print(f"  {title}: {cell.denoiser} on {cell.dataset} {cell.degradation}:{cell.level:.4g} "

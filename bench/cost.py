@@ -1,0 +1,238 @@
+"""What a denoiser costs per image: parameters, FLOPs, latency and peak memory, measured properly.
+
+- Parameters: of torch modules only (``None``, shown "n/a", for anything else).
+- FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` over one call. It counts
+  the operations it has formulas for (convolutions, matrix products,
+  attention), two FLOPs per multiply-add; elementwise work is not counted. A
+  method it sees none of (numpy code, pure elementwise filters) gets ``None``:
+  "n/a", never zero.
+- Latency: seconds per image (a batch of one) after a warm-up call, as the
+  median and inter-quartile range over repeats. Torch modules go through
+  ``torch.utils.benchmark.Timer`` (which synchronises the accelerator and runs
+  at the process's thread count here); other callables through a plain
+  ``perf_counter`` loop with ``bench.device.synchronize`` around each call.
+- Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` after
+  ``reset_peak_memory_stats`` (everything allocated on the device at the peak:
+  weights and input included). On the CPU the growth of the process's peak
+  resident set during one call: Linux's high-water mark (``VmHWM``) is reset
+  to the current RSS through ``/proc/self/clear_refs`` before the call and read
+  after it; ``None`` where that is unavailable.
+
+Inputs are real: the dataset's first image of each shape (and that image
+resized to 256x256) with seeded Gaussian noise at sigma = 25/255.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bench.device import synchronize
+from bench.seeding import noise_seed
+
+#: Side of the reference shape every method is also measured at.
+REFERENCE_SIDE = 256
+#: Noise level of the measured inputs (cost barely depends on it).
+SIGMA = 25 / 255
+#: Timed calls after the warm-up (Timer may run more for fast models).
+REPEATS = 5
+#: Least total seconds Timer spends timing a fast model.
+MIN_RUN_TIME = 0.5
+CUDA_MEMORY = "torch.cuda.max_memory_allocated after reset_peak_memory_stats"
+CPU_MEMORY = "peak RSS growth during one call (Linux VmHWM reset via /proc/self/clear_refs)"
+_CLEAR_REFS, _STATUS = Path("/proc/self/clear_refs"), Path("/proc/self/status")
+
+
+@dataclass
+class Cost:
+    """One denoiser's cost per image at one input shape on one device."""
+
+    shape: tuple[int, int, int]
+    parameters: int | None
+    flops: float | None
+    latency_median: float | None
+    latency_iqr: float | None
+    latency_repeats: int
+    timer: str
+    peak_memory: float | None
+    memory_method: str
+    device_name: str
+    environment: dict = field(default_factory=dict)
+
+
+def parameter_count(model) -> int | None:
+    """Parameters of a torch module (buffers excluded); None for anything else."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(call) -> float | None:
+    """FLOPs of one call as FlopCounterMode counts them; None when it counted nothing."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        call()
+    total = counter.get_total_flops()
+    return float(total) if total > 0 else None
+
+
+def time_torch(call, repeats: int) -> tuple[list[float], str]:
+    """Per-call seconds through torch.utils.benchmark.Timer (accelerator synchronised)."""
+    from torch.utils.benchmark import Timer
+
+    start = time.perf_counter()
+    call()  # a first estimate of one call, so slow models still get `repeats` replicates
+    estimate = time.perf_counter() - start
+    timer = Timer(stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads())
+    measurement = timer.blocked_autorange(min_run_time=max(MIN_RUN_TIME, repeats * estimate))
+    return list(measurement.times), "torch.utils.benchmark.Timer"
+
+
+def time_plain(call, device: torch.device, repeats: int) -> tuple[list[float], str]:
+    """Per-call seconds with perf_counter, the device synchronised around each call."""
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        call()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times, "time.perf_counter"
+
+
+def _high_water_mark() -> int:
+    """VmHWM (peak resident set) of this process, bytes."""
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def _resident() -> int:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise OSError("no VmRSS in /proc/self/status")
+
+
+def peak_memory(call, device: torch.device) -> tuple[float | None, str]:
+    """Peak memory of one call, bytes, and how it was measured."""
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        call()
+        synchronize(device)
+        return float(torch.cuda.max_memory_allocated(device)), CUDA_MEMORY
+    try:
+        _CLEAR_REFS.write_text("5")  # VmHWM := current RSS
+        before = _resident()
+        call()
+        return float(max(0, _high_water_mark() - before)), CPU_MEMORY
+    except OSError:
+        return None, "unavailable (needs Linux /proc/self/clear_refs)"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def environment(device: torch.device) -> dict:
+    """What the timings depend on besides the code: threads, CUDA and cuDNN versions."""
+    found = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        found.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+    return found
+
+
+def noisy_input(image: torch.Tensor, shape: tuple[int, int, int], seed: int,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, sigma) for one image brought to ``shape`` (resized when it differs), seeded noise."""
+    x = image[None]
+    if tuple(image.shape) != shape:
+        x = torch.nn.functional.interpolate(x, size=shape[1:], mode="bilinear", align_corners=False)
+    generator = torch.Generator().manual_seed(seed)
+    y = x + SIGMA * torch.randn(x.shape, generator=generator)
+    return y.to(device), torch.full((1,), SIGMA, device=device)
+
+
+def measure(model, image: torch.Tensor, shape: tuple[int, int, int], device: torch.device,
+            repeats: int = REPEATS, seed: int = 0) -> Cost:
+    """Cost of ``model(y, sigma)`` per image of ``shape`` (an image of the dataset brought to it)."""
+    y, sigma = noisy_input(image, shape, noise_seed(seed, "cost", "x".join(map(str, shape)),
+                                                    "gaussian", SIGMA, 0), device)
+
+    def call():
+        with torch.no_grad():
+            return model(y, sigma)
+
+    flops = count_flops(call)
+    memory, method = peak_memory(call, device)  # also the warm-up call
+    if isinstance(model, torch.nn.Module):
+        times, timer = time_torch(call, repeats)
+    else:
+        times, timer = time_plain(call, device, repeats)
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else (0, 0, 0)
+    return Cost(shape=shape, parameters=parameter_count(model), flops=flops,
+                latency_median=statistics.median(times), latency_iqr=q3 - q1,
+                latency_repeats=len(times), timer=timer, peak_memory=memory, memory_method=method,
+                device_name=device_name(device), environment=environment(device))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One measurement a grid needs: a built denoiser on one dataset's image shape."""
+
+    dataset: str
+    denoiser: str  # the row name without harness parameters (``vst``), as leaderboards join it
+    model: str  # key of the built model in ``Grid.denoisers``
+    shape: tuple[int, int, int]
+    images: int  # images of the dataset with this shape (0 for the reference shape)
+    image_index: int
+
+
+def base_name(row: str) -> str:
+    """A leaderboard row's denoiser without the harness's ``vst`` parameter."""
+    from bench.grid import HARNESS_PARAMS
+    from bench.specs import Spec, parse_spec
+
+    spec = parse_spec(row, "denoiser")
+    return Spec(spec.name, {k: v for k, v in spec.params.items() if k not in HARNESS_PARAMS}).label
+
+
+def shape_indices(images: list[torch.Tensor]) -> dict[tuple[int, int, int], list[int]]:
+    """Indices of a dataset's images by shape, in dataset order."""
+    shapes: dict[tuple[int, int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        shapes.setdefault(tuple(image.shape), []).append(i)
+    return shapes
+
+
+def requests(grid) -> list[Request]:
+    """Every (dataset, denoiser, shape) of a grid's built denoisers, and the 256x256 reference shape."""
+    found: dict[tuple, Request] = {}
+    for cell in grid.cells:
+        if grid.denoisers[cell.model].model is None:  # skipped or failed to build
+            continue
+        name = base_name(cell.denoiser)
+        shapes = shape_indices(grid.datasets[cell.dataset].images)
+        wanted = [(shape, len(idx), idx[0]) for shape, idx in shapes.items()]
+        for channels, first in {shape[0]: idx[0] for shape, idx in shapes.items()}.items():
+            reference = (channels, REFERENCE_SIDE, REFERENCE_SIDE)
+            if reference not in shapes:
+                wanted.append((reference, 0, first))
+        for shape, count, first in wanted:
+            found.setdefault((cell.dataset, name, shape),
+                             Request(cell.dataset, name, cell.model, shape, count, first))
+    return list(found.values())

@@ -1,0 +1,171 @@
+"""Cost per image (``run --cost``, ``leaderboard --cost``): parameters and FLOPs known by hand,
+latency only where it was measured alone, CPU and CUDA peak memory."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from bench import cost
+from conftest import rows
+
+TINY = '''
+import torch
+import bench
+
+
+class TinyCNN(torch.nn.Module):
+    """conv 1->4 (3x3, no bias), ReLU, conv 4->1 (3x3, bias): 36 + 36 + 1 = 73 parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = torch.nn.Conv2d(1, 4, 3, padding=1, bias=False)
+        self.second = torch.nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, y, sigma):
+        return y - self.second(torch.relu(self.first(y)))
+
+
+@bench.hookimpl
+def register_denoisers(register):
+    register("tinycnn", TinyCNN, sigma_aware=False, description="two 3x3 convolutions")
+'''
+#: Per pixel: 2 FLOPs per multiply-add; conv 1->4 has 4 * 9 and conv 4->1 has 36 multiply-adds.
+TINY_FLOPS_PER_PIXEL = 2 * (4 * 9 + 36)
+
+
+def tiny_model():
+    namespace = {}
+    exec(TINY, namespace)
+    return namespace["TinyCNN"]().eval()
+
+
+def test_parameters_and_flops_of_a_tiny_model_match_the_hand_count():
+    image = torch.rand(1, 40, 24)
+    measured = cost.measure(tiny_model(), image, (1, 40, 24), torch.device("cpu"), repeats=3)
+    assert measured.parameters == 73
+    assert measured.flops == TINY_FLOPS_PER_PIXEL * 40 * 24
+    reference = cost.measure(tiny_model(), image, (1, 256, 256), torch.device("cpu"), repeats=3)
+    assert reference.flops == TINY_FLOPS_PER_PIXEL * 256 * 256
+    assert measured.latency_repeats >= 3 and measured.latency_median > 0
+    assert measured.timer == "torch.utils.benchmark.Timer"
+
+
+def test_numpy_methods_have_no_parameters_or_flops_not_zero():
+    def numpy_mean(y, sigma):
+        return torch.from_numpy(np.asarray(y) * 0.5)
+
+    measured = cost.measure(numpy_mean, torch.rand(1, 16, 16), (1, 16, 16), torch.device("cpu"), repeats=3)
+    assert measured.parameters is None and measured.flops is None
+    assert measured.timer == "time.perf_counter" and measured.latency_repeats == 3
+
+
+def test_cpu_peak_memory_sees_what_the_call_allocates():
+    size = 64 * 2**20
+
+    def allocates(y, sigma):
+        block = np.ones(size // 8)  # touched, so resident
+        return y + float(block[-1]) * 0
+
+    measured = cost.measure(allocates, torch.rand(1, 8, 8), (1, 8, 8), torch.device("cpu"), repeats=2)
+    if measured.peak_memory is None:
+        pytest.skip(f"no peak-RSS measurement here: {measured.memory_method}")
+    assert 0.9 * size <= measured.peak_memory <= 1.5 * size
+
+
+@pytest.fixture
+def costed(cli, store, write_plugin):
+    plugin = write_plugin(TINY, "tiny_cnn.py")
+    result = cli("run", "-d", "skimage-gray[crop=32]", "--limit-images", "2", "-n", "gaussian:0.1",
+                 "-n", "poisson:16", "-m", "noisy", "-m", "median", "-m", "tinycnn", "--plugin", plugin,
+                 "--store", store, "--cost", "--quiet")
+    assert result.code == 0, result.err
+    return store
+
+
+def leaderboard_rows(cli, store, *flags) -> list[dict]:
+    result = cli("leaderboard", "--store", store, "--cost", "--format", "json", *flags)
+    assert result.code == 0, result.err
+    return json.loads(result.out)["rows"]
+
+
+def test_run_cost_measures_every_denoiser_at_the_dataset_shape_and_256(costed):
+    found = rows(costed, "SELECT denoiser, shape, images, parameters, flops, concurrent FROM costs")
+    assert {(d, s, n) for d, s, n, *_ in found} == {
+        (name, shape, n) for name in ("noisy", "median", "tinycnn")
+        for shape, n in (("1x32x32", 2), ("1x256x256", 0))}
+    tiny = {s: (p, f) for d, s, _, p, f, _ in found if d == "tinycnn"}
+    assert tiny == {"1x32x32": (73, TINY_FLOPS_PER_PIXEL * 32 * 32),
+                    "1x256x256": (73, TINY_FLOPS_PER_PIXEL * 256 * 256)}
+    assert all(c == 0 for *_, c in found)
+
+
+def test_leaderboard_cost_columns(cli, costed):
+    table = leaderboard_rows(cli, costed)
+    by_row = {(r["noise"], r["denoiser"]): r for r in table}
+    tiny, median = by_row[("gaussian", "tinycnn")], by_row[("gaussian", "median")]
+    assert tiny["params"] == 73
+    assert tiny["gflops"] == pytest.approx(TINY_FLOPS_PER_PIXEL * 32 * 32 / 1e9)
+    assert tiny["gflops_256"] == pytest.approx(TINY_FLOPS_PER_PIXEL * 256 * 256 / 1e9)
+    assert median["params"] is None and median["gflops"] is None  # n/a, not zero
+    assert all(r["latency_ms"] > 0 and r["latency_ms_256"] > 0 for r in table)
+    # the Poisson row of the median filter is the same model: same cost
+    assert by_row[("poisson", "median")]["latency_ms"] == median["latency_ms"]
+    text = cli("leaderboard", "--store", costed, "--cost").out
+    assert "n/a" in text and "latency_ms" in text
+    wide = cli("leaderboard", "--store", costed, "--cost", "--wide", "--format", "csv").out
+    assert "cost - gflops_256" in wide.splitlines()[5]
+    summary = leaderboard_rows(cli, costed, "--summary")
+    assert {r["denoiser"]: r["params"] for r in summary}["tinycnn"] == 73
+
+
+def test_latency_beside_other_cells_is_never_shown(cli, costed):
+    with sqlite3.connect(costed) as db:
+        db.execute("UPDATE costs SET concurrent = 1 WHERE denoiser = 'median'")
+    table = leaderboard_rows(cli, costed)
+    median = [r for r in table if r["denoiser"] == "median"]
+    assert all(r["latency_ms"] is None and r["latency_ms_256"] is None for r in median)
+    assert all(r["latency_ms"] > 0 for r in table if r["denoiser"] != "median")
+    with sqlite3.connect(costed) as db:
+        db.execute("UPDATE costs SET concurrent = 2")
+    table = leaderboard_rows(cli, costed)
+    assert not any(key.startswith("latency") for key in table[0])  # absent, not zero
+    assert table[0]["gflops_256"] is not None or table[0]["denoiser"] != "tinycnn"
+
+
+def test_rerun_keeps_measurements_and_leaderboard_without_them_is_a_usage_error(cli, store, costed):
+    before = rows(costed, "SELECT updated FROM costs ORDER BY denoiser, shape")
+    result = cli("run", "-d", "skimage-gray[crop=32]", "--limit-images", "2", "-n", "gaussian:0.1",
+                 "-m", "noisy", "--store", costed, "--cost", "--quiet")
+    assert result.code == 0
+    assert rows(costed, "SELECT updated FROM costs ORDER BY denoiser, shape") == before
+    empty = store.parent / "plain.sqlite"
+    cli("run", "-d", "skimage-gray[crop=32]", "--limit-images", "1", "-n", "gaussian:0.1", "-m", "noisy",
+        "--store", empty, "--quiet")
+    result = cli("leaderboard", "--store", empty, "--cost")
+    assert result.code == 2 and "run the grid again with --cost" in result.err
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run `pytest -m cuda` on a GPU)")
+def test_cuda_cost_flops_memory_and_synchronised_latency(cli, store, write_plugin):
+    device = torch.device("cuda")
+    model = tiny_model().to(device)
+    measured = cost.measure(model, torch.rand(1, 64, 64), (1, 64, 64), device, repeats=3)
+    assert measured.flops == TINY_FLOPS_PER_PIXEL * 64 * 64  # the same count as on the CPU
+    assert measured.parameters == 73
+    assert measured.memory_method == cost.CUDA_MEMORY and measured.peak_memory > 0
+    assert measured.latency_median > 0 and measured.device_name == torch.cuda.get_device_name(device)
+    assert measured.environment["cuda"] == torch.version.cuda
+    plugin = write_plugin(TINY, "tiny_cnn.py")
+    result = cli("run", "-d", "skimage-gray[crop=32]", "--limit-images", "2", "-n", "gaussian:0.1",
+                 "-m", "tinycnn", "-m", "gaussian-filter", "--plugin", plugin, "--store", store,
+                 "--device", "cuda", "--cost", "--quiet")
+    assert result.code == 0, result.err
+    found = rows(store, "SELECT device, memory_method, peak_memory, latency_median FROM costs")
+    assert found and all(d.startswith("cuda") and m == cost.CUDA_MEMORY and p > 0 and t > 0
+                         for d, m, p, t in found)
