@@ -26,7 +26,10 @@ class RunSummary:
 
 def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
              quiet: bool = False) -> RunSummary:
-    """Run every cell not already done; each result is committed as it arrives."""
+    """Run every cell not already done; each result is committed as it arrives.
+
+    ``executor`` may be None when no cell is pending (then nothing runs).
+    """
     config = grid.config
     for name, (_, entry) in grid.metrics.items():
         store.set_metric_info(name, entry.metadata["higher_is_better"])
@@ -42,7 +45,7 @@ def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
     summary.counts["done"] += summary.cached
     cells = {cell.key: cell for cell in todo}
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=quiet, dynamic_ncols=True) as bar:
-        for key, result in executor.results(list(cells)):
+        for key, result in (executor.results(list(cells)) if cells else ()):
             cell = cells[key]
             store.record_cell(run_id, cell, config.seed, config.protocol, list(grid.metrics),
                               device, result)

@@ -262,6 +262,17 @@ class _Transaction:
         return False
 
 
+def statuses_at(path: str | Path, keys: list[str]) -> dict[str, str]:
+    """Statuses of these cells in the store at ``path``, creating nothing ({} where there is no store)."""
+    if not Path(path).exists():
+        return {}
+    try:
+        with Store(path, create=False) as store:
+            return store.statuses(keys)
+    except sqlite3.DatabaseError:  # not a store yet, or no cells table
+        return {}
+
+
 def open_existing(path: str | Path) -> Store:
     """Open a store for reading; UsageError when it is missing or not a store."""
     store = None

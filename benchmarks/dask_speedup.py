@@ -1,22 +1,30 @@
-"""Dask executor: speed-up over local on a CPU-bound grid, and per-cell overhead.
+"""Dask executor against local and against the machine's ceiling, and its overhead per cell.
 
-1. NL-means and TV over skimage-gray (full size) at three Gaussian levels, two
-   repetitions, `--executor local` against `--executor dask --workers 2`: wall
-   time of the whole command (cluster start included) and of the grid phase
-   alone (the run's start and end in the store).
-2. Per-cell overhead for the trivial `noisy` denoiser: the slope of wall time
-   against the number of cells (1 vs 41 cells) for each executor.
+1. A CPU-bound grid (NL-means and TV over skimage-gray at full size, three
+   Gaussian levels, two repetitions: 12 cells in 6 noisy-input groups), run
+   three ways, each as fresh processes timed from start to end:
+   - ``run --executor local``;
+   - ``run --executor dask --workers 2`` (cluster start included);
+   - the ceiling: the same cells as two bare Python processes, each building
+     the grid and running half of the noisy-input groups with
+     ``bench.runner.CellRunner`` (one torch/BLAS thread each, as a Dask worker
+     gets): no scheduler, no store, no cluster.
+   Goal: Dask within 15% of the ceiling.
+2. Scheduling overhead per cell: `noisy` on lfw-faces' test split (40 images
+   of 25x25) over 1,000 cells (100 levels x 10 repetitions) against 1 cell,
+   for each executor; the slope is the wall time each extra cell costs.
+   Goal: under 10 ms per cell for Dask.
 Run: python benchmarks/dask_speedup.py
 """
 
 from __future__ import annotations
 
-import sqlite3
+import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 from results_file import update_section
@@ -24,58 +32,96 @@ from results_file import update_section
 HEAVY = ["-d", "skimage-gray", "-n", "gaussian:15/255,25/255,50/255", "-m", "nlm", "-m", "tv",
          "--repetitions", "2"]
 DASK = ["--executor", "dask", "--workers", "2"]
+WORKERS = 2
+#: What a Dask worker's nanny sets before the worker starts (one thread per task slot).
+THREAD_CAPS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+CEILING = """
+import json, sys, time
+import torch
+from bench.config import RunConfig
+from bench.grid import build_grid
+from bench.plugins import get_plugin_set
+from bench.registry import Registry
+from bench.runner import CellRunner
+
+torch.set_num_threads(1)
+config = RunConfig(**json.loads(sys.argv[1]))
+part, parts = int(sys.argv[2]), int(sys.argv[3])
+grid = build_grid(config, Registry(get_plugin_set()), quiet=True)
+runner = CellRunner(grid, torch.device("cpu"))
+groups = list(dict.fromkeys(cell.noisy_group for cell in grid.cells))[part::parts]
+for cell in grid.cells:
+    if cell.noisy_group in groups:
+        assert runner.run(cell.key).status == "done"
+"""
 
 
 def timed_run(folder: Path, name: str, args: list[str]) -> float:
-    store = folder / f"{name}.sqlite"
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bench", "run", *args, "--store", str(store), "--quiet"],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "bench", "run", *args, "--store", str(folder / f"{name}.sqlite"),
+                    "--quiet"], check=True, capture_output=True)
     return time.perf_counter() - start
 
 
-def grid_seconds(folder: Path, name: str) -> float:
-    """The grid phase of a run: from its start to its end as the store recorded them."""
-    with sqlite3.connect(folder / f"{name}.sqlite") as db:
-        started, finished = db.execute("SELECT started, finished FROM runs").fetchone()
-    return (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+def ceiling(folder: Path) -> float:
+    """The heavy grid's cells as bare processes, half of the noisy-input groups each."""
+    config = {"datasets": ["skimage-gray"], "noise": ["gaussian:15/255,25/255,50/255"],
+              "denoisers": ["nlm", "tv"], "repetitions": 2, "store": str(folder / "unused.sqlite")}
+    env = {**os.environ, **THREAD_CAPS}
+    start = time.perf_counter()
+    processes = [subprocess.Popen([sys.executable, "-c", CEILING, json.dumps(config), str(i), str(WORKERS)],
+                                  env=env, stderr=subprocess.PIPE) for i in range(WORKERS)]
+    for process in processes:
+        _, err = process.communicate()
+        if process.returncode:
+            raise RuntimeError(err.decode())
+    return time.perf_counter() - start
 
 
 def levels(n: int) -> list[str]:
-    return ["-n", "gaussian:" + ",".join(f"{0.01 + 0.005 * i:.3f}" for i in range(n))]
+    return ["-n", "gaussian:" + ",".join(f"{0.01 + 0.001 * i:.3f}" for i in range(n))]
 
 
 def main() -> None:
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         t_local = timed_run(folder, "local", HEAVY)
         t_dask = timed_run(folder, "dask", HEAVY + DASK)
-        g_local, g_dask = grid_seconds(folder, "local"), grid_seconds(folder, "dask")
-        trivial = ["-d", "lfw-faces", "-m", "noisy"]
+        t_ceiling = ceiling(folder)
+        trivial = ["-d", "lfw-faces[split=test]", "-m", "noisy", "--metric", "psnr"]
         overhead = {}
         for executor, extra in (("local", []), ("dask", DASK)):
             one = timed_run(folder, f"{executor}-1", trivial + levels(1) + extra)
-            many = timed_run(folder, f"{executor}-41", trivial + levels(41) + extra)
-            overhead[executor] = (one, many, (many - one) / 40)
-    body = f"""## Dask executor: speed-up and per-cell overhead
+            many = timed_run(folder, f"{executor}-1000", trivial + levels(100) + ["--repetitions", "10"] + extra)
+            overhead[executor] = (one, many, (many - one) / 999)
+    load_after = os.getloadavg()
+    body = f"""## Dask executor: speed-up, ceiling and per-cell overhead (`benchmarks/dask_speedup.py`)
 
 CPU-bound grid: `nlm` and `tv` over skimage-gray (10 images, full size) x 3 Gaussian levels
-x 2 repetitions = 12 cells. Goal: >= 1.7x.
+x 2 repetitions = 12 cells; whole commands, fresh processes (start-up, grid building and, for
+Dask, the cluster's start included). The ceiling is the same cells as {WORKERS} bare processes
+(`bench.runner.CellRunner`, half of the noisy-input groups each, one thread each).
 
-| executor | whole command (s) | grid phase (s) |
+| how | seconds | ceiling / this |
 |---|---|---|
-| `--executor local` | {t_local:.1f} | {g_local:.0f} |
-| `--executor dask --workers 2` | {t_dask:.1f} | {g_dask:.0f} |
+| `--executor local` | {t_local:.1f} | {t_ceiling / t_local:.2f} |
+| `--executor dask --workers 2` | {t_dask:.1f} | {t_ceiling / t_dask:.2f} |
+| {WORKERS} bare processes (ceiling) | {t_ceiling:.1f} | 1.00 |
 
-Speed-up: **{t_local / t_dask:.2f}x** for the whole command (process and cluster start
-included), **{g_local / g_dask:.2f}x** for the grid phase (store timestamps, whole seconds).
+Dask against local: **{t_local / t_dask:.2f}x**; Dask against the ceiling: **{t_dask / t_ceiling:.2f}**
+(goal: at most 1.15).
 
-Per-cell overhead, trivial denoiser (`noisy` on lfw-faces test split, 40 images per cell):
+Overhead per cell, trivial denoiser (`noisy`, PSNR, lfw-faces test split, 40 images of 25x25 per
+cell): wall time of 1,000 cells (100 levels x 10 repetitions) against 1 cell.
 
-| executor | 1 cell (s) | 41 cells (s) | seconds per extra cell |
+| executor | 1 cell (s) | 1,000 cells (s) | per extra cell |
 |---|---|---|---|
-""" + "\n".join(f"| {name} | {one:.2f} | {many:.2f} | {slope * 1000:.0f} ms |"
-                for name, (one, many, slope) in overhead.items())
+""" + "\n".join(f"| {name} | {one:.2f} | {many:.2f} | {slope * 1000:.1f} ms |"
+                for name, (one, many, slope) in overhead.items()) + f"""
+
+Load average (1, 5, 15 min) before: {', '.join(f'{v:.1f}' for v in load)}; after:
+{', '.join(f'{v:.1f}' for v in load_after)} on {os.cpu_count()} cores (other jobs shared the machine)."""
     update_section("dask_speedup", body)
     print(body)
 

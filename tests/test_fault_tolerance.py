@@ -106,11 +106,31 @@ def test_dask_matches_local_and_survives_a_killed_worker(plugin, tmp_path):
                                       "--executor", "dask", "--workers", "2"),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "still alive after" not in result.stderr, "workers must shut down without being killed"
     assert marker.exists(), "the worker-killing cell never ran"
     query = ("SELECT c.dataset, c.degradation, c.level, replace(c.denoiser, '[die_once={m}]', ''), "
              "s.image_id, s.metric, s.value FROM cells c JOIN scores s ON s.cell_key = c.key "
              "ORDER BY 1, 2, 3, 4, 5, 6")
     assert rows(local, query.format(m="")) == rows(dask, query.format(m=marker))
+
+
+def test_a_grid_with_nothing_pending_starts_no_cluster(cli, store, monkeypatch):
+    args = ["-d", "skimage-gray[crop=48]", "--limit-images", "2", "-n", "gaussian:0.1", "-m", "noisy",
+            "--store", store, "--quiet"]
+    assert cli("run", *args).code == 0
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was started for a grid with nothing pending")
+
+    monkeypatch.setattr("bench.executors.DaskExecutor.__init__", no_cluster)
+    result = cli("run", *args, "--executor", "dask", "--workers", "2")
+    assert result.code == 0 and "1 cells: 1 done (1 from earlier runs)" in result.err, result.err
+    # not even a connection: an unreachable scheduler does not matter when there is nothing to send
+    assert cli("run", *args, "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9").code == 0
+    monkeypatch.undo()
+    result = cli("run", *args[:-1], "-m", "gaussian-filter", "--quiet", "--executor", "dask",
+                 "--scheduler", "tcp://127.0.0.1:9")
+    assert result.code == 2 and "cannot reach Dask scheduler" in result.err
 
 
 def test_concurrent_runs_on_one_store(plugin, store):

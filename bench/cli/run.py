@@ -8,13 +8,13 @@ from bench.cli.fetch import add_data_arguments
 from bench.config import DEFAULT_STORE, default_config_path, load_config, make_config, PROTOCOLS
 from bench.device import resolve_device
 from bench.errors import UsageError
-from bench.executors import EXECUTORS, make_executor
+from bench.executors import EXECUTORS, check_options, make_executor
 from bench.grid import build_grid
 from bench.plugins import get_plugin_set
 from bench.provenance import versions, weights
 from bench.registry import Registry
 from bench.driver import measure_costs, run_grid
-from bench.store import Store
+from bench.store import Store, statuses_at
 
 
 def configure(parser) -> None:
@@ -72,7 +72,12 @@ def main(args) -> int:
         raise UsageError(f"plugin {broken[0].source} failed to load: {broken[0].error}")
     grid = build_grid(config, Registry(plugins), quiet=args.quiet)
     device = resolve_device(config.device)
-    executor = make_executor(args.executor, grid, device, args.workers, args.scheduler, args.timeout)
+    check_options(args.executor, args.workers, args.scheduler, args.timeout)
+    done = statuses_at(config.store, [cell.key for cell in grid.cells])
+    pending = any(done.get(cell.key) != "done" for cell in grid.cells)
+    # no cluster (nor child process) for a grid whose cells are all done
+    executor = make_executor(args.executor, grid, device, args.workers, args.scheduler,
+                             args.timeout) if pending else None
     device_name = str(device) if args.executor == "local" else f"dask:{config.device}"
 
     try:
@@ -82,6 +87,9 @@ def main(args) -> int:
             status = "interrupted"
             try:
                 summary = run_grid(grid, store, run_id, executor, device_name, quiet=args.quiet)
+                if executor is not None:
+                    executor.close()  # before measuring costs: nothing may run beside them
+                    executor = None
                 if config.cost:
                     summary.cost_problems = measure_costs(grid, store, run_id, device, args.quiet)
                 status = "failed" if summary.failed else "done"
@@ -94,7 +102,8 @@ def main(args) -> int:
                 store.selection = Selection(run=run_id)
                 print(lb.render(lb.leaderboard(store, config.metrics[0]), "table"))
     finally:
-        executor.close()
+        if executor is not None:
+            executor.close()
 
     report(summary, len(grid.cells), config.store)
     return summary.exit_code
