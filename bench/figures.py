@@ -133,8 +133,13 @@ def metric_vs_level(table: pd.DataFrame) -> Figure:
 
 
 def runtime_table(store: Store, metric: str) -> pd.DataFrame:
-    """Per (dataset, noise, denoiser): seconds per image and mean metric over levels."""
+    """Per (dataset, noise, denoiser): seconds per image and mean metric over levels.
+
+    Cells that ran on Dask are left out: other cells may have run beside them,
+    so their seconds are not latencies (``run --cost`` measures those alone).
+    """
     scores = lb.scores_for(store, metric)
+    scores = scores[~scores["device"].fillna("").str.startswith("dask:")]
     cells = scores.groupby("key").agg(
         dataset=("dataset", "first"), noise=("noise", "first"), level=("level", "first"),
         denoiser=("denoiser", "first"), value=("value", "mean"),

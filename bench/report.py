@@ -149,10 +149,15 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
         plots.parts.append(image(figures.to_png(fig), f"{metric} against noise level",
                                  f"{metric.upper()} against noise level: mean and 95% CI band over images."))
         _save(fig, figures_dir, f"{metric}_vs_level")
-    fig = figures.runtime_vs_quality(store, metrics[0])
-    plots.parts.append(image(figures.to_png(fig), "runtime against quality",
-                             f"Seconds per image against mean {metrics[0].upper()}, one point per denoiser."))
-    _save(fig, figures_dir, f"runtime_vs_{metrics[0]}")
+    if figures.runtime_table(store, metrics[0]).empty:
+        plots.parts.append('<p class="note">No runtime figure: every cell ran on Dask, beside others '
+                           "(<code>run --cost</code> measures latency alone).</p>")
+    else:
+        fig = figures.runtime_vs_quality(store, metrics[0])
+        plots.parts.append(image(figures.to_png(fig), "runtime against quality",
+                                 f"Seconds per image against mean {metrics[0].upper()}, one point per "
+                                 "denoiser (cells run in this process; Dask cells left out)."))
+        _save(fig, figures_dir, f"runtime_vs_{metrics[0]}")
     sections.append(plots)
 
     sections.append(gallery_section(store, registry, metrics[0], galleries, figures_dir))

@@ -169,3 +169,19 @@ def test_cuda_cost_flops_memory_and_synchronised_latency(cli, store, write_plugi
     found = rows(store, "SELECT device, memory_method, peak_memory, latency_median FROM costs")
     assert found and all(d.startswith("cuda") and m == cost.CUDA_MEMORY and p > 0 and t > 0
                          for d, m, p, t in found)
+
+
+def test_cell_timings_from_dask_are_not_shown_as_runtime(cli, costed, tmp_path):
+    from bench import figures
+    from bench.store import open_existing
+
+    with open_existing(costed) as opened:
+        assert not figures.runtime_table(opened, "psnr").empty
+    with sqlite3.connect(costed) as db:
+        db.execute("UPDATE cells SET device = 'dask:auto'")
+    with open_existing(costed) as opened:
+        assert figures.runtime_table(opened, "psnr").empty
+    output = tmp_path / "report.html"
+    assert cli("report", "--store", costed, "--output", output).code == 0
+    text = output.read_text()
+    assert "No runtime figure" in text and "<h2>Cost</h2>" in text
