@@ -11,6 +11,7 @@ from bench.errors import UsageError
 
 DEFAULT_STORE = "results/bench.sqlite"
 PROTOCOLS = ("default", "paper")
+EXECUTORS = ("local", "dask")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -98,3 +99,18 @@ def make_config(file_values: dict, overrides: dict) -> RunConfig:
         raise UsageError(f"bad configuration: {exc}") from None
     config.validate()
     return config
+
+
+def check_executor_options(name: str, workers: int | None, scheduler: str | None,
+                           timeout: float | None) -> None:
+    """UsageError for executor options that do not go together (before anything runs)."""
+    if name not in EXECUTORS:
+        raise UsageError(f"unknown executor {name!r}; choose {', '.join(EXECUTORS)}")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be > 0 seconds, got {timeout:g}")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    if name == "local" and (workers or scheduler):
+        raise UsageError("--workers and --scheduler need --executor dask")
+    if workers and scheduler:
+        raise UsageError("give --workers (start a local cluster) or --scheduler (use one), not both")

@@ -92,6 +92,9 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
+            # Committed cells survive a killed process in WAL mode without an fsync per commit (only
+            # an OS crash or power loss can take back the last ones): 0.5 ms per cell instead of 4 ms.
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=60000")
             if create:
                 self.db.executescript(SCHEMA)
@@ -259,6 +262,17 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb):
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def has_done_cells(path: str | Path) -> bool:
+    """Whether the store at ``path`` holds any done cell (False where there is no store)."""
+    if not Path(path).exists():
+        return False
+    try:
+        with Store(path, create=False) as store:
+            return store.db.execute("SELECT 1 FROM cells WHERE status = 'done' LIMIT 1").fetchone() is not None
+    except sqlite3.DatabaseError:
         return False
 
 

@@ -1,6 +1,6 @@
 """Where a Dask run's time goes: driver start-up, cluster start, workers' first task, cells, shutdown.
 
-The CPU-bound grid of ``dask_speedup.py`` through ``bench.executors.DaskExecutor``
+The CPU-bound grid of ``dask_speedup.py`` through ``bench.dask_executor.DaskExecutor``
 with 2 local workers, phase by phase, plus Dask's task stream: how long each
 task ran on its worker, how long workers waited before their first task, and
 the time between tasks (scheduling and result transfer). The same cells with
@@ -16,12 +16,14 @@ import time
 
 T0 = time.perf_counter()
 import torch  # noqa: E402
+from distributed import get_task_stream  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from results_file import update_section  # noqa: E402
 
 from bench.config import RunConfig  # noqa: E402
-from bench.executors import DaskExecutor, LocalExecutor  # noqa: E402
+from bench.dask_executor import DaskExecutor  # noqa: E402
+from bench.executors import LocalExecutor  # noqa: E402
 from bench.grid import build_grid  # noqa: E402
 from bench.plugins import get_plugin_set  # noqa: E402
 from bench.registry import Registry  # noqa: E402
@@ -38,14 +40,16 @@ def main() -> None:
     keys = [cell.key for cell in grid.cells]
 
     start = time.perf_counter()
-    executor = DaskExecutor(grid, "cpu", workers=2)
+    executor = DaskExecutor(CONFIG.to_dict(), "cpu", workers=2)
+    executor.attach(grid)
     phases["cluster start (scheduler, 2 nannies, 2 workers)"] = time.perf_counter() - start
     start = time.perf_counter()
     first = None
-    for _ in executor.results(keys):
-        first = first or time.perf_counter() - start
+    with get_task_stream(executor.client) as recorded:
+        for _ in executor.results(keys):
+            first = first or time.perf_counter() - start
     phases["cells on Dask (first result after)"] = time.perf_counter() - start
-    stream = executor.client.get_task_stream(start=0)  # needs the scheduler: before closing
+    stream = recorded.data
     start = time.perf_counter()
     executor.close()
     phases["shutdown"] = time.perf_counter() - start

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.executors import task_groups
+from bench.dask_executor import task_groups
 from bench.grid import Cell
 
 

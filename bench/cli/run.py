@@ -5,16 +5,10 @@ from __future__ import annotations
 import sys
 
 from bench.cli.fetch import add_data_arguments
-from bench.config import DEFAULT_STORE, default_config_path, load_config, make_config, PROTOCOLS
-from bench.device import resolve_device
+from bench.config import (DEFAULT_STORE, EXECUTORS, PROTOCOLS, check_executor_options,
+                          default_config_path, load_config, make_config)
 from bench.errors import UsageError
-from bench.executors import EXECUTORS, check_options, make_executor
-from bench.grid import build_grid
-from bench.plugins import get_plugin_set
-from bench.provenance import versions, weights
-from bench.registry import Registry
-from bench.driver import measure_costs, run_grid
-from bench.store import Store, statuses_at
+from bench.store import Store, has_done_cells, statuses_at
 
 
 def configure(parser) -> None:
@@ -66,21 +60,42 @@ OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed",
 def main(args) -> int:
     config = make_config(load_config(args.config or default_config_path()),
                          {name: getattr(args, name) for name in OVERRIDES})
-    plugins = get_plugin_set(config.plugins)
-    broken = plugins.broken_local()
-    if broken:
-        raise UsageError(f"plugin {broken[0].source} failed to load: {broken[0].error}")
-    grid = build_grid(config, Registry(plugins), quiet=args.quiet)
-    device = resolve_device(config.device)
-    check_options(args.executor, args.workers, args.scheduler, args.timeout)
-    done = statuses_at(config.store, [cell.key for cell in grid.cells])
-    pending = any(done.get(cell.key) != "done" for cell in grid.cells)
-    # no cluster (nor child process) for a grid whose cells are all done
-    executor = make_executor(args.executor, grid, device, args.workers, args.scheduler,
-                             args.timeout) if pending else None
-    device_name = str(device) if args.executor == "local" else f"dask:{config.device}"
+    check_executor_options(args.executor, args.workers, args.scheduler, args.timeout)
+    early = None
+    if args.executor == "dask" and not has_done_cells(config.store):
+        # every cell will be pending: start the cluster now, while this process loads torch,
+        # the plugins and the data (the workers load theirs meanwhile)
+        from bench.dask_executor import start_in_background
 
+        early = start_in_background(config.to_dict(), config.device, args.workers, args.scheduler,
+                                    args.timeout)
+    executor = None
     try:
+        from bench.device import resolve_device
+        from bench.driver import measure_costs, run_grid
+        from bench.executors import make_executor
+        from bench.grid import build_grid
+        from bench.plugins import get_plugin_set
+        from bench.provenance import versions, weights
+        from bench.registry import Registry
+
+        plugins = get_plugin_set(config.plugins)
+        broken = plugins.broken_local()
+        if broken:
+            raise UsageError(f"plugin {broken[0].source} failed to load: {broken[0].error}")
+        grid = build_grid(config, Registry(plugins), quiet=args.quiet)
+        device = resolve_device(config.device)
+        done = statuses_at(config.store, [cell.key for cell in grid.cells])
+        # no cluster (nor child process) for a grid whose cells are all done
+        if any(done.get(cell.key) != "done" for cell in grid.cells):
+            if early is not None:
+                executor, early = early.result(), None
+                executor.attach(grid)
+            else:
+                executor = make_executor(args.executor, grid, device, args.workers, args.scheduler,
+                                         args.timeout)
+        device_name = str(device) if args.executor == "local" else f"dask:{config.device}"
+
         with Store(config.store) as store:
             run_id = store.start_run(config.to_dict(), {**versions(plugins), "weights": weights(grid.denoisers)},
                                      device_name, sys.argv)
@@ -102,6 +117,8 @@ def main(args) -> int:
                 store.selection = Selection(run=run_id)
                 print(lb.render(lb.leaderboard(store, config.metrics[0]), "table"))
     finally:
+        if early is not None and early.exception() is None:  # started, but a usage error came first
+            early.result().close()
         if executor is not None:
             executor.close()
 

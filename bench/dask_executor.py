@@ -1,0 +1,179 @@
+"""The Dask executor: cells as tasks on a ``distributed`` cluster.
+
+A LocalCluster with ``workers`` processes, or an existing ``scheduler``. One
+task per noisy-input group, so its inputs are drawn once; each task carries
+only the config and the cell keys, a worker builds the grid once and keeps it,
+and results come back per task; only the driver writes the store. This module
+imports neither torch nor dask at the top, so a run can start its cluster
+before it loads anything heavy.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Iterable, Iterator
+
+from bench.errors import UsageError
+from bench.plugins import error_line
+from bench.store import CellResult
+
+#: Seconds to wait for a scheduler before calling the address unreachable.
+CONNECT_TIMEOUT = "5s"
+#: Seconds a local Dask worker gets to exit before it is killed.
+WORKER_EXIT_SECONDS = 60
+#: Thread-count variables of OpenMP and the BLAS libraries, set for each local Dask worker.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def task_groups(cells: dict, keys: list[str], slots: int) -> list[list[str]]:
+    """Cell keys as Dask tasks: one per noisy-input group (its inputs are drawn once).
+
+    When there are fewer groups than twice the task slots, the largest groups
+    are halved until every slot has work (their inputs are then drawn twice).
+    """
+    groups: dict[tuple, list[str]] = {}
+    for key in keys:
+        groups.setdefault(cells[key].noisy_group, []).append(key)
+    tasks = list(groups.values())
+    while len(tasks) < 2 * slots:
+        largest = max(range(len(tasks)), key=lambda i: len(tasks[i]), default=None)
+        if largest is None or len(tasks[largest]) < 2:
+            break
+        half = len(tasks[largest]) // 2
+        tasks[largest:largest + 1] = [tasks[largest][:half], tasks[largest][half:]]
+    return tasks
+
+
+def host_threads(slots_on_host: int) -> int:
+    """Threads per task slot so that the slots of one machine share its cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, slots_on_host))
+
+
+def dask_cells(config: dict, device: str, keys: list[str], timeout: float | None,
+               slots_per_host: dict[str, int]) -> list[tuple[str, CellResult]]:
+    """The Dask task: run one noisy-input group's cells in a worker, with the worker's cached grid.
+
+    Torch gets this machine's cores divided by the task slots on it, so the
+    workers of one machine do not oversubscribe it.
+    """
+    import torch
+    from distributed import get_worker
+
+    from bench.executors import isolated_runner, worker_runner
+
+    worker = get_worker()
+    host = worker.address.rsplit(":", 1)[0]
+    torch.set_num_threads(host_threads(slots_per_host.get(host, worker.state.nthreads)))
+    runner = isolated_runner(config, device, timeout) if timeout else worker_runner(config, device)
+    return [(key, runner.run(key)) for key in keys]
+
+
+class DaskExecutor:
+    """Cells as tasks on a distributed cluster, one per noisy-input group; results come back as they finish."""
+
+    def __init__(self, config: dict, device_name: str, workers: int | None = None,
+                 scheduler: str | None = None, timeout: float | None = None):
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise UsageError("--executor dask needs dask[distributed]: pip install 'denoise-bench[dask]'") from None
+        self.config, self.device, self.timeout = config, device_name, timeout
+        self.cells: dict = {}
+        self.cluster = None
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise UsageError(f"cannot reach Dask scheduler at {scheduler}: {error_line(exc)}") from None
+        else:
+            workers = workers or 2
+            threads = str(host_threads(workers))
+            caps = {name: threads for name in THREAD_VARIABLES}
+            # One task slot per worker; its BLAS/OpenMP threads share the cores. Workers may need
+            # a child process of their own (hard timeouts), so they are not daemons.
+            with dask.config.set({"distributed.worker.daemon": False,
+                                  "distributed.nanny.pre-spawn-environ": {
+                                      **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **caps}}):
+                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                            dashboard_address=":0")  # any free port: no clash
+            self.client = Client(self.cluster)
+
+    def warm(self) -> None:
+        """Have every worker build its grid now (its first task would otherwise)."""
+        self._warming = [self.client.submit(warm_worker, self.config, self.device, self.timeout,
+                                            workers=[address], allow_other_workers=False, pure=False,
+                                            key=f"warm-{address}", priority=1)
+                         for address in self.client.scheduler_info()["workers"]]
+
+    def attach(self, grid) -> None:
+        """The grid whose cells ``results`` will be asked for (the cluster may start before it is built)."""
+        self.cells = {cell.key: cell for cell in grid.cells}
+
+    def slots_per_host(self) -> dict[str, int]:
+        """Task slots (threads) of the cluster's workers, summed per machine."""
+        slots: dict[str, int] = {}
+        for address, info in self.client.scheduler_info()["workers"].items():
+            host = address.rsplit(":", 1)[0]
+            slots[host] = slots.get(host, 0) + info.get("nthreads", 1)
+        return slots
+
+    def results(self, keys: Iterable[str]) -> Iterator[tuple[str, CellResult]]:
+        from distributed import as_completed
+
+        slots = self.slots_per_host()
+        tasks = task_groups(self.cells, list(keys), max(1, sum(slots.values())))
+        # one message for all tasks, and results gathered in batches as they finish
+        futures = self.client.map(dask_cells, [self.config] * len(tasks), [self.device] * len(tasks), tasks,
+                                  [self.timeout] * len(tasks), [slots] * len(tasks),
+                                  key=[f"cells-{group[0]}" for group in tasks], pure=False)
+        group_of = {future.key: group for future, group in zip(futures, tasks)}
+        for future, found in as_completed(futures, with_results=True, raise_errors=False):
+            if future.status == "error":  # e.g. KilledWorker after repeated worker deaths
+                problem = error_line(future.exception())
+                for key in group_of[future.key]:
+                    yield key, CellResult("error", f"dask: {problem}")
+            else:
+                yield from found
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            # A worker that imported torch takes seconds to exit on a busy machine; Dask's default
+            # (4 s, then a kill and a warning per worker) is too short, so stop them patiently first.
+            self.cluster.sync(_stop_workers, list(self.cluster.workers.values()))
+            self.cluster.close()
+
+
+async def _stop_workers(nannies: list) -> None:
+    import asyncio
+
+    await asyncio.gather(*(nanny.close(timeout=WORKER_EXIT_SECONDS) for nanny in nannies))
+
+
+def warm_worker(config: dict, device: str, timeout: float | None) -> None:
+    """Build the grid in a worker before its first cell (a task pinned to each worker)."""
+    if not timeout:
+        from bench.executors import worker_runner
+
+        worker_runner(config, device)
+
+
+def start_in_background(config: dict, device_name: str, workers: int | None, scheduler: str | None,
+                        timeout: float | None) -> Future:
+    """Start (or connect to) the cluster in a thread and warm its workers; ``.result()`` is the executor.
+
+    For a run whose every cell is pending: the cluster starts while the driver
+    builds its grid. A failure (an unreachable scheduler) is raised by ``.result()``.
+    """
+    def start() -> DaskExecutor:
+        executor = DaskExecutor(config, device_name, workers, scheduler, timeout)
+        executor.warm()
+        return executor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dask-start")
+    future = pool.submit(start)
+    pool.shutdown(wait=False)
+    return future
