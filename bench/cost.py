@@ -107,19 +107,12 @@ def time_plain(call, device: torch.device, repeats: int) -> tuple[list[float], s
     return times, "time.perf_counter"
 
 
-def _high_water_mark() -> int:
-    """VmHWM (peak resident set) of this process, bytes."""
+def _status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (VmHWM: peak resident set, VmRSS: now)."""
     for line in _STATUS.read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status")
-
-
-def _resident() -> int:
-    for line in _STATUS.read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise OSError("no VmRSS in /proc/self/status")
+    raise OSError(f"no {field} in {_STATUS}")
 
 
 def peak_memory(call, device: torch.device) -> tuple[float | None, str]:
@@ -132,9 +125,9 @@ def peak_memory(call, device: torch.device) -> tuple[float | None, str]:
         return float(torch.cuda.max_memory_allocated(device)), CUDA_MEMORY
     try:
         _CLEAR_REFS.write_text("5")  # VmHWM := current RSS
-        before = _resident()
+        before = _status_bytes("VmRSS")
         call()
-        return float(max(0, _high_water_mark() - before)), CPU_MEMORY
+        return float(max(0, _status_bytes("VmHWM") - before)), CPU_MEMORY
     except OSError:
         return None, "unavailable (needs Linux /proc/self/clear_refs)"
 

@@ -83,6 +83,7 @@ class DaskExecutor:
         self.config, self.device, self.timeout = config, device_name, timeout
         self.cells: dict = {}
         self.cluster = None
+        self._warming: list = []  # futures of the warm-up tasks, kept so they are not cancelled
         if scheduler:
             try:
                 self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
