@@ -24,6 +24,7 @@ resized to 256x256) with seeded Gaussian noise at sigma = 25/255.
 
 from __future__ import annotations
 
+import logging
 import platform
 import statistics
 import time
@@ -41,8 +42,8 @@ REFERENCE_SIDE = 256
 SIGMA = 25 / 255
 #: Timed calls after the warm-up (Timer may run more for fast models).
 REPEATS = 5
-#: Least total seconds Timer spends timing a fast model.
-MIN_RUN_TIME = 0.5
+#: Least and most total seconds Timer spends timing a fast model.
+MIN_RUN_TIME, MAX_RUN_TIME = 0.5, 3.0
 CUDA_MEMORY = "torch.cuda.max_memory_allocated after reset_peak_memory_stats"
 CPU_MEMORY = "peak RSS growth during one call (Linux VmHWM reset via /proc/self/clear_refs)"
 _CLEAR_REFS, _STATUS = Path("/proc/self/clear_refs"), Path("/proc/self/status")
@@ -84,14 +85,22 @@ def count_flops(call) -> float | None:
 
 
 def time_torch(call, repeats: int) -> tuple[list[float], str]:
-    """Per-call seconds through torch.utils.benchmark.Timer (accelerator synchronised)."""
+    """Per-call seconds through torch.utils.benchmark.Timer (accelerator synchronised).
+
+    ``adaptive_autorange`` times blocks of calls until their spread settles; its
+    time limit allows at least ``repeats`` + 1 blocks of a slow model.
+    """
+    # importing the benchmark utilities loads torch's C++-extension helper, which warns about a
+    # missing CUDA toolkit on CPU-only machines: irrelevant to timing Python calls
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils.benchmark import Timer
 
     start = time.perf_counter()
-    call()  # a first estimate of one call, so slow models still get `repeats` replicates
+    call()  # a first estimate of one call
     estimate = time.perf_counter() - start
     timer = Timer(stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads())
-    measurement = timer.blocked_autorange(min_run_time=max(MIN_RUN_TIME, repeats * estimate))
+    measurement = timer.adaptive_autorange(min_run_time=MIN_RUN_TIME,
+                                           max_run_time=max(MAX_RUN_TIME, (repeats + 1) * estimate))
     return list(measurement.times), "torch.utils.benchmark.Timer"
 
 
