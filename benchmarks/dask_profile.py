@@ -77,6 +77,8 @@ def main() -> None:
 
 The 12 cells of `dask_speedup.py` (NL-means, TV; skimage-gray; 6 noisy-input groups) through
 `DaskExecutor(workers=2)`, in one driver process; first result after {first:.1f} s of the cells phase.
+Phases one after the other: `run` itself starts the cluster of a fresh store while the driver
+loads torch and builds its grid, and has the workers build theirs meanwhile.
 
 | phase | seconds |
 |---|---|
