@@ -121,6 +121,8 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
     sections = []
 
     summary = pd.concat([lb.ranking_summary(store, m) for m in metrics], ignore_index=True)
+    if cost_columns.measured(store):  # parameters, GFLOPs and latency at 256x256 beside the ranks
+        summary = cost_columns.add(summary, store, "summary")
     sections.append(Section("Ranking", [
         '<p class="note">Mean rank of each denoiser over every (dataset, noise, level) it ran; '
         "<code>mean_rank_tied</code> counts a denoiser as tied with those the paired bootstrap "

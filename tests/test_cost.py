@@ -185,3 +185,5 @@ def test_cell_timings_from_dask_are_not_shown_as_runtime(cli, costed, tmp_path):
     assert cli("report", "--store", costed, "--output", output).code == 0
     text = output.read_text()
     assert "No runtime figure" in text and "<h2>Cost</h2>" in text
+    ranking = text[text.index("<h2>Ranking</h2>"):text.index("<h2>Leaderboard</h2>")]
+    assert "<th>gflops_256</th>" in ranking and "n/a" in ranking
