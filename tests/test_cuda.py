@@ -7,7 +7,7 @@ import torch
 
 from conftest import rows
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 GRID = ["-d", "skimage-gray[crop=64]", "-n", "gaussian:25/255", "-n", "poisson:16", "-m", "noisy",
         "-m", "gaussian-filter", "-m", "deepinv:MedianFilter", "-m", "deepinv:TVDenoiser", "--quiet"]
