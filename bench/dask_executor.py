@@ -92,14 +92,22 @@ class DaskExecutor:
         else:
             workers = workers or 2
             threads = str(host_threads(workers))
-            caps = {name: threads for name in THREAD_VARIABLES}
-            # One task slot per worker; its BLAS/OpenMP threads share the cores. Workers may need
-            # a child process of their own (hard timeouts), so they are not daemons.
-            with dask.config.set({"distributed.worker.daemon": False,
-                                  "distributed.nanny.pre-spawn-environ": {
-                                      **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **caps}}):
-                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                            dashboard_address=":0")  # any free port: no clash
+            # One task slot per worker; its BLAS/OpenMP threads share the cores. Dask's default
+            # MALLOC_TRIM_THRESHOLD_ is dropped: it turns off glibc's adaptive mmap threshold, and
+            # numpy-heavy denoisers (TV, NL-means) then ran 40% slower (see benchmarks/RESULTS.md).
+            # Workers may need a child process of their own (hard timeouts): not daemons.
+            environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}),
+                       **{name: threads for name in THREAD_VARIABLES}, "MALLOC_TRIM_THRESHOLD_": None}
+            saved = dict(os.environ)
+            try:
+                with dask.config.set({"distributed.worker.daemon": False,
+                                      "distributed.nanny.pre-spawn-environ": environ}):
+                    self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                dashboard_address=":0")  # any free port: no clash
+            finally:  # the nannies set their variables in this process's environment: undo that
+                for name in set(os.environ) - set(saved):
+                    del os.environ[name]
+                os.environ.update(saved)
             self.client = Client(self.cluster)
 
     def warm(self) -> None:

@@ -37,3 +37,31 @@ def test_only_the_given_keys_are_sent():
     grid = cells(groups=3, denoisers=2)
     keys = ["l0-d1", "l2-d0", "l2-d1"]
     assert task_groups(grid, keys, slots=1) == [["l0-d1"], ["l2-d0", "l2-d1"]]
+
+
+def worker_environment() -> dict:
+    import os
+
+    import torch
+
+    return {"env": {name: os.environ.get(name) for name in
+                    ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")},
+            "cores": len(os.sched_getaffinity(0)), "torch": torch.get_num_threads()}
+
+
+def test_local_workers_share_the_cores_and_keep_glibc_malloc_adaptive():
+    import os
+
+    from bench.dask_executor import DaskExecutor, host_threads
+
+    before = dict(os.environ)
+    executor = DaskExecutor({}, "cpu", workers=2)
+    try:
+        found = executor.client.submit(worker_environment, pure=False).result()
+    finally:
+        executor.close()
+    threads = str(max(1, found["cores"] // 2))
+    assert found["env"] == {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                            "OPENBLAS_NUM_THREADS": threads, "MALLOC_TRIM_THRESHOLD_": None}
+    assert host_threads(2) == int(threads)
+    assert dict(os.environ) == before, "the driver's environment is left as it was"
