@@ -11,6 +11,7 @@ Run: python benchmarks/dask_profile.py
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -30,6 +31,37 @@ from bench.registry import Registry  # noqa: E402
 
 CONFIG = RunConfig(datasets=["skimage-gray"], noise=["gaussian:15/255,25/255,50/255"],
                    denoisers=["nlm", "tv"], repetitions=2, store="/tmp/unused.sqlite")
+
+
+MALLOC_PROBE = """
+import time, torch
+from bench.config import RunConfig
+from bench.grid import build_grid
+from bench.plugins import get_plugin_set
+from bench.registry import Registry
+from bench.runner import CellRunner
+torch.set_num_threads(1)
+config = RunConfig(datasets=["skimage-gray"], noise=["gaussian:25/255"], denoisers=["nlm", "tv"],
+                   store="/tmp/unused.sqlite")
+runner = CellRunner(build_grid(config, Registry(get_plugin_set()), quiet=True), torch.device("cpu"))
+start = time.perf_counter()
+for key in runner.cells:
+    runner.run(key)
+print(time.perf_counter() - start)
+"""
+
+
+def malloc_probe(repeats: int = 2) -> dict[str, float]:
+    """Seconds of one level's NL-means and TV cells in a bare process, with and without
+    Dask's default MALLOC_TRIM_THRESHOLD_ (which its nannies set for workers); best of repeats."""
+    found = {}
+    variants = {"default glibc malloc": {}, "MALLOC_TRIM_THRESHOLD_=65536": {"MALLOC_TRIM_THRESHOLD_": "65536"}}
+    for name, extra in variants.items():
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+        found[name] = min(float(subprocess.run([sys.executable, "-c", MALLOC_PROBE], env=env, check=True,
+                                               capture_output=True, text=True).stdout.split()[-1])
+                          for _ in range(repeats))
+    return found
 
 
 def main() -> None:
@@ -69,6 +101,7 @@ def main() -> None:
         pass
     local = time.perf_counter() - local_start
 
+    malloc = malloc_probe()
     rows = "\n".join(f"| {name} | {seconds:.1f} |" for name, seconds in phases.items())
     workers = "\n".join(
         f"| {w.rsplit(':', 1)[-1]} | {len(starts[w])} | {busy[w]:.1f} | {gaps[w]:.2f} | "
@@ -92,6 +125,14 @@ after the first worker's.
 | worker port | tasks | computing (s) | gaps (s) | first task after (s) |
 |---|---|---|---|---|
 {workers}
+
+Dask's nannies set `MALLOC_TRIM_THRESHOLD_=65536` for their workers by default, which turns off
+glibc's adaptive mmap threshold; the executor drops it. One level's 2 cells (NL-means, TV,
+skimage-gray) in a bare process, best of 2:
+
+| malloc | seconds |
+|---|---|
+""" + "\n".join(f"| {name} | {seconds:.2f} |" for name, seconds in malloc.items()) + f"""
 
 Load average (1, 5, 15 min): {', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores."""
     update_section("dask_profile", body)
