@@ -11,9 +11,12 @@
   ``torch.utils.benchmark.Timer`` (which synchronises the accelerator and runs
   at the process's thread count here); other callables through a plain
   ``perf_counter`` loop with ``bench.device.synchronize`` around each call.
-- Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` after
-  ``reset_peak_memory_stats`` (everything allocated on the device at the peak:
-  weights and input included). On the CPU the growth of the process's peak
+- Peak memory: the working memory of one call, beyond what was allocated
+  before it (weights and input are resident already; the parameter column
+  gives the weights, and other models of the grid on the same device must not
+  count). On CUDA ``torch.cuda.max_memory_allocated`` after
+  ``reset_peak_memory_stats``, minus ``memory_allocated`` before the call. On
+  the CPU the growth of the process's peak
   resident set during one call: Linux's high-water mark (``VmHWM``) is reset
   to the current RSS through ``/proc/self/clear_refs`` before the call and read
   after it; ``None`` where that is unavailable.
@@ -44,7 +47,7 @@ SIGMA = 25 / 255
 REPEATS = 5
 #: Least and most total seconds Timer spends timing a fast model.
 MIN_RUN_TIME, MAX_RUN_TIME = 0.5, 3.0
-CUDA_MEMORY = "torch.cuda.max_memory_allocated after reset_peak_memory_stats"
+CUDA_MEMORY = "torch.cuda.max_memory_allocated growth during one call (after reset_peak_memory_stats)"
 CPU_MEMORY = "peak RSS growth during one call (Linux VmHWM reset via /proc/self/clear_refs)"
 _CLEAR_REFS, _STATUS = Path("/proc/self/clear_refs"), Path("/proc/self/status")
 
@@ -129,9 +132,10 @@ def peak_memory(call, device: torch.device) -> tuple[float | None, str]:
     if device.type == "cuda":
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
         call()
         synchronize(device)
-        return float(torch.cuda.max_memory_allocated(device)), CUDA_MEMORY
+        return float(torch.cuda.max_memory_allocated(device) - before), CUDA_MEMORY
     try:
         _CLEAR_REFS.write_text("5")  # VmHWM := current RSS
         before = _status_bytes("VmRSS")
