@@ -41,9 +41,17 @@ class RunConfig:
     no_train: bool = False
     #: After the cells, measure each denoiser's cost (parameters, FLOPs, latency, memory).
     cost: bool = False
+    #: ``[[sampling]]`` tables: sampler cells beside the denoiser grid (see ``bench.sampler_grid``).
+    sampling: list[dict] = field(default_factory=list)
+
+    @property
+    def has_denoising(self) -> bool:
+        """Whether the config asks for denoiser cells (a sampling-only config does not)."""
+        return bool(self.datasets or self.noise or self.denoisers or not self.sampling)
 
     def validate(self) -> None:
-        for name in ("datasets", "noise", "denoisers", "metrics"):
+        names = ("datasets", "noise", "denoisers", "metrics") if self.has_denoising else ("metrics",)
+        for name in names:
             if not getattr(self, name):
                 raise UsageError(f"the grid has no {name}: give them in the config or with flags")
         if self.repetitions < 1:

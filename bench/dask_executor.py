@@ -120,6 +120,8 @@ class DaskExecutor:
     def attach(self, grid) -> None:
         """The grid whose cells ``results`` will be asked for (the cluster may start before it is built)."""
         self.cells = {cell.key: cell for cell in grid.cells}
+        if grid.sampling:
+            self.cells.update({cell.key: cell for cell in grid.sampling.cells})
 
     def slots_per_host(self) -> dict[str, int]:
         """Task slots (threads) of the cluster's workers, summed per machine."""

@@ -24,12 +24,13 @@ class RunSummary:
         return 1 if self.failed else 0
 
 
-def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
-             quiet: bool = False) -> RunSummary:
-    """Run every cell not already done; each result is committed as it arrives.
+def all_cells(grid: Grid) -> list:
+    """Denoiser cells, then sampler cells."""
+    return list(grid.cells) + (list(grid.sampling.cells) if grid.sampling else [])
 
-    ``executor`` may be None when no cell is pending (then nothing runs).
-    """
+
+def plan(grid: Grid, store: Store, run_id: str) -> dict[str, str]:
+    """Record metric directions and every cell as pending; returns the statuses already stored."""
     config = grid.config
     for name, (_, entry) in grid.metrics.items():
         store.set_metric_info(name, entry.metadata["higher_is_better"])
@@ -40,21 +41,41 @@ def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
         store.record_content(label, contents[label], grid.datasets[label].content)
     store.plan_cells(run_id, grid.cells, config.seed, config.protocol, list(grid.metrics), contents)
     statuses = store.statuses([cell.key for cell in grid.cells])
-    todo = [cell for cell in grid.cells if statuses.get(cell.key) != "done"]
-    summary = RunSummary(cached=len(grid.cells) - len(todo))
+    if grid.sampling:
+        for name, higher in grid.sampling.metric_info.items():
+            store.set_metric_info(name, higher)
+        store.plan_sample_cells(run_id, grid.sampling.cells, config.seed, list(grid.sampling.metric_info))
+        statuses.update(store.sample_statuses([cell.key for cell in grid.sampling.cells]))
+    return statuses
+
+
+def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
+             quiet: bool = False) -> RunSummary:
+    """Run every cell (denoiser or sampler) not already done; each result is committed as it arrives.
+
+    ``executor`` may be None when no cell is pending (then nothing runs).
+    """
+    config = grid.config
+    statuses = plan(grid, store, run_id)
+    cells = all_cells(grid)
+    todo = [cell for cell in cells if statuses.get(cell.key) != "done"]
+    summary = RunSummary(cached=len(cells) - len(todo))
     summary.counts["done"] += summary.cached
-    cells = {cell.key: cell for cell in todo}
+    pending = {cell.key: cell for cell in todo}
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=quiet, dynamic_ncols=True) as bar:
-        for key, result in (executor.results(list(cells)) if cells else ()):
-            cell = cells[key]
-            store.record_cell(run_id, cell, config.seed, config.protocol, list(grid.metrics),
-                              device, result)
+        for key, result in (executor.results(list(pending)) if pending else ()):
+            cell = pending[key]
+            if isinstance(cell, Cell):
+                store.record_cell(run_id, cell, config.seed, config.protocol, list(grid.metrics),
+                                  device, result)
+            else:
+                store.record_sample_cell(run_id, cell, config.seed, device, result)
             summary.counts[result.status] += 1
             if result.status in ("error", "timeout"):
                 summary.failed.append((cell, result.error))
             elif result.status == "skipped":
                 summary.skipped.append((cell, result.error))
-            bar.set_postfix_str(f"{cell.denoiser} | {cell.dataset} {cell.degradation}:{cell.level:.4g}")
+            bar.set_postfix_str(cell.describe())
             bar.update()
     return summary
 

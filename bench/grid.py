@@ -44,6 +44,9 @@ class Cell:
     mode: str = field(compare=False)
     key: str = field(compare=False)
 
+    def describe(self) -> str:
+        return f"{self.denoiser} on {self.dataset} {self.degradation}:{self.level:.4g} rep {self.repetition}"
+
     @property
     def noisy_group(self) -> tuple:
         """Cells sharing this share the same noisy inputs."""
@@ -70,6 +73,8 @@ class Grid:
     denoisers: dict[str, Denoiser]
     metrics: dict[str, tuple[object, Entry]]
     cells: list[Cell]
+    #: Sampler cells of the config's ``[[sampling]]`` tables (``bench.sampler_grid.SamplingGrid``).
+    sampling: object = None
 
 
 def load_dataset(registry: Registry, spec: Spec, config: RunConfig) -> ImageSet:
@@ -77,7 +82,7 @@ def load_dataset(registry: Registry, spec: Spec, config: RunConfig) -> ImageSet:
     return registry.load_dataset(spec, config.data_root).limit(config.limit_images)
 
 
-def _build_denoiser(registry: Registry, spec: Spec) -> Denoiser:
+def build_denoiser(registry: Registry, spec: Spec) -> Denoiser:
     entry = registry.get("denoisers", spec.name)
     denoiser = Denoiser(spec, entry)
     try:
@@ -148,9 +153,13 @@ def build_grid(config: RunConfig, registry: Registry, quiet: bool = False) -> Gr
     Learned denoisers load (or first train, unless ``config.no_train``) from the
     model store ``bench.model_store.ModelContext.for_run`` derives from the config.
     """
+    from bench.sampler_grid import build_sampling  # it builds on this module
+
     with using_context(ModelContext.for_run(config, registry, quiet)), \
             fetching.using(fetching.FetchSettings.resolve(config.data_root, config.offline, quiet)):
-        return _build_grid(config, registry)
+        grid = _build_grid(config, registry)
+        grid.sampling = build_sampling(config, registry)
+        return grid
 
 
 def _build_grid(config: RunConfig, registry: Registry) -> Grid:
@@ -182,7 +191,7 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
             datasets, levels, range(config.repetitions), denoiser_entries.items()):
         built = model_spec(spec, entry, dataset, degradation, level)
         if built.label not in denoisers:
-            denoisers[built.label] = _build_denoiser(registry, built)
+            denoisers[built.label] = build_denoiser(registry, built)
         mode, row = call_mode(spec, entry, degradations[degradation][0])
         key = cell_key(config, dataset_entries[dataset], dataset, degradations[degradation][1],
                        level, entry, row, model_identity(denoisers[built.label]), metrics, repetition,

@@ -90,7 +90,8 @@ def scores_for(store: Store, metric: str) -> pd.DataFrame:
     scores = latest_done_scores(store, metric)
     if scores.empty:
         what = " matching the filters" if store.selection else ""
-        raise UsageError(f"no finished cells{what} with {metric} scores in {store.path}")
+        raise UsageError(f"no finished denoiser cells{what} with {metric} scores in {store.path} "
+                         "(sampler metrics: `leaderboard --samples`)")
     return scores.rename(columns={"degradation": "noise"})
 
 
@@ -237,9 +238,10 @@ def ranking_summary(store: Store, metric: str = "psnr") -> pd.DataFrame:
 
 # provenance -------------------------------------------------------------------------------
 
-def provenance(store: Store) -> dict:
-    """What produced the numbers: runs, versions, devices, seeds, protocols of the ranked cells."""
-    cells = latest_done_cells(store)
+def provenance(store: Store, cells: pd.DataFrame | None = None) -> dict:
+    """What produced the numbers: runs, versions, devices, seeds, protocols of the ranked cells
+    (by default the denoiser cells; the samplers' table passes its own)."""
+    cells = latest_done_cells(store) if cells is None else cells
     runs = store.query("SELECT * FROM runs")
     used = runs[runs["run_id"].isin(set(cells["run_id"]))]
     described = []

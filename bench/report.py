@@ -112,12 +112,17 @@ def gallery_choices(store: Store, per_level: int) -> pd.DataFrame:
 def build(store: Store, registry: Registry, metrics: list[str] | None = None, galleries: int = 1,
           figures_dir: str | Path | None = None) -> str:
     """The report's HTML. UsageError when the store has nothing to show or a metric is unknown."""
+    from bench import sample_report  # it builds on this module's helpers
+
     scored = lb.scored_metrics(store)
     metrics = list(dict.fromkeys(metrics or [m for m in lb.WIDE_METRICS if m in scored] or scored[:1]))
-    if not metrics:
-        raise UsageError(f"no scores in {store.path}; run `denoise-bench run` first")
-    longs = {m: lb.leaderboard(store, m) for m in metrics}
+    study = sample_report.sections(store, registry, figures_dir)
     prov = lb.provenance(store)
+    if not metrics or not lb.latest_done_cells(store).shape[0]:
+        if not study:
+            raise UsageError(f"no scores in {store.path}; run `denoise-bench run` first")
+        return page(f"denoise-bench report: {store.path.name}", [*study, provenance_section(store, prov)], prov)
+    longs = {m: lb.leaderboard(store, m) for m in metrics}
     sections = []
 
     summary = pd.concat([lb.ranking_summary(store, m) for m in metrics], ignore_index=True)
@@ -150,7 +155,7 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
             continue
         plots.parts.append(image(figures.to_png(fig), f"{metric} against noise level",
                                  f"{metric.upper()} against noise level: mean and 95% CI band over images."))
-        _save(fig, figures_dir, f"{metric}_vs_level")
+        save_figure(fig, figures_dir, f"{metric}_vs_level")
     if figures.runtime_table(store, metrics[0]).empty:
         plots.parts.append('<p class="note">No runtime figure: every cell ran on Dask, beside others '
                            "(<code>run --cost</code> measures latency alone).</p>")
@@ -159,10 +164,11 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
         plots.parts.append(image(figures.to_png(fig), "runtime against quality",
                                  f"Seconds per image against mean {metrics[0].upper()}, one point per "
                                  "denoiser (cells run in this process; Dask cells left out)."))
-        _save(fig, figures_dir, f"runtime_vs_{metrics[0]}")
+        save_figure(fig, figures_dir, f"runtime_vs_{metrics[0]}")
     sections.append(plots)
 
     sections.append(gallery_section(store, registry, metrics[0], galleries, figures_dir))
+    sections += study
 
     details = Section("Full leaderboards", [
         f"<details><summary>{html.escape(m)}: one row per (dataset, noise, level, denoiser)</summary>"
@@ -196,8 +202,8 @@ def gallery_section(store: Store, registry: Registry, metric: str, per_level: in
         section.parts.append(image(figures.to_png(fig), label,
                                    f"{label}: clean | noisy input | outputs, best {metric.upper()} first; "
                                    "bottom row: the boxed region enlarged."))
-        _save(fig, figures_dir, slug(f"gallery_{pick.dataset}_{pick.image_id}_{pick.noise}_"
-                                     f"{levels.label(scales, pick.noise, pick.level)}"))
+        save_figure(fig, figures_dir, slug(f"gallery_{pick.dataset}_{pick.image_id}_{pick.noise}_"
+                                           f"{levels.label(scales, pick.noise, pick.level)}"))
     return section
 
 
@@ -206,7 +212,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
 
 
-def _save(fig, folder, stem: str) -> None:
+def save_figure(fig, folder, stem: str) -> None:
     if folder is not None:
         figures.save_figure(fig, folder, stem)
 

@@ -16,6 +16,7 @@ from bench.device import synchronize
 from bench.grid import Cell, Denoiser, Grid
 from bench.outputs import output_dir, save_outputs
 from bench.plugins import error_line
+from bench.sampler_runner import run_sampler_cell
 from bench.seeding import noise_seed
 from bench.store import CellResult
 from bench.vst import AnscombeDenoiser
@@ -139,6 +140,7 @@ class CellRunner:
     def __init__(self, grid: Grid, device: torch.device):
         self.grid, self.device = grid, device
         self.cells = {cell.key: cell for cell in grid.cells}
+        self.sampler_cells = {cell.key: cell for cell in grid.sampling.cells} if grid.sampling else {}
         place_models(grid, device)
         self._group, self._batches = None, None
 
@@ -153,7 +155,11 @@ class CellRunner:
         return self._batches
 
     def run(self, key: str) -> CellResult:
-        cell, config = self.cells[key], self.grid.config
+        config = self.grid.config
+        if key in self.sampler_cells:
+            return run_sampler_cell(self.grid.sampling, self.sampler_cells[key], config.seed,
+                                    self.device, config.store)
+        cell = self.cells[key]
         keep = None
         if config.save_images:
             keep = (output_dir(config.store, cell.key),

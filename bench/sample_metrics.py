@@ -21,6 +21,8 @@ COVERAGE_LEVEL = 0.999
 MEMORISATION_RATIO = 1 / 3
 #: Points used for the median-distance heuristic.
 MEDIAN_POINTS = 1000
+#: Training items compared at once in nearest-neighbour metrics.
+NEAREST_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,12 @@ def nearest_distances(x: torch.Tensor, training: torch.Tensor) -> torch.Tensor:
     x, training = flat(x), flat(training)
     if len(training) < 2:
         raise ValueError("nearest-neighbour metrics need at least 2 training items")
-    return torch.cdist(x, training).topk(2, dim=1, largest=False).values
+    best = None  # the two nearest so far, over chunks of the training set (bounded memory)
+    for start in range(0, len(training), NEAREST_CHUNK):
+        found = torch.cdist(x, training[start:start + NEAREST_CHUNK])
+        best = found if best is None else torch.cat([best, found], dim=1)
+        best = best.topk(min(2, best.shape[1]), dim=1, largest=False).values
+    return best
 
 
 def nn_distance(x: torch.Tensor, training: torch.Tensor) -> float:

@@ -55,6 +55,25 @@ CREATE TABLE IF NOT EXISTS costs (
     environment TEXT, run_id TEXT, updated TEXT,
     PRIMARY KEY (dataset, denoiser, identity, device, shape)
 );
+-- One row per sampler cell: a sampler with a score model on a dataset, one repetition.
+CREATE TABLE IF NOT EXISTS sample_cells (
+    key TEXT PRIMARY KEY, run_id TEXT,
+    dataset TEXT,         -- dataset label: the chains' start statistics and the metrics' references
+    score TEXT,           -- denoiser used as score model (Tweedie), spec label
+    sampler TEXT,         -- sampler spec label, every parameter resolved
+    chains INTEGER,       -- number of chains = number of samples scored
+    init TEXT,            -- where chains start: noise or data
+    repetition INTEGER,   -- repetition index; the chains' seed derives from it
+    seed INTEGER, metrics TEXT, status TEXT, error TEXT,
+    seconds REAL,         -- wall time of the cell (chains and metrics)
+    sample_seconds REAL,  -- wall time of the chains alone
+    steps INTEGER,        -- updates applied (a final denoising step counts as one)
+    device TEXT, updated TEXT
+);
+-- The metrics of one sampler cell's samples (one value per metric).
+CREATE TABLE IF NOT EXISTS sample_scores (
+    cell_key TEXT, metric TEXT, value REAL, PRIMARY KEY (cell_key, metric)
+);
 """
 STATUSES = ("done", "error", "timeout", "skipped", "pending")
 
@@ -73,6 +92,8 @@ class CellResult:
     denoise_seconds: float = 0.0
     scores: dict[str, dict[str, float]] | None = None  # image id -> metric -> value
     image_seconds: dict[str, float] | None = None
+    #: Sampler cells: updates applied to the chains.
+    steps: int | None = None
 
 
 class Store:
@@ -98,6 +119,7 @@ class Store:
             self.db.execute("PRAGMA busy_timeout=60000")
             if create:
                 self.db.executescript(SCHEMA)
+                migrate_sample_rows(self.db)
         except (OSError, sqlite3.OperationalError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise UsageError(f"cannot {'create' if create else 'open'} the store {self.path}: {reason}; "
@@ -241,6 +263,43 @@ class Store:
                  cost.timer, concurrent, cost.peak_memory, cost.memory_method, cost.device_name,
                  json.dumps(cost.environment), run_id, now()))
 
+    def plan_sample_cells(self, run_id: str, cells, seed: int, metrics: list[str]) -> None:
+        """Record sampler cells as pending, leaving those already in the store alone."""
+        with self._transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO sample_cells (key, run_id, dataset, score, sampler, chains, init, "
+                "repetition, seed, metrics, status, updated) VALUES (?,?,?,?,?,?,?,?,?,?,'pending',?)",
+                [(c.key, run_id, c.dataset, c.score, c.sampler, c.chains, c.init, c.repetition, seed,
+                  json.dumps(metrics), now()) for c in cells])
+
+    def sample_statuses(self, keys: list[str]) -> dict[str, str]:
+        found = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            rows = self.db.execute(
+                f"SELECT key, status FROM sample_cells WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            found.update(dict(rows.fetchall()))
+        return found
+
+    def record_sample_cell(self, run_id: str, cell, seed: int, device: str, result: CellResult) -> None:
+        """Write a sampler cell and its metrics atomically (a done cell is never replaced by a failure).
+
+        ``result.scores`` holds one entry, the metrics of the cell's samples.
+        """
+        values = next(iter((result.scores or {}).values()), {})
+        with self._transaction():
+            row = self.db.execute("SELECT status FROM sample_cells WHERE key = ?", (cell.key,)).fetchone()
+            if row and row[0] == "done" and result.status != "done":
+                return
+            self.db.execute("DELETE FROM sample_scores WHERE cell_key = ?", (cell.key,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO sample_cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (cell.key, run_id, cell.dataset, cell.score, cell.sampler, cell.chains, cell.init,
+                 cell.repetition, seed, json.dumps(sorted(values)), result.status, result.error,
+                 result.seconds, result.denoise_seconds, result.steps, device, now()))
+            self.db.executemany("INSERT INTO sample_scores VALUES (?, ?, ?)",
+                                [(cell.key, metric, value) for metric, value in values.items()])
+
     # reading
     def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
         import pandas as pd  # readers only: a run does not pay pandas' import
@@ -285,6 +344,46 @@ def statuses_at(path: str | Path, keys: list[str]) -> dict[str, str]:
             return store.statuses(keys)
     except sqlite3.DatabaseError:  # not a store yet, or no cells table
         return {}
+
+
+def sample_statuses_at(path: str | Path, keys: list[str]) -> dict[str, str]:
+    """Statuses of these sampler cells in the store at ``path``, creating nothing."""
+    if not keys or not Path(path).exists():
+        return {}
+    try:
+        with Store(path, create=False) as store:
+            return store.sample_statuses(keys)
+    except sqlite3.DatabaseError:  # not a store yet, or no sampler table
+        return {}
+
+
+def migrate_sample_rows(db: sqlite3.Connection) -> None:
+    """Move sampler cells that older versions stored in ``cells`` (chains in ``level``) to ``sample_cells``.
+
+    Those rows have degradation ``sample:INIT`` and denoiser ``SAMPLER score=SCORE``.
+    """
+    old = db.execute("SELECT key, run_id, dataset, degradation, level, denoiser, repetition, seed, "
+                     "metrics, status, error, seconds, denoise_seconds, device, updated FROM cells "
+                     "WHERE degradation LIKE 'sample:%'").fetchall()
+    if not old:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for (key, run_id, dataset, degradation, level, denoiser, repetition, seed, metrics, status,
+             error, seconds, sample_seconds, device, updated) in old:
+            sampler, _, score = denoiser.partition(" score=")
+            db.execute("INSERT OR REPLACE INTO sample_cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       (key, run_id, dataset, score, sampler, int(level), degradation.split(":", 1)[1],
+                        repetition, seed, metrics, status, error, seconds, sample_seconds, None,
+                        device, updated))
+            db.execute("INSERT OR REPLACE INTO sample_scores SELECT cell_key, metric, value FROM scores "
+                       "WHERE cell_key = ?", (key,))
+            db.execute("DELETE FROM scores WHERE cell_key = ?", (key,))
+            db.execute("DELETE FROM cells WHERE key = ?", (key,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def open_existing(path: str | Path) -> Store:

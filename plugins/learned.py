@@ -147,11 +147,13 @@ LFW = {"noise": NOISE_RANGE, "hflip": True}
 MLP_DEFAULTS = {
     "lfw-faces": TrainOptions(epochs=600, batch_size=256, lr=2e-3, patch=4, val_every=20, **LFW),
     "mnist": TrainOptions(epochs=10, batch_size=128, lr=1e-3, noise=NOISE_RANGE, val_every=1),
+    "fashion-mnist": TrainOptions(epochs=10, batch_size=128, lr=1e-3, noise=NOISE_RANGE, val_every=1),
     "*": TrainOptions(epochs=100, batch_size=256, lr=2e-3, patch=8, noise=NOISE_RANGE, val_every=5),
 }
 CONV_DEFAULTS = {
     "lfw-faces": TrainOptions(epochs=300, batch_size=32, lr=2e-3, val_every=10, **LFW),
     "mnist": TrainOptions(epochs=2, batch_size=64, lr=1e-3, noise=NOISE_RANGE),
+    "fashion-mnist": TrainOptions(epochs=2, batch_size=64, lr=1e-3, noise=NOISE_RANGE),
     "*": TrainOptions(epochs=100, batch_size=32, lr=1e-3, noise=NOISE_RANGE, val_every=5),
 }
 DRUNET_DEFAULTS = {

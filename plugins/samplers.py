@@ -19,6 +19,29 @@ from bench.score import ScoreFn
 STEP_FRACTION = 0.2
 
 
+class InitialNoise(Sampler):
+    """No update at all: the chains' starting points, the baseline every sampler must beat.
+
+    With the same ``sigma`` (and the same dataset, chains and repetition) it
+    returns exactly the points ``langevin`` and ``gradient-ascent`` start from.
+    """
+
+    name = "initial-noise"
+
+    def __init__(self, sigma: float = 0.01):
+        self.sigma = check_positive("initial-noise sigma", sigma)
+
+    def params(self) -> dict:
+        return {"sigma": self.sigma}
+
+    def schedule(self) -> list[tuple[float, float]]:
+        return []
+
+    @property
+    def start_sigma(self) -> float:
+        return self.sigma
+
+
 class FixedLevelSampler(Sampler):
     """Runs ``steps`` updates with the score at one noise level ``sigma``."""
 
@@ -46,9 +69,29 @@ class GradientAscent(FixedLevelSampler):
 
 
 class Langevin(FixedLevelSampler):
-    """Unadjusted Langevin: x <- x + step * score + sqrt(2 step) z, targeting p_sigma."""
+    """Unadjusted Langevin: x <- x + step * score + sqrt(2 step) z, targeting p_sigma.
+
+    ``denoise=true`` adds one last step x <- x + sigma^2 score(x, sigma) = D(x, sigma):
+    a sample of p_sigma carries noise of std sigma, which the denoiser removes.
+    """
 
     name = "langevin"
+
+    def __init__(self, sigma: float = 0.01, step_size: float | None = None, steps: int = 1000,
+                 denoise: bool = False):
+        super().__init__(sigma, step_size, steps)
+        if not isinstance(denoise, bool):
+            raise bench.UsageError(f"{self.name} denoise must be true or false, got {denoise!r}")
+        self.denoise = denoise
+
+    def params(self) -> dict:
+        # denoise=false is left out of the row name, which predates it
+        return {**super().params(), **({"denoise": True} if self.denoise else {})}
+
+    def finish(self, x: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor | None:
+        if not self.denoise:
+            return None
+        return x + self.sigma ** 2 * score_fn(x, self.sigma)
 
     @staticmethod
     def noise_std(step_size: float) -> float:
@@ -71,18 +114,15 @@ class AnnealedLangevin(Langevin):
 
     def __init__(self, sigma: float = 0.01, sigma_max: float = 1.0, levels: int = 10,
                  steps: int = 100, step_size: float | None = None, denoise: bool = True):
-        super().__init__(sigma, step_size, steps)
+        super().__init__(sigma, step_size, steps, denoise)
         self.sigma_max = check_positive("annealed-langevin sigma_max", sigma_max)
         if self.sigma_max <= self.sigma:
             raise bench.UsageError(f"annealed-langevin sigma_max ({self.sigma_max:g}) must be "
                                    f"larger than sigma ({self.sigma:g})")
         self.levels = check_count("annealed-langevin levels", levels, minimum=2)
-        if not isinstance(denoise, bool):
-            raise bench.UsageError(f"annealed-langevin denoise must be true or false, got {denoise!r}")
-        self.denoise = denoise
 
     def params(self) -> dict:
-        return {**super().params(), "sigma_max": self.sigma_max, "levels": self.levels,
+        return {**FixedLevelSampler.params(self), "sigma_max": self.sigma_max, "levels": self.levels,
                 "denoise": self.denoise}
 
     def noise_levels(self) -> list[float]:
@@ -95,18 +135,16 @@ class AnnealedLangevin(Langevin):
         return [(s, self.step_size * s ** 2 / self.sigma ** 2)
                 for s in self.noise_levels() for _ in range(self.steps)]
 
-    def finish(self, x: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor | None:
-        if not self.denoise:
-            return None
-        return x + self.sigma ** 2 * score_fn(x, self.sigma)
-
 
 @bench.hookimpl
 def register_samplers(register):
+    register("initial-noise", InitialNoise,
+             description="no step: the chains' start (noise at the data's spread), the baseline row")
     register("gradient-ascent", GradientAscent,
              description="x <- x + step * score(x, sigma); mode-seeking (sigma, step_size, steps)")
     register("langevin", Langevin,
-             description="unadjusted Langevin at one sigma: x <- x + step * score + sqrt(2 step) z")
+             description="unadjusted Langevin at one sigma: x <- x + step * score + sqrt(2 step) z; "
+                         "denoise=true: a final denoising step")
     register("annealed-langevin", AnnealedLangevin,
              description="Song & Ermon: geometric sigmas sigma_max..sigma, step_i = step_size "
                          "* s_i^2 / sigma^2, steps per level, optional final denoising")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.cli import main
@@ -157,3 +159,12 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """torchvision's raw MNIST format: big-endian magic, sizes, then uint8 data."""
+    magic = 0x0800 | array.ndim  # 0x08: unsigned byte
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", magic))
+        f.write(struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(array.astype(np.uint8).tobytes())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from bench.registry import Registry
 from bench_plugins.empirical_mmse import EmpiricalMMSE
 from bench_plugins.learned import DRUNET_SMALL, ConvDAE, MLPDAE, drunet
 
-from conftest import rows
+from conftest import rows, write_idx
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -276,15 +275,6 @@ def test_checkpoint_of_another_architecture_is_one_line_exit_2(cli, tmp_path):
 
 
 # --- MNIST from --data-root ----------------------------------------------------------------------
-
-def write_idx(path, array: np.ndarray) -> None:
-    """torchvision's raw MNIST format: big-endian magic, sizes, then uint8 data."""
-    magic = 0x0800 | array.ndim  # 0x08: unsigned byte
-    with open(path, "wb") as f:
-        f.write(struct.pack(">I", magic))
-        f.write(struct.pack(f">{array.ndim}I", *array.shape))
-        f.write(array.astype(np.uint8).tobytes())
-
 
 @pytest.fixture
 def fake_mnist(tmp_path):

@@ -235,8 +235,8 @@ def test_report_is_one_self_contained_file(report_path):
     inventory.feed(report_path.read_text(encoding="utf-8"))
     assert inventory.external == [], "the report must open offline"
     assert inventory.tables >= 4  # ranking, leaderboard, full tables, provenance
-    # psnr and ssim curves, runtime, and one gallery per (noise, level): 2 + 1 + 3
-    assert len(inventory.images) == 6
+    # psnr and ssim curves, runtime, one gallery per (noise, level), one denoising strip: 2 + 1 + 3 + 1
+    assert len(inventory.images) == 7
     for src in inventory.images:
         assert src.startswith("data:image/png;base64,")
         image = matplotlib.image.imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png")

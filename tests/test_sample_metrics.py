@@ -107,3 +107,11 @@ def test_evaluate_computes_what_the_references_allow():
     x = truth.sample(50, torch.Generator().manual_seed(16))
     assert set(sm.evaluate(x)) == {"diversity"}
     assert set(sm.evaluate(x, reference=x, truth=truth, training=x)) == set(sm.METRICS)
+
+
+def test_nearest_distances_over_chunks_of_the_training_set(monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    x, training = torch.randn(20, 5, generator=generator), torch.randn(50, 5, generator=generator)
+    whole = torch.cdist(x.double(), training.double()).topk(2, dim=1, largest=False).values
+    monkeypatch.setattr(sm, "NEAREST_CHUNK", 7)
+    torch.testing.assert_close(sm.nearest_distances(x, training), whole)

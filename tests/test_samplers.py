@@ -156,33 +156,40 @@ def test_gradient_ascent_collapses_onto_the_modes(ring):
 
 # the command ---------------------------------------------------------------------------------
 
-def test_sample_command_writes_samples_and_ranks_them(cli, store, tmp_path):
-    out = tmp_path / "langevin"
+def only_sample_folder(store):
+    folders = list((store.parent / "samples").iterdir())
+    assert len(folders) == 1
+    return folders[0]
+
+
+def test_sample_command_writes_samples_and_ranks_them(cli, store):
     result = cli("sample", "langevin", "--score", "oracle", "--dataset", "gmm2d", "--n", "200",
                  "--steps", "200", "--step-size", "5e-4", "--sigma", "0.02", "--store", store,
-                 "--output", out, "--device", "cpu")
+                 "--device", "cpu", "--quiet")
     assert result.code == 0, result.err
+    out = only_sample_folder(store)
     assert {p.name for p in out.iterdir()} == {"samples.pt", "metrics.json", "scatter.png"}
     saved = torch.load(out / "samples.pt")
     assert saved["samples"].shape == (200, 2) and saved["status"] == "done"
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert set(metrics) == set(sm.METRICS)
-    cells = rows(store, "SELECT status, denoiser, degradation, level FROM cells")
-    assert cells == [("done", "langevin[sigma=0.02,step_size=0.0005,steps=200] score=oracle",
-                      "sample:noise", 200.0)]
-    stored = dict(rows(store, "SELECT metric, value FROM scores WHERE image_id = 'samples'"))
+    cells = rows(store, "SELECT status, sampler, score, chains, init, key FROM sample_cells")
+    assert cells == [("done", "langevin[sigma=0.02,step_size=0.0005,steps=200]", "oracle", 200, "noise",
+                      out.name)]
+    assert rows(store, "SELECT COUNT(*) FROM cells") == [(0,)], "no sampler row among the denoiser cells"
+    stored = dict(rows(store, "SELECT metric, value FROM sample_scores"))
     assert stored == pytest.approx(metrics)
-    board = cli("leaderboard", "--store", store, "--metric", "mmd", "--format", "csv")
+    board = cli("leaderboard", "--store", store, "--samples", "--metric", "mmd", "--format", "csv")
     assert board.code == 0, board.err
     assert "langevin[sigma=0.02" in board.out
 
 
-def test_sample_command_on_images_writes_a_grid(cli, store, tmp_path):
-    out = tmp_path / "ald"
+def test_sample_command_on_images_writes_a_grid(cli, store):
     result = cli("sample", "annealed-langevin[levels=3,sigma_max=0.5]", "--score", "oracle",
                  "--dataset", "gmm-images[n=32]", "--n", "16", "--steps", "10", "--sigma", "0.05",
-                 "--store", store, "--output", out, "--device", "cpu")
+                 "--store", store, "--device", "cpu", "--quiet")
     assert result.code == 0, result.err
+    out = only_sample_folder(store)
     assert (out / "grid.png").exists()
     assert torch.load(out / "samples.pt")["samples"].shape == (16, 1, 16, 16)
 
@@ -201,16 +208,16 @@ def test_sample_command_refuses_bad_input_in_one_line(cli, store, args, message)
     assert not store.exists(), "nothing may be written on bad input"
 
 
-def test_a_diverging_sampler_is_recorded_as_diverged(cli, store, tmp_path):
+def test_a_diverging_sampler_is_an_error_cell(cli, store):
     """Steps far above 2 sigma^2 make gradient ascent oscillate and blow up to inf / NaN."""
     result = cli("sample", "gradient-ascent", "--score", "oracle", "--dataset", "gmm2d", "--n", "8",
                  "--steps", "500", "--step-size", "10", "--sigma", "0.1", "--store", store,
-                 "--output", tmp_path / "out", "--device", "cpu")
+                 "--device", "cpu", "--quiet")
     assert result.code == 1
-    assert "diverged: diverged at step" in result.err
-    (status, error), = rows(store, "SELECT status, error FROM cells")
-    assert status == "diverged" and error.startswith("diverged at step ")
-    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["status"] == "diverged"
+    assert "FAILED" in result.err and "diverged at step" in result.err
+    (status, error), = rows(store, "SELECT status, error FROM sample_cells")
+    assert status == "error" and error.startswith("diverged at step ")
+    assert json.loads((only_sample_folder(store) / "metrics.json").read_text())["status"] == "diverged"
 
 
 def test_a_crashing_score_model_is_recorded_as_an_error(cli, store, write_plugin):
@@ -224,5 +231,5 @@ def test_a_crashing_score_model_is_recorded_as_an_error(cli, store, write_plugin
     result = cli("sample", "langevin", "--score", "broken", "--dataset", "gmm2d", "--plugin", plugin,
                  "--store", store)
     assert result.code == 1
-    (status, error), = rows(store, "SELECT status, error FROM cells")
+    (status, error), = rows(store, "SELECT status, error FROM sample_cells")
     assert status == "error" and "RuntimeError: no weights here" in error

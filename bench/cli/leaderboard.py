@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import cost_columns, leaderboard as lb, published, selection
+from bench import cost_columns, leaderboard as lb, published, sample_board, selection
 from bench.config import DEFAULT_STORE
 from bench.errors import UsageError
 from bench.files import write_texts
@@ -31,6 +31,9 @@ def configure(parser) -> None:
                         help="one row per denoiser, one column per (noise, level, metric), as papers print them")
     layout.add_argument("--summary", action="store_true",
                         help="cross-dataset ranking: mean rank of each denoiser over datasets and levels")
+    layout.add_argument("--samples", action="store_true",
+                        help="the samplers' table: one row per (dataset, score, sampler, chains) and metric, "
+                             "CI over repetitions (default metrics: classifier FD, classes, ...)")
     parser.add_argument("--cost", action="store_true",
                         help="add each denoiser's measured cost: parameters, GFLOPs, latency, peak memory "
                              "(from `run --cost`)")
@@ -51,6 +54,8 @@ def configure(parser) -> None:
 
 def build_table(store, args) -> pd.DataFrame:
     """The table the flags ask for; UsageError (nothing written) for an unknown metric."""
+    if args.samples:
+        return sample_board.sample_leaderboard(store, args.metrics)
     scored = lb.scored_metrics(store)
     if args.published is not None and (args.wide or args.summary):
         raise UsageError("--published adds columns to the long layout; drop --wide and --summary")
@@ -85,8 +90,8 @@ def main(args) -> int:
         table = build_table(store, args)
         if args.cost:
             table = cost_columns.add(table, store, "wide" if args.wide else "summary" if args.summary else "long")
-        provenance = lb.provenance(store)
-        failed = lb.failed_cells(store)
+        provenance = sample_board.sample_provenance(store) if args.samples else lb.provenance(store)
+        failed = sample_board.failed_sample_cells(store) if args.samples else lb.failed_cells(store)
     files = {}
     if args.format == "csv":
         text = lb.render(table, "csv")

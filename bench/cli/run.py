@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 
 from bench.cli.fetch import add_data_arguments
-from bench.config import (DEFAULT_STORE, EXECUTORS, PROTOCOLS, check_executor_options,
+from bench.config import (DEFAULT_STORE, EXECUTORS, PROTOCOLS, RunConfig, check_executor_options,
                           default_config_path, load_config, make_config)
 from bench.errors import UsageError
-from bench.store import Store, has_done_cells, statuses_at
+from bench.store import Store, has_done_cells, sample_statuses_at, statuses_at
 
 
 def configure(parser) -> None:
@@ -34,13 +34,7 @@ def configure(parser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--save-images", type=int, metavar="N",
                         help="keep the denoised outputs of the first N images (PNG, for galleries)")
-    parser.add_argument("--executor", choices=EXECUTORS, default="local",
-                        help="local (this process) or dask (a distributed cluster)")
-    parser.add_argument("--workers", type=int, help="with --executor dask: start a local cluster of N workers")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="with --executor dask: use the cluster at this scheduler address")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS",
-                        help="hard limit per cell: cells run in a child process that is stopped")
+    add_executor_flags(parser)
     parser.add_argument("--models", metavar="DIR",
                         help="model store of learned denoisers (default: models/ beside the store)")
     parser.add_argument("--no-train", action="store_true", default=None,
@@ -52,6 +46,16 @@ def configure(parser) -> None:
     parser.set_defaults(func=main)
 
 
+def add_executor_flags(parser) -> None:
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local (this process) or dask (a distributed cluster)")
+    parser.add_argument("--workers", type=int, help="with --executor dask: start a local cluster of N workers")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="with --executor dask: use the cluster at this scheduler address")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="hard limit per cell: cells run in a child process that is stopped")
+
+
 OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
              "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "offline",
              "save_images", "models", "no_train", "cost")
@@ -60,6 +64,15 @@ OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed",
 def main(args) -> int:
     config = make_config(load_config(args.config or default_config_path()),
                          {name: getattr(args, name) for name in OVERRIDES})
+    summary, _ = execute(config, args)
+    return summary.exit_code
+
+
+def execute(config: RunConfig, args):
+    """Build the grid (usage errors first, nothing written), run it into the store, report.
+
+    Returns the run's summary and the store's path (``sample`` runs its grid here too).
+    """
     check_executor_options(args.executor, args.workers, args.scheduler, args.timeout)
     early = None
     if args.executor == "dask" and not has_done_cells(config.store):
@@ -86,8 +99,10 @@ def main(args) -> int:
         grid = build_grid(config, Registry(plugins), quiet=args.quiet)
         device = resolve_device(config.device)
         done = statuses_at(config.store, [cell.key for cell in grid.cells])
+        samplers = grid.sampling.cells if grid.sampling else []
+        done.update(sample_statuses_at(config.store, [cell.key for cell in samplers]))
         # no cluster (nor child process) for a grid whose cells are all done
-        if any(done.get(cell.key) != "done" for cell in grid.cells):
+        if any(done.get(cell.key) != "done" for cell in [*grid.cells, *samplers]):
             if early is not None:
                 executor, early = early.result(), None
                 executor.attach(grid)
@@ -110,20 +125,34 @@ def main(args) -> int:
                 status = "failed" if summary.failed else "done"
             finally:
                 store.finish_run(run_id, status)
-            if not args.quiet and summary.counts["done"]:  # this run's grid only
-                from bench import leaderboard as lb  # pandas and scipy: only for this table
-                from bench.selection import Selection
-
-                store.selection = Selection(run=run_id)
-                print(lb.render(lb.leaderboard(store, config.metrics[0]), "table"))
+            if not args.quiet and summary.counts["done"]:
+                print_boards(store, grid, run_id)
     finally:
         if early is not None and early.exception() is None:  # started, but a usage error came first
             early.result().close()
         if executor is not None:
             executor.close()
 
-    report(summary, len(grid.cells), config.store)
-    return summary.exit_code
+    report(summary, summary.counts.total(), config.store)
+    return summary, config.store
+
+
+def print_boards(store: Store, grid, run_id: str) -> None:
+    """The denoisers' leaderboard of this run's grid and the samplers' table, where there is one."""
+    from bench import leaderboard as lb, sample_board  # pandas and scipy: only for these tables
+    from bench.selection import Selection
+
+    boards = []
+    if grid.cells:
+        store.selection = Selection(run=run_id)
+        boards.append(lambda: lb.leaderboard(store, grid.config.metrics[0]))
+    if grid.sampling:
+        boards.append(lambda: sample_board.sample_leaderboard(store))
+    for board in boards:
+        try:
+            print(lb.render(board(), "table"))
+        except UsageError:  # nothing of that kind finished
+            pass
 
 
 def report(summary, total: int, store: str) -> None:
@@ -134,5 +163,4 @@ def report(summary, total: int, store: str) -> None:
         print(f"  cost not measured: {problem}", file=sys.stderr)
     for title, rows in (("skipped", summary.skipped), ("FAILED", summary.failed)):
         for cell, message in rows:
-            print(f"  {title}: {cell.denoiser} on {cell.dataset} {cell.degradation}:{cell.level:.4g} "
-                  f"rep {cell.repetition}: {message}", file=sys.stderr)
+            print(f"  {title}: {cell.describe()}: {message}", file=sys.stderr)

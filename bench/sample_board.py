@@ -1,0 +1,80 @@
+"""The samplers' table: one row per (dataset, score model, sampler, chains, init) and metric.
+
+Each sampler cell gives one value per metric (its samples scored as a set), so
+the spread is across repetitions: mean, std and a t-based 95% CI over them
+(``n`` = repetitions). ``rank`` orders the means within (dataset, metric) by
+the metric's direction. The latest done attempt of each cell identity counts.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.errors import UsageError
+from bench.leaderboard import summarise
+from bench.store import Store
+
+IDENTITY = ["dataset", "score", "sampler", "chains", "init", "repetition", "seed"]
+GROUP = ["dataset", "score", "sampler", "chains", "init"]
+#: Metrics shown by default, when the store has them (classifier metrics first).
+DEFAULT_METRICS = ("classifier_fd", "classes_present", "confidence", "label_kl", "mmd",
+                   "sliced_wasserstein", "memorised", "diversity", "modes_covered", "mode_weight_error")
+
+
+def sample_scores(store: Store) -> pd.DataFrame:
+    """Metric values of the latest done sampler cell of each identity."""
+    cells = store.query("SELECT * FROM sample_cells WHERE status = 'done'")
+    if cells.empty:
+        return pd.DataFrame(columns=IDENTITY + ["key", "metric", "value"])
+    cells = cells.sort_values("updated", kind="stable").drop_duplicates(IDENTITY, keep="last")
+    scores = store.query("SELECT cell_key, metric, value FROM sample_scores")
+    return cells.merge(scores, left_on="key", right_on="cell_key")
+
+
+def sample_leaderboard(store: Store, metrics: list[str] | None = None) -> pd.DataFrame:
+    """The long table; UsageError when there are no done sampler cells or a metric is unknown."""
+    scores = sample_scores(store)
+    if scores.empty:
+        raise UsageError(f"no finished sampler cells in {store.path}; run a [[sampling]] config "
+                         "or `denoise-bench sample` first")
+    found = list(dict.fromkeys(scores["metric"]))
+    if metrics:
+        unknown = [m for m in metrics if m not in found]
+        if unknown:
+            raise UsageError(f"no sampler scores for metric {unknown[0]!r} in {store.path}; "
+                             f"available: {', '.join(sorted(found))}")
+    else:
+        metrics = [m for m in DEFAULT_METRICS if m in found] or sorted(found)
+    higher = store.higher_is_better()
+    scores = scores[scores["metric"].isin(metrics)]
+    table = (scores.groupby(["metric"] + GROUP, sort=False)["value"].apply(summarise)
+             .unstack().reset_index())
+    table["n"] = table["n"].astype(int)
+    table["rank"] = 0
+    for (metric, _), index in table.groupby(["metric", "dataset"]).groups.items():
+        ascending = not higher.get(metric, False)
+        table.loc[index, "rank"] = table.loc[index, "mean"].rank(ascending=ascending, method="min")
+    table["rank"] = table["rank"].astype(int)
+    order = {m: i for i, m in enumerate(metrics)}
+    table = table.sort_values(["metric", "dataset", "rank", "score", "sampler"],
+                              key=lambda c: c.map(order) if c.name == "metric" else c).reset_index(drop=True)
+    table.attrs["higher_is_better"] = {m: higher.get(m, False) for m in metrics}
+    return table
+
+
+def sample_provenance(store: Store) -> dict:
+    """The provenance (see ``bench.leaderboard.provenance``) of the sampler cells in the table."""
+    from bench.leaderboard import provenance
+
+    cells = sample_scores(store).drop_duplicates("key")
+    return provenance(store, cells.assign(protocol="default"))
+
+
+def failed_sample_cells(store: Store) -> pd.DataFrame:
+    """Sampler cells whose latest attempt did not finish, with the reason."""
+    columns = ["dataset", "score", "sampler", "chains", "repetition", "status", "error"]
+    cells = store.query("SELECT * FROM sample_cells")
+    if cells.empty:
+        return pd.DataFrame(columns=columns)
+    latest = cells.sort_values("updated", kind="stable").drop_duplicates(IDENTITY, keep="last")
+    return latest[latest["status"] != "done"][columns].reset_index(drop=True)

@@ -1,0 +1,85 @@
+"""Figures of sampler cells: 2-D scatters over the truth, image sample grids, denoising strips.
+
+``matplotlib.figure.Figure`` only, never pyplot, so the user's backend is untouched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+
+def draw_scatter(axes, samples: torch.Tensor, truth, training: torch.Tensor, title: str) -> None:
+    """2-D samples over the true density (or over the training points when the truth is unknown)."""
+    points = samples.float().cpu().numpy()
+    ref = training.float().cpu().numpy()
+    low, high = ref.min(0) - 0.75, ref.max(0) + 0.75
+    if truth is not None:
+        gx, gy = np.meshgrid(np.linspace(low[0], high[0], 200), np.linspace(low[1], high[1], 200))
+        grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))
+        density = truth.log_prob(grid).exp().reshape(gx.shape).numpy()
+        axes.contourf(gx, gy, density, levels=20, cmap="Blues")
+    else:
+        axes.scatter(ref[:, 0], ref[:, 1], s=2, c="lightgray")
+    finite = np.isfinite(points).all(1)
+    axes.scatter(points[finite, 0], points[finite, 1], s=4, c="crimson", linewidths=0)
+    axes.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), aspect="equal", xticks=[], yticks=[])
+    axes.set_title(title, fontsize=7)
+
+
+def save_scatter(path: Path, samples: torch.Tensor, truth, training: torch.Tensor, title: str) -> None:
+    figure = Figure(figsize=(4.2, 4.2), dpi=110)
+    draw_scatter(figure.subplots(), samples, truth, training, title)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def tile(images: torch.Tensor, columns: int) -> np.ndarray:
+    """(N, 1, H, W) images in [0, 1] as one gray mosaic, ``columns`` wide, 1-pixel white gaps."""
+    images = images.float().clamp(0, 1)[:, 0].cpu().numpy()
+    n, h, w = images.shape
+    rows = -(-n // columns)
+    canvas = np.ones((rows * (h + 1) - 1, columns * (w + 1) - 1))
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = image
+    return canvas
+
+
+def sample_grids(panels: list[tuple[str, torch.Tensor]], columns: int = 10, count: int = 100) -> Figure:
+    """One mosaic of the first ``count`` samples per panel (title, (N, 1, H, W) samples), side by side."""
+    size = 2.6
+    figure = Figure(figsize=(size * len(panels), size * 1.15), dpi=120)
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, samples) in zip(axes, panels):
+        ax.imshow(tile(samples[:count], columns), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=6)
+        ax.set_axis_off()
+    figure.tight_layout()
+    return figure
+
+
+def denoising_strip(clean: torch.Tensor, rows: list[tuple[str, list[torch.Tensor]]],
+                    sigmas: list[float]) -> Figure:
+    """Denoising examples at several sigma: columns = sigma; first row noisy, then each denoiser.
+
+    ``clean`` is (1, H, W); each row gives one (1, H, W) image per sigma.
+    """
+    figure = Figure(figsize=(1.2 * (len(sigmas) + 1), 1.25 * len(rows)), dpi=120)
+    axes = figure.subplots(len(rows), len(sigmas) + 1, squeeze=False)
+    for r, (name, images) in enumerate(rows):
+        cells = [clean if r == 0 else None, *images]
+        for c, image in enumerate(cells):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if image is not None:
+                ax.imshow(image.float().clamp(0, 1)[0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+            if r == 0:
+                ax.set_title("clean" if c == 0 else f"σ={sigmas[c - 1]:g}", fontsize=7)
+            if c == 1:
+                ax.text(-0.1, 0.5, name, transform=ax.transAxes, ha="right", va="center", fontsize=6)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,143 @@
+"""The study's report sections: the samplers' table, sample grids per score model, denoising strips.
+
+Everything comes from the store and the files beside it (saved samples and
+denoised outputs); nothing samples or denoises again.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from skimage import io as skio
+
+from bench import figures, sample_board, sample_figures
+from bench.errors import UsageError
+from bench.registry import Registry
+from bench.report import Section, image, save_figure
+from bench.sampler_runner import samples_dir
+from bench.store import Store
+
+#: Metrics of the compact samplers' table, in this order, when present.
+TABLE_METRICS = ("classifier_fd", "classes_present", "confidence", "label_kl", "mmd", "memorised",
+                 "diversity", "modes_covered")
+
+
+def compact_table(board: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, score, sampler, chains), one column per metric: mean [CI low, high]."""
+    board = board.assign(text=[f"{m:.4g}" if n < 2 else f"{m:.4g} [{lo:.3g}, {hi:.3g}]"
+                               for m, n, lo, hi in zip(board["mean"], board["n"], board["ci95_low"],
+                                                       board["ci95_high"])])
+    table = board.pivot_table(index=["dataset", "score", "sampler", "chains", "n"], columns="metric",
+                              values="text", aggfunc="first")
+    order = [m for m in TABLE_METRICS if m in table.columns] or list(table.columns)
+    return table[order].reset_index().rename(columns={"n": "repetitions"})
+
+
+def latest_sample_cells(store: Store) -> pd.DataFrame:
+    """Latest done sampler cell of each identity, first repetition only."""
+    cells = store.query("SELECT * FROM sample_cells WHERE status = 'done'")
+    if cells.empty:
+        return cells
+    cells = cells.sort_values("updated", kind="stable").drop_duplicates(sample_board.IDENTITY, keep="last")
+    return cells[cells["repetition"] == cells["repetition"].min()]
+
+
+def load_samples(store: Store, key: str) -> torch.Tensor | None:
+    path = samples_dir(store.path, key) / "samples.pt"
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)["samples"]
+
+
+def sample_grid_figures(store: Store) -> list[tuple[str, object]]:
+    """(title, Figure or PNG path) per dataset: image samples side by side, or 2-D scatters."""
+    out = []
+    cells = latest_sample_cells(store)
+    for dataset, group in cells.groupby("dataset", sort=False):
+        panels = []
+        for row in group.sort_values(["score", "sampler"]).itertuples():
+            samples = load_samples(store, row.key)
+            if samples is None:
+                continue
+            if samples.dim() == 4 and samples.shape[1] == 1:
+                panels.append((f"{row.sampler}\nscore={row.score}", samples))
+            elif (samples_dir(store.path, row.key) / "scatter.png").is_file():
+                out.append((f"{dataset}: {row.sampler}, score={row.score}",
+                            samples_dir(store.path, row.key) / "scatter.png"))
+        for score in dict.fromkeys(p[0].split("score=")[1] for p in panels):
+            chosen = [p for p in panels if p[0].endswith(f"score={score}")]
+            out.append((f"{dataset}, score model {score}: the first 100 samples of each sampler "
+                        "(repetition 0)", sample_figures.sample_grids(chosen)))
+    return out
+
+
+def denoising_strips(store: Store, registry: Registry) -> list[tuple[str, object]]:
+    """Per dataset with saved outputs at two or more Gaussian levels: clean, noisy and outputs per sigma."""
+    saved = figures.saved_outputs(store)
+    out = []
+    if saved.empty:
+        return out
+    saved = saved[(saved["noise"] == "gaussian") & (saved["repetition"] == saved["repetition"].min())]
+    for dataset, group in saved.groupby("dataset", sort=False):
+        levels = sorted(group["level"].astype(float).unique())
+        image_id = group["image_id"].iloc[0]
+        group = group[group["image_id"] == image_id]
+        if len(levels) < 2:
+            continue
+        first = group.iloc[0]
+        config = figures.run_config(store, first["run_id"])
+        noisy_row, clean = [], None
+        for level in levels:
+            clean, noisy = figures.clean_and_noisy(registry, config, dataset, "gaussian", level,
+                                                   int(first["repetition"]), int(first["seed"]), image_id)
+            noisy_row.append(noisy)
+        rows = [("noisy", noisy_row)]
+        for denoiser, outputs in group.groupby("denoiser", sort=True):
+            if denoiser == "noisy":
+                continue
+            by_level = {float(r.level): r.path for r in outputs.itertuples()}
+            rows.append((denoiser, [torch.from_numpy(skio.imread(by_level[level]).astype(np.float32) / 255)[None]
+                                    if level in by_level else torch.zeros_like(clean) for level in levels]))
+        out.append((f"{dataset}, image {image_id}: denoising at several sigma (top: noisy input)",
+                    sample_figures.denoising_strip(clean, rows, levels)))
+    return out
+
+
+def sections(store: Store, registry: Registry, figures_dir: str | Path | None) -> list[Section]:
+    """The report's study sections: denoising strips, the samplers' table, sample grids."""
+    parts = []
+    try:
+        board = sample_board.sample_leaderboard(store)
+    except UsageError:
+        board = None
+    strips = denoising_strips(store, registry)
+    if strips:
+        strip_section = Section("Denoising at several noise levels")
+        for i, (title, fig) in enumerate(strips):
+            strip_section.parts.append(image(figures.to_png(fig), title, title))
+            save_figure(fig, figures_dir, f"denoising_strip_{i}")
+        parts.append(strip_section)
+    if board is None:
+        return parts
+    table = Section("Samplers", [
+        '<p class="note">One row per (dataset, score model, sampler, chains): mean over repetitions '
+        "[95% CI]. <code>classifier_fd</code>: Frechet distance of the dataset's LeNet features to "
+        "the test split's (lower is better); <code>classes_present</code> of 10; <code>label_kl</code>: "
+        "KL of the predicted-label histogram from uniform; MMD against the test split; "
+        "<code>memorised</code>: share of samples much nearer one training image than any other.</p>"])
+    shown = compact_table(board)
+    table.parts.append(shown.to_html(index=False, escape=True, border=0))
+    parts.append(table)
+    grids = Section("Samples")
+    for i, (title, fig) in enumerate(sample_grid_figures(store)):
+        if isinstance(fig, Path):
+            grids.parts.append(image(fig.read_bytes(), title, title))
+            continue
+        grids.parts.append(image(figures.to_png(fig), title, html.unescape(title)))
+        save_figure(fig, figures_dir, f"samples_{i}")
+    parts.append(grids)
+    return parts

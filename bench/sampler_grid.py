@@ -1,0 +1,255 @@
+"""Samplers as grid rows: ``[[sampling]]`` tables -> datasets x score models x samplers x repetitions.
+
+A table in a run config (or the flags of ``denoise-bench sample``) names
+datasets, score models (any denoiser, through Tweedie), samplers with their
+parameters, the number of chains and repetitions. Everything is resolved here,
+before anything runs or is written: names, parameters, data, reference sets,
+score models and the per-dataset classifier of the sample metrics.
+
+Reference sets never overlap the training data: a dataset with splits is
+compared with its test split and memorisation is measured against its train
+split; a known distribution is sampled afresh with a seed derived from the
+dataset's name, which no split uses.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field, fields
+from itertools import product
+
+import torch
+
+from bench import sample_metrics
+from bench.classifier import Judge, judge_for
+from bench.errors import UsageError
+from bench.grid import Denoiser, build_denoiser, model_identity, model_spec
+from bench.plugins import source_fingerprint
+from bench.registry import Entry, Registry
+from bench.sampling import INITS, Sampler, check_count, stack_items
+from bench.seeding import identity_hash, noise_seed
+from bench.specs import Spec, parse_spec
+
+#: Number of true samples drawn as reference when the distribution is known.
+REFERENCE_N = 1000
+
+
+@dataclass(frozen=True)
+class SamplingTable:
+    """One ``[[sampling]]`` table: datasets x scores x samplers, ``chains`` chains, ``repetitions``."""
+
+    datasets: list[str]
+    scores: list[str]
+    samplers: list[str]
+    chains: int = 64
+    repetitions: int = 1
+    init: str = "noise"
+    reference_n: int = REFERENCE_N
+
+    @classmethod
+    def parse(cls, raw: dict, where: str) -> "SamplingTable":
+        """From TOML values (``dataset`` or ``datasets``, ``n`` for chains); UsageError on a bad one."""
+        if not isinstance(raw, dict):
+            raise UsageError(f"{where}: expected a table ([[sampling]]), got {type(raw).__name__}")
+        values = dict(raw)
+        if "dataset" in values:
+            values["datasets"] = values.pop("dataset")
+        if "n" in values:
+            values["chains"] = values.pop("n")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; known: dataset(s), scores, "
+                             "samplers, n, repetitions, init, reference_n")
+        for name in ("datasets", "scores", "samplers"):
+            value = values.get(name)
+            if isinstance(value, str):
+                values[name] = [value]
+            if not values.get(name) or not all(isinstance(v, str) for v in values[name]):
+                raise UsageError(f"{where}: {name} must be a non-empty list of names")
+        table = cls(**values)
+        check_count(f"{where}: n (chains)", table.chains, minimum=2)
+        check_count(f"{where}: repetitions", table.repetitions)
+        check_count(f"{where}: reference_n", table.reference_n, minimum=2)
+        if table.init not in INITS:
+            raise UsageError(f"{where}: unknown init {table.init!r}; choose {', '.join(INITS)}")
+        return table
+
+
+def parse_tables(raw: list) -> list[SamplingTable]:
+    if not isinstance(raw, list):
+        raise UsageError("sampling must be a list of tables ([[sampling]])")
+    return [SamplingTable.parse(table, f"sampling table {i + 1}") for i, table in enumerate(raw)]
+
+
+@dataclass(frozen=True)
+class SamplerCell:
+    """One unit of sampling work: a sampler with a score model on a dataset, one repetition."""
+
+    dataset: str
+    score: str
+    sampler: str
+    chains: int
+    init: str
+    repetition: int
+    reference_n: int = field(compare=False)
+    model: str = field(compare=False)
+    skip_reason: str | None = field(default=None, compare=False)
+    key: str = field(default="", compare=False)
+
+    def describe(self) -> str:
+        return f"{self.sampler} score={self.score} on {self.dataset} ({self.chains} chains) rep {self.repetition}"
+
+    @property
+    def noisy_group(self) -> tuple:
+        """Cells sharing this start from the same chains (executors group work by it)."""
+        return ("sampling", self.dataset, self.init, self.chains, self.repetition)
+
+
+@dataclass
+class SamplingData:
+    """A dataset as the sampler cells see it: start statistics, references, training items."""
+
+    items: torch.Tensor
+    reference: torch.Tensor | None
+    training: torch.Tensor | None
+    truth: object | None
+    judge: Judge | None
+    entry: Entry
+
+
+@dataclass
+class SamplingGrid:
+    tables: list[SamplingTable]
+    data: dict[str, SamplingData]
+    samplers: dict[str, tuple[Sampler, Entry]]
+    scores: dict[str, Denoiser]
+    cells: list[SamplerCell]
+
+    @property
+    def metric_info(self) -> dict[str, bool]:
+        """higher_is_better of every metric these cells can record."""
+        info = {name: m.higher_is_better for name, m in sample_metrics.METRICS.items()}
+        for data in self.data.values():
+            if data.judge is not None:
+                info.update(data.judge.metric_info())
+        return info
+
+
+def has_splits(entry: Entry) -> bool:
+    try:
+        return "split" in inspect.signature(entry.factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def reference_seed(seed: int, dataset: str) -> int:
+    """The seed of a known distribution's reference draw: a hash, never a split's small seed."""
+    return noise_seed(seed, dataset, "reference", "sampling", 0.0, 0)
+
+
+def load_sampling_data(registry: Registry, spec: Spec, data_root: str | None, seed: int,
+                       reference_n: int, judge: Judge | None) -> SamplingData:
+    """The dataset as given (chain start statistics) and references independent of the training data.
+
+    With splits: training = ``split=train``, reference = ``split=test``. Without:
+    the dataset is the reference and there is no training set to memorise.
+    A known distribution (``truth``) is sampled afresh for the reference.
+    """
+    entry = registry.get("datasets", spec.name)
+    data = registry.load_dataset(spec, data_root)
+    items = stack_items(data, spec.label)
+    truth = getattr(data, "truth", None)
+    training = reference = None
+    if has_splits(entry):
+        other = {k: v for k, v in spec.params.items() if k != "split"}
+        splits = {split: stack_items(registry.load_dataset(Spec(spec.name, {**other, "split": split}),
+                                                           data_root), spec.label)
+                  for split in ("train", "test")}
+        training, reference = splits["train"], splits["test"][:reference_n]
+    else:
+        reference = items[:reference_n]
+    if truth is not None:
+        reference = truth.sample(reference_n, torch.Generator().manual_seed(reference_seed(seed, spec.label)))
+    return SamplingData(items, reference, training, truth, judge, entry)
+
+
+def sigma_mismatch(sampler: Sampler, score: Denoiser) -> str | None:
+    """Why this sampler cannot use this score model, or None."""
+    if sampler.requires_sigma_aware and not score.entry.metadata.get("sigma_aware"):
+        return (f"{sampler.name} evaluates the score at many noise levels, but {score.spec.label!r} "
+                "is not sigma-aware (it ignores sigma); use langevin or gradient-ascent at one sigma")
+    return None
+
+
+def sampler_cell_key(config, data: SamplingData, dataset: str, score: Denoiser, sampler: Sampler,
+                     sampler_entry: Entry, table: SamplingTable, repetition: int) -> str:
+    """Hash of everything that can change a sampler cell's numbers."""
+    identity = {
+        "dataset": [dataset, data.entry.fingerprint,
+                    config.data_root if data.entry.metadata.get("uses_data_root") else None],
+        "score": [model_identity(score), score.entry.fingerprint],
+        "sampler": [sampler.label, sampler_entry.fingerprint],
+        "chains": table.chains, "init": table.init, "repetition": repetition, "seed": config.seed,
+        "reference_n": table.reference_n,
+        "metrics": [source_fingerprint(sample_metrics), data.judge.fingerprint if data.judge else None],
+    }
+    return identity_hash(identity)
+
+
+def build_sampling(config, registry: Registry) -> SamplingGrid | None:
+    """Resolve the config's ``[[sampling]]`` tables into sampler cells (None when it has none).
+
+    Call inside the run's model context (``bench.grid.build_grid`` does), so
+    learned score models and classifiers load or train where the run keeps models.
+    """
+    if not config.sampling:
+        return None
+    tables = parse_tables(config.sampling)
+    samplers: dict[str, tuple[Sampler, Entry]] = {}
+    sampler_of: dict[tuple[int, str], str] = {}
+    for i, table in enumerate(tables):
+        for text in table.samplers:
+            spec = parse_spec(text, "sampler")
+            entry = registry.get("samplers", spec.name)
+            sampler = registry.build("samplers", spec)
+            samplers.setdefault(sampler.label, (sampler, entry))
+            sampler_of[i, text] = sampler.label
+        for name in table.scores:
+            registry.get("denoisers", parse_spec(name, "denoiser").name)
+        for text in table.samplers:
+            sampler = samplers[sampler_of[i, text]][0]
+            entries = [registry.get("denoisers", parse_spec(name, "denoiser").name) for name in table.scores]
+            if sampler.requires_sigma_aware and not any(e.metadata.get("sigma_aware") for e in entries):
+                raise UsageError(f"{sampler.name} evaluates the score at many noise levels, but "
+                                 f"{', '.join(map(repr, table.scores))} not sigma-aware (they ignore "
+                                 "sigma); use langevin or gradient-ascent at one sigma")
+
+    reference_n: dict[str, int] = {}
+    for table in tables:
+        for text in table.datasets:
+            label = parse_spec(text, "dataset").label
+            reference_n[label] = max(reference_n.get(label, 0), table.reference_n)
+    data: dict[str, SamplingData] = {}
+    for label, n in reference_n.items():
+        spec = parse_spec(label, "dataset")
+        data[label] = load_sampling_data(registry, spec, config.data_root, config.seed, n,
+                                         judge_for(spec, registry))
+    scores: dict[str, Denoiser] = {}
+    cells = []
+    for i, table in enumerate(tables):
+        for dataset_text, score_text, sampler_text, repetition in product(
+                table.datasets, table.scores, table.samplers, range(table.repetitions)):
+            dataset = parse_spec(dataset_text, "dataset").label
+            score_spec = parse_spec(score_text, "denoiser")
+            built = model_spec(score_spec, registry.get("denoisers", score_spec.name), dataset)
+            if built.label not in scores:
+                scores[built.label] = build_denoiser(registry, built)
+            score = scores[built.label]
+            sampler, sampler_entry = samplers[sampler_of[i, sampler_text]]
+            key = sampler_cell_key(config, data[dataset], dataset, score, sampler, sampler_entry,
+                                   table, repetition)
+            cells.append(SamplerCell(dataset, score_spec.label, sampler.label, table.chains, table.init,
+                                     repetition, table.reference_n, built.label,
+                                     sigma_mismatch(sampler, score), key))
+    return SamplingGrid(tables, data, samplers, scores, cells)
