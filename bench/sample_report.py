@@ -6,7 +6,6 @@ denoised outputs); nothing samples or denoises again.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +136,7 @@ def sections(store: Store, registry: Registry, figures_dir: str | Path | None) -
         if isinstance(fig, Path):
             grids.parts.append(image(fig.read_bytes(), title, title))
             continue
-        grids.parts.append(image(figures.to_png(fig), title, html.unescape(title)))
+        grids.parts.append(image(figures.to_png(fig), title, title))
         save_figure(fig, figures_dir, f"samples_{i}")
     parts.append(grids)
     return parts

@@ -215,11 +215,9 @@ def build_sampling(config, registry: Registry) -> SamplingGrid | None:
             sampler = registry.build("samplers", spec)
             samplers.setdefault(sampler.label, (sampler, entry))
             sampler_of[i, text] = sampler.label
-        for name in table.scores:
-            registry.get("denoisers", parse_spec(name, "denoiser").name)
+        entries = [registry.get("denoisers", parse_spec(name, "denoiser").name) for name in table.scores]
         for text in table.samplers:
             sampler = samplers[sampler_of[i, text]][0]
-            entries = [registry.get("denoisers", parse_spec(name, "denoiser").name) for name in table.scores]
             if sampler.requires_sigma_aware and not any(e.metadata.get("sigma_aware") for e in entries):
                 raise UsageError(f"{sampler.name} evaluates the score at many noise levels, but "
                                  f"{', '.join(map(repr, table.scores))} not sigma-aware (they ignore "

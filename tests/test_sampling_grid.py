@@ -16,7 +16,6 @@ import torch
 from scipy import stats
 
 from bench.config import RunConfig
-from bench.grid import build_grid
 from bench.model_store import ModelContext, using_context
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
