@@ -188,12 +188,13 @@ class Store:
         return [{"content_id": c, "manifest": json.loads(m), "recorded": r} for c, m, r in rows]
 
     # cells
-    def statuses(self, keys: list[str]) -> dict[str, str]:
+    def statuses(self, keys: list[str], table: str = "cells") -> dict[str, str]:
+        """Status of each key found in ``table`` (``cells`` or ``sample_cells``)."""
         found = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             rows = self.db.execute(
-                f"SELECT key, status FROM cells WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+                f"SELECT key, status FROM {table} WHERE key IN ({','.join('?' * len(chunk))})", chunk)
             found.update(dict(rows.fetchall()))
         return found
 
@@ -273,13 +274,7 @@ class Store:
                   json.dumps(metrics), now()) for c in cells])
 
     def sample_statuses(self, keys: list[str]) -> dict[str, str]:
-        found = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            rows = self.db.execute(
-                f"SELECT key, status FROM sample_cells WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            found.update(dict(rows.fetchall()))
-        return found
+        return self.statuses(keys, "sample_cells")
 
     def record_sample_cell(self, run_id: str, cell, seed: int, device: str, result: CellResult) -> None:
         """Write a sampler cell and its metrics atomically (a done cell is never replaced by a failure).
@@ -335,25 +330,15 @@ def has_done_cells(path: str | Path) -> bool:
         return False
 
 
-def statuses_at(path: str | Path, keys: list[str]) -> dict[str, str]:
-    """Statuses of these cells in the store at ``path``, creating nothing ({} where there is no store)."""
-    if not Path(path).exists():
-        return {}
-    try:
-        with Store(path, create=False) as store:
-            return store.statuses(keys)
-    except sqlite3.DatabaseError:  # not a store yet, or no cells table
-        return {}
-
-
-def sample_statuses_at(path: str | Path, keys: list[str]) -> dict[str, str]:
-    """Statuses of these sampler cells in the store at ``path``, creating nothing."""
+def statuses_at(path: str | Path, keys: list[str], table: str = "cells") -> dict[str, str]:
+    """Statuses of these cells (``table``: cells or sample_cells) in the store at ``path``,
+    creating nothing ({} where there is no store)."""
     if not keys or not Path(path).exists():
         return {}
     try:
         with Store(path, create=False) as store:
-            return store.sample_statuses(keys)
-    except sqlite3.DatabaseError:  # not a store yet, or no sampler table
+            return store.statuses(keys, table)
+    except sqlite3.DatabaseError:  # not a store yet, or no such table
         return {}
 
 

@@ -12,7 +12,7 @@ from scipy.stats import ortho_group
 
 from bench import classifier_metrics as cm
 from bench.classifier import ClassifierOptions, load_or_train
-from conftest import write_idx
+from conftest import write_labelled_blocks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -65,20 +65,7 @@ def test_label_histogram_kl_and_classes_by_hand():
 
 @pytest.fixture(scope="module")
 def blocks_root(tmp_path_factory):
-    """A separable labelled 28x28 set in torchvision's MNIST layout: class k = a block at place k."""
-    root = tmp_path_factory.mktemp("blocks")
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 400), ("t10k", 200)):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 40, size=(n, 28, 28))
-        for i, k in enumerate(labels):
-            top, left = 2 + 8 * (k // 4), 2 + 6 * (k % 4)
-            images[i, top:top + 8, left:left + 8] = 230
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images.astype(np.uint8))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels.astype(np.uint8))
-    return root
+    return write_labelled_blocks(tmp_path_factory.mktemp("blocks"), {"train": 400, "t10k": 200})
 
 
 def test_the_judge_separates_real_images_from_noise_and_collapse(blocks_root, tmp_path):

@@ -23,7 +23,7 @@ from bench.sampler_grid import load_sampling_data
 from bench.specs import parse_spec
 from bench.store import Store
 from bench_plugins import gmm
-from conftest import rows, write_idx
+from conftest import rows, write_labelled_blocks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -233,28 +233,10 @@ def test_a_reference_set_is_never_the_training_split(dataset):
         assert not flat_rows(data.reference) & flat_rows(data.items), "nor the evaluated split"
 
 
-def labelled_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """28x28 'digits': class k is a bright 8x8 block at the k-th of 10 places, over faint noise."""
-    labels = np.arange(n) % 10
-    images = rng.integers(0, 40, size=(n, 28, 28))
-    for i, k in enumerate(labels):
-        top, left = 2 + 8 * (k // 4), 2 + 6 * (k % 4)
-        images[i, top:top + 8, left:left + 8] = 230
-    return images.astype(np.uint8), labels.astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def labelled_root(tmp_path_factory):
     """A small labelled MNIST in torchvision's layout (ROOT/MNIST/raw/*-ubyte); nothing downloads."""
-    root = tmp_path_factory.mktemp("labelled")
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 300), ("t10k", 100)):
-        images, labels = labelled_images(n, rng)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
-    return root
+    return write_labelled_blocks(tmp_path_factory.mktemp("labelled"), {"train": 300, "t10k": 100})
 
 
 def test_mnist_references_are_its_test_split_and_memorisation_its_train_split(labelled_root, tmp_path):

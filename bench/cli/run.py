@@ -8,7 +8,7 @@ from bench.cli.fetch import add_data_arguments
 from bench.config import (DEFAULT_STORE, EXECUTORS, PROTOCOLS, RunConfig, check_executor_options,
                           default_config_path, load_config, make_config)
 from bench.errors import UsageError
-from bench.store import Store, has_done_cells, sample_statuses_at, statuses_at
+from bench.store import Store, has_done_cells, statuses_at
 
 
 def configure(parser) -> None:
@@ -100,7 +100,7 @@ def execute(config: RunConfig, args):
         device = resolve_device(config.device)
         done = statuses_at(config.store, [cell.key for cell in grid.cells])
         samplers = grid.sampling.cells if grid.sampling else []
-        done.update(sample_statuses_at(config.store, [cell.key for cell in samplers]))
+        done.update(statuses_at(config.store, [cell.key for cell in samplers], "sample_cells"))
         # no cluster (nor child process) for a grid whose cells are all done
         if any(done.get(cell.key) != "done" for cell in [*grid.cells, *samplers]):
             if early is not None:
