@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +52,12 @@ def tile(images: torch.Tensor, columns: int) -> np.ndarray:
 
 def sample_grids(panels: list[tuple[str, torch.Tensor]], columns: int = 10, count: int = 100) -> Figure:
     """One mosaic of the first ``count`` samples per panel (title, (N, 1, H, W) samples), side by side."""
-    size = 2.6
-    figure = Figure(figsize=(size * len(panels), size * 1.15), dpi=120)
+    size = 2.8
+    figure = Figure(figsize=(size * len(panels), size * 1.2), dpi=120)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, samples) in zip(axes, panels):
         ax.imshow(tile(samples[:count], columns), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=6)
+        ax.set_title("\n".join(textwrap.wrap(title.replace("\n", " "), 42)), fontsize=6)
         ax.set_axis_off()
     figure.tight_layout()
     return figure
@@ -66,20 +67,22 @@ def denoising_strip(clean: torch.Tensor, rows: list[tuple[str, list[torch.Tensor
                     sigmas: list[float]) -> Figure:
     """Denoising examples at several sigma: columns = sigma; first row noisy, then each denoiser.
 
-    ``clean`` is (1, H, W); each row gives one (1, H, W) image per sigma.
+    ``clean`` is (1, H, W); each row gives one (1, H, W) image per sigma. The first
+    column holds the clean image, then the row names.
     """
-    figure = Figure(figsize=(1.2 * (len(sigmas) + 1), 1.25 * len(rows)), dpi=120)
+    figure = Figure(figsize=(1.1 * (len(sigmas) + 1), 1.1 * len(rows)), dpi=120)
     axes = figure.subplots(len(rows), len(sigmas) + 1, squeeze=False)
     for r, (name, images) in enumerate(rows):
-        cells = [clean if r == 0 else None, *images]
-        for c, image in enumerate(cells):
+        for c, image in enumerate([clean if r == 0 else None, *images]):
             ax = axes[r, c]
             ax.set_axis_off()
             if image is not None:
                 ax.imshow(image.float().clamp(0, 1)[0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
             if r == 0:
                 ax.set_title("clean" if c == 0 else f"σ={sigmas[c - 1]:g}", fontsize=7)
-            if c == 1:
-                ax.text(-0.1, 0.5, name, transform=ax.transAxes, ha="right", va="center", fontsize=6)
-    figure.tight_layout()
+        if r > 0:
+            axes[r, 0].text(0.5, 0.5, "\n".join(textwrap.wrap(name, 14)), ha="center", va="center",
+                            fontsize=6, transform=axes[r, 0].transAxes)
+    axes[0, 1].text(-0.05, 0.5, "noisy", ha="right", va="center", fontsize=6, transform=axes[0, 1].transAxes)
+    figure.tight_layout(pad=0.3)
     return figure

@@ -63,7 +63,7 @@ def sample_grid_figures(store: Store) -> list[tuple[str, object]]:
             if samples is None:
                 continue
             if samples.dim() == 4 and samples.shape[1] == 1:
-                panels.append((f"{row.sampler}\nscore={row.score}", samples))
+                panels.append((f"{row.sampler} ({row.chains} chains)\nscore={row.score}", samples))
             elif (samples_dir(store.path, row.key) / "scatter.png").is_file():
                 out.append((f"{dataset}: {row.sampler}, score={row.score}",
                             samples_dir(store.path, row.key) / "scatter.png"))

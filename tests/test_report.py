@@ -276,7 +276,7 @@ def test_report_loads_in_a_real_browser_with_tables_and_images(report_path, tmp_
     title = re.search(r"<title>probe images (\d+)/(\d+) tables (\d+)</title>", result.stdout)
     assert title, f"the page did not finish loading; DOM starts {result.stdout[:300]!r}"
     loaded, total, tables = map(int, title.groups())
-    assert loaded == total == 6 and tables >= 4
+    assert loaded == total == 7 and tables >= 4
     assert "gaussian-filter" in result.stdout
 
     shot = tmp_path / "shot.png"
