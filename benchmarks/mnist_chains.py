@@ -8,7 +8,7 @@ chains; the batched run is ``bench.sampling.run_chains`` on all chains. Samples
 per second are for chains of ``--chain-length`` steps (the study's 1000),
 extrapolated from chain-steps per second over ``--steps`` timed steps.
 
-    python benchmarks/mnist_chains.py [--chains 1000] [--steps 20] [--threads 1 2]
+    python benchmarks/mnist_chains.py [--chains 1000] [--steps 20] [--threads 1 2] [--device cuda]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 
 import torch
 
+from bench.device import resolve_device
 from bench.sampling import initial_state, make_generator
 from bench.score import as_score
 from bench.training import seeded_init
@@ -32,13 +33,16 @@ def main() -> None:
     parser.add_argument("--loop-chains", type=int, default=10, help="chains timed one at a time")
     parser.add_argument("--chain-length", type=int, default=1000, help="steps per sample, for samples/s")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (its own RESULTS.md section)")
     parser.add_argument("--note", default="", help="a line about the machine's load, kept in RESULTS.md")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     models = {
         "mlp-dae (784-128-64-10, 0.2M parameters)": seeded_init(lambda: MLPDAE(1, (28, 28)), 0).eval(),
         "conv-dae-sigma (width 32)": seeded_init(lambda: ConvDAE(1, sigma_aware=True), 0).eval(),
     }
-    data = torch.rand(256, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    models = {name: model.to(device) for name, model in models.items()}
+    data = torch.rand(256, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
     lines = [f"Langevin on 1x28x28 images, {args.chains} chains as one batch against one chain at a "
              f"time (the loop timed on {args.loop_chains} chains); {args.steps} steps timed; samples "
              f"per second for {args.chain_length}-step chains (higher is better).", "",
@@ -47,7 +51,7 @@ def main() -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name, model in models.items():
-            x0 = initial_state("noise", args.chains, data, SIGMA, make_generator(0, "cpu"))
+            x0 = initial_state("noise", args.chains, data, SIGMA, make_generator(0, device))
             score = as_score(model)
             batched(score, x0, 2)  # warm-up
             slow = args.loop_chains * args.steps / one_at_a_time(score, x0[:args.loop_chains], args.steps)
@@ -60,7 +64,9 @@ def main() -> None:
               "per pixel at batch 1, so only call overheads go. A GPU is where 1000 chains in one "
               "batch pay most.",
               "", "Run: `cd benchmarks && python mnist_chains.py`." + (f" {args.note}" if args.note else "")]
-    update_section("mnist_chains", "## 1000 MNIST chains: batched against one at a time\n\n" + "\n".join(lines))
+    on = "" if device.type == "cpu" else f" on {torch.cuda.get_device_name(device)}"
+    section = "mnist_chains" if device.type == "cpu" else f"mnist_chains_{device.type}"
+    update_section(section, f"## 1000 MNIST chains{on}: batched against one at a time\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from bench.device import synchronize
 from bench.sampling import initial_state, make_generator, run_chains
 from bench.score import as_score
 from bench_plugins import gmm
@@ -30,21 +31,26 @@ SIGMA, STEP = 0.02, 5e-4
 
 def one_at_a_time(score, x0: torch.Tensor, steps: int) -> float:
     """Seconds for the classic loop over chains, then steps, one point per score call."""
-    generator = torch.Generator().manual_seed(0)
-    sigma = torch.full((1,), SIGMA)
+    generator = make_generator(0, x0.device)
+    sigma = torch.full((1,), SIGMA, device=x0.device)
+    synchronize(x0.device)
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(len(x0)):
             x = x0[i:i + 1]
             for _ in range(steps):
-                x = x + STEP * score(x, sigma) + math.sqrt(2 * STEP) * torch.randn(x.shape, generator=generator)
+                noise = torch.randn(x.shape, generator=generator, device=x0.device)
+                x = x + STEP * score(x, sigma) + math.sqrt(2 * STEP) * noise
+    synchronize(x0.device)
     return time.perf_counter() - start
 
 
 def batched(score, x0: torch.Tensor, steps: int) -> float:
     sampler = Langevin(sigma=SIGMA, step_size=STEP, steps=steps)
+    synchronize(x0.device)
     start = time.perf_counter()
-    result = run_chains(sampler, score, x0, make_generator(0, "cpu"))
+    result = run_chains(sampler, score, x0, make_generator(0, x0.device))
+    synchronize(x0.device)
     elapsed = time.perf_counter() - start
     assert result.status == "done", result.message
     return elapsed
