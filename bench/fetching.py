@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from bench.content_hash import sha256_file
 from bench.errors import UsageError
+from bench.scoped import set_for_block
 
 DATA_ENV = "DENOISE_BENCH_DATA"
 MIRROR_ENV = "DENOISE_BENCH_MIRROR"
@@ -70,14 +71,9 @@ def settings() -> FetchSettings:
     return _SETTINGS.get() or FetchSettings.resolve()
 
 
-@contextlib.contextmanager
-def using(fetch_settings: FetchSettings) -> Iterator[FetchSettings]:
+def using(fetch_settings: FetchSettings) -> contextlib.AbstractContextManager[FetchSettings]:
     """Make ``fetch_settings`` the ones dataset and weight factories see, for the block."""
-    token = _SETTINGS.set(fetch_settings)
-    try:
-        yield fetch_settings
-    finally:
-        _SETTINGS.reset(token)
+    return set_for_block(_SETTINGS, fetch_settings)
 
 
 def fetch_hint(name: str) -> str:

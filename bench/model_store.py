@@ -23,13 +23,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
 from bench.device import resolve_device
 from bench.errors import Skip, UsageError
 from bench.files import atomic_write
+from bench.scoped import set_for_block
 from bench.plugins import error_line, get_plugin_set
 from bench.provenance import versions
 from bench.registry import Registry
@@ -92,14 +93,9 @@ def model_context() -> ModelContext:
     return _CONTEXT.get()
 
 
-@contextlib.contextmanager
-def using_context(context: ModelContext) -> Iterator[ModelContext]:
+def using_context(context: ModelContext) -> contextlib.AbstractContextManager[ModelContext]:
     """Make ``context`` the one factories see, for the duration of the block."""
-    token = _CONTEXT.set(context)
-    try:
-        yield context
-    finally:
-        _CONTEXT.reset(token)
+    return set_for_block(_CONTEXT, context)
 
 
 def tensors_hash(named: dict[str, torch.Tensor]) -> str:
