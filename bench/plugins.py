@@ -128,6 +128,15 @@ def _load_file(plugins: PluginSet, path: str) -> None:
     plugins.add(module, info)
 
 
+def load_plugins(files: tuple[str, ...] | list[str] = ()) -> PluginSet:
+    """Every plugin, for a command: a broken plugin file the user named is a UsageError (exit 2)."""
+    plugins = get_plugin_set(files)
+    broken = plugins.broken_local()
+    if broken:
+        raise UsageError(f"plugin {broken[0].source} failed to load: {broken[0].error}")
+    return plugins
+
+
 def get_plugin_set(files: tuple[str, ...] | list[str] = (), entry_points: bool = True) -> PluginSet:
     """Load every plugin: entry points (unless disabled) then local files."""
     plugins = PluginSet()

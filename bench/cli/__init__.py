@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser(argv).parse_args(argv)
         from bench import fetching
-        from bench.cli.fetch import settings_for
+        from bench.cli.options import settings_for
 
         with fetching.using(settings_for(args)):
             return args.func(args)

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 
 from bench import compare, leaderboard as lb, selection
-from bench.config import DEFAULT_STORE
+from bench.cli.options import add_store
 from bench.errors import UsageError
 from bench.specs import Spec, parse_spec
 from bench.store import open_existing
@@ -21,7 +21,7 @@ def configure(parser) -> None:
     parser.add_argument("a", metavar="A", help="denoiser row name, as in the leaderboard")
     parser.add_argument("b", metavar="B", help="denoiser row name, as in the leaderboard")
     parser.add_argument("--metric", default="psnr", help="metric (default psnr)")
-    parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
+    add_store(parser)
     parser.add_argument("--format", choices=lb.FORMATS, default="table")
     parser.add_argument("--bootstrap", type=int, default=compare.N_BOOT, metavar="N",
                         help=f"bootstrap resamples (default {compare.N_BOOT})")

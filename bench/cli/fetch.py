@@ -10,6 +10,7 @@ import difflib
 from typing import TYPE_CHECKING
 
 from bench import fetching
+from bench.cli.options import add_data_arguments, add_plugins
 from bench.errors import UsageError
 from bench.specs import parse_spec
 
@@ -23,25 +24,9 @@ def configure(parser) -> None:
                     "deepinv:<Class>[pretrained=download]) into the data folder, verified.")
     parser.add_argument("names", nargs="+", metavar="NAME")
     add_data_arguments(parser, offline=False)
-    parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                        help="also load a local plugin file (repeatable)")
+    add_plugins(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=main)
-
-
-def add_data_arguments(parser, offline: bool = True) -> None:
-    """``--data-root`` (and ``--offline``), shared by every command that loads data."""
-    parser.add_argument("--data-root", help="data folder of fetched datasets and weights (default: "
-                        f"${fetching.DATA_ENV}, else the user cache); also MNIST's torchvision root")
-    if offline:
-        parser.add_argument("--offline", action="store_true", default=None,
-                            help=f"never touch the network (also {fetching.OFFLINE_ENV}=1)")
-
-
-def settings_for(args) -> fetching.FetchSettings:
-    """The fetch settings a command's flags ask for (flags, then environment, then cache)."""
-    return fetching.FetchSettings.resolve(getattr(args, "data_root", None), getattr(args, "offline", None),
-                                          bool(getattr(args, "quiet", False)))
 
 
 def find(registry: Registry, name: str) -> tuple[str, Entry]:
@@ -76,10 +61,10 @@ def main(args) -> int:
     settings = fetching.settings()
     if settings.offline:
         raise UsageError(f"fetch downloads, but offline mode is on: unset {fetching.OFFLINE_ENV}")
-    from bench.plugins import get_plugin_set
+    from bench.plugins import load_plugins
     from bench.registry import Registry
 
-    registry = Registry(get_plugin_set(args.plugin))
+    registry = Registry(load_plugins(args.plugins))
     for name in args.names:
         print(fetch_one(registry, name, args.data_root))
     print(f"data folder: {settings.root}")

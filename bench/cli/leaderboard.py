@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import cost_columns, leaderboard as lb, published, sample_board, selection
-from bench.config import DEFAULT_STORE
+from bench.cli.options import add_plugins, add_store
 from bench.errors import UsageError
 from bench.files import write_texts
 from bench.store import open_existing
@@ -22,7 +22,7 @@ def configure(parser) -> None:
                     "images, Holm-corrected within the group). CSV is plain (RFC 4180) with its "
                     "provenance (runs, versions, device, seed, protocol) in a sidecar JSON; JSON holds it "
                     "inline; Markdown and LaTeX start with it as comments.")
-    parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
+    add_store(parser)
     parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC",
                         help="metric to rank by, repeatable (default: every metric in the store)")
     parser.add_argument("--format", choices=lb.FORMATS, default="table")
@@ -42,8 +42,7 @@ def configure(parser) -> None:
     parser.add_argument("--published", action="append", nargs="?", const="", metavar="FILE",
                         help="add the published PSNR/SSIM of matching rows and the difference (delta); "
                              "FILE: your own table in the same columns (repeatable)")
-    parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                        help="load a local plugin file (its published_as metadata)")
+    add_plugins(parser, help="load a local plugin file (its published_as metadata)")
     parser.add_argument("--output", help="write to this file instead of stdout")
     parser.add_argument("--provenance", metavar="FILE",
                         help="CSV: where the provenance JSON goes (default: beside --output, "
@@ -66,7 +65,7 @@ def build_table(store, args) -> pd.DataFrame:
               for m in dict.fromkeys(args.metrics or scored or ["psnr"])]
     table = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
     if args.published is not None:
-        table = published.beside(table, [f for f in args.published if f], args.plugin,
+        table = published.beside(table, [f for f in args.published if f], args.plugins,
                                  with_source=args.format in ("csv", "json"))
     return table
 

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from bench.cli.fetch import add_data_arguments
+from bench.cli.options import add_data_arguments, add_plugins
 from bench.plugins import get_plugin_set
 from bench.registry import KINDS, Registry
 
@@ -15,8 +15,7 @@ WHAT = KINDS + ("plugins",)
 
 def configure(parser) -> None:
     parser.add_argument("what", nargs="?", choices=WHAT + ("all",), default="all")
-    parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                        help="also load a local plugin file (repeatable)")
+    add_plugins(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_data_arguments(parser, offline=False)
     parser.set_defaults(func=main)
@@ -45,7 +44,7 @@ def entry_rows(registry: Registry, kind: str) -> list[dict]:
 
 
 def main(args) -> int:
-    registry = Registry(get_plugin_set(args.plugin))
+    registry = Registry(get_plugin_set(args.plugins))
     kinds = WHAT if args.what == "all" else (args.what,)
     tables = {kind: plugin_rows(registry) if kind == "plugins" else entry_rows(registry, kind)
               for kind in kinds}

@@ -6,7 +6,7 @@ import json
 import sys
 
 from bench import report, selection
-from bench.config import DEFAULT_STORE
+from bench.cli.options import add_plugins, add_store
 from bench.errors import UsageError
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
@@ -17,15 +17,14 @@ DEFAULT_OUTPUT = "results/report.html"
 
 def configure(parser) -> None:
     parser.description = "One HTML file with everything embedded; it opens offline."
-    parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
+    add_store(parser)
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"HTML file (default {DEFAULT_OUTPUT})")
     parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC",
                         help="metrics to show, repeatable (default psnr and ssim)")
     parser.add_argument("--galleries", type=int, default=1, metavar="N",
                         help="gallery images per (dataset, noise, level) among the saved ones (default 1; 0: none)")
     parser.add_argument("--figures", metavar="DIR", help="also write every figure as PNG and SVG into DIR")
-    parser.add_argument("--plugin", action="append", dest="plugins", default=[], metavar="PATH",
-                        help="local plugin file providing a dataset to reload for galleries (repeatable)")
+    add_plugins(parser, help="local plugin file providing a dataset to reload for galleries (repeatable)")
     selection.add_arguments(parser)
     parser.set_defaults(func=main)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from bench.cli.fetch import add_data_arguments
-from bench.config import (DEFAULT_STORE, EXECUTORS, PROTOCOLS, RunConfig, check_executor_options,
+from bench.cli.options import add_data_arguments, add_device, add_plugins, add_store
+from bench.config import (EXECUTORS, PROTOCOLS, RunConfig, check_executor_options,
                           default_config_path, load_config, make_config)
 from bench.errors import UsageError
 from bench.store import Store, has_done_cells, statuses_at
@@ -23,10 +23,9 @@ def configure(parser) -> None:
     parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC")
     parser.add_argument("--repetitions", type=int)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--store", help=f"SQLite store (default {DEFAULT_STORE})")
-    parser.add_argument("--plugin", action="append", dest="plugins", metavar="PATH",
-                        help="load a local plugin file (repeatable)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    add_store(parser, default=None)  # None: the config's (flags replace its values)
+    add_plugins(parser, help="load a local plugin file (repeatable)", default=None)
+    add_device(parser, default=None)
     parser.add_argument("--limit-images", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--protocol", choices=PROTOCOLS,
@@ -88,14 +87,11 @@ def execute(config: RunConfig, args):
         from bench.driver import measure_costs, run_grid
         from bench.executors import make_executor
         from bench.grid import build_grid
-        from bench.plugins import get_plugin_set
+        from bench.plugins import load_plugins
         from bench.provenance import versions, weights
         from bench.registry import Registry
 
-        plugins = get_plugin_set(config.plugins)
-        broken = plugins.broken_local()
-        if broken:
-            raise UsageError(f"plugin {broken[0].source} failed to load: {broken[0].error}")
+        plugins = load_plugins(config.plugins)
         grid = build_grid(config, Registry(plugins), quiet=args.quiet)
         device = resolve_device(config.device)
         done = statuses_at(config.store, [cell.key for cell in grid.cells])

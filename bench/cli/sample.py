@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench.cli.fetch import add_data_arguments
+from bench.cli.options import add_data_arguments, add_device, add_plugins, add_store
 from bench.cli.run import add_executor_flags, execute
-from bench.config import DEFAULT_STORE, make_config
+from bench.config import make_config
 from bench.errors import UsageError
 from bench.sampler_grid import REFERENCE_N
 from bench.sampling import INITS
@@ -43,11 +43,10 @@ def configure(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reference-n", type=int, default=REFERENCE_N,
                         help=f"reference items (test split or true samples) for MMD etc. (default {REFERENCE_N})")
-    parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_store(parser)
+    add_device(parser)
     add_data_arguments(parser)
-    parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                        help="load a local plugin file (repeatable)")
+    add_plugins(parser, help="load a local plugin file (repeatable)")
     parser.add_argument("--models", metavar="DIR",
                         help="model store of learned score models and classifiers (default: models/ beside the store)")
     parser.add_argument("--no-train", action="store_true", help="fail instead of training a missing model")
@@ -73,7 +72,7 @@ def main(args) -> int:
              "samplers": [sampler_spec(text, args) for text in args.samplers], "n": args.n,
              "repetitions": args.repetitions, "init": args.init, "reference_n": args.reference_n}
     config = make_config({}, {"sampling": [table], "seed": args.seed, "store": args.store,
-                              "plugins": args.plugin, "device": args.device, "data_root": args.data_root,
+                              "plugins": args.plugins, "device": args.device, "data_root": args.data_root,
                               "offline": args.offline, "models": args.models,
                               "no_train": args.no_train or None})
     summary, store = execute(config, args)

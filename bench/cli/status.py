@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bench.config import DEFAULT_STORE
+from bench.cli.options import add_store
 from bench.content_hash import manifest_changes
 from bench.store import open_existing
 
 
 def configure(parser) -> None:
-    parser.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
+    add_store(parser)
     parser.set_defaults(func=main)
 
 

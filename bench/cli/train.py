@@ -6,12 +6,12 @@ import argparse
 import sys
 from dataclasses import replace
 
-from bench.cli.fetch import add_data_arguments
+from bench.cli.options import add_data_arguments, add_device, add_plugins
 from bench.device import resolve_device
 from bench.errors import UsageError
 from bench.model_store import (DEFAULT_MODELS_DIR, checkpoint_path, is_complete, load_training_data,
                                read_meta, train_checkpoint, training_spec)
-from bench.plugins import get_plugin_set
+from bench.plugins import load_plugins
 from bench.registry import Registry
 from bench.specs import parse_spec
 
@@ -39,12 +39,11 @@ def configure(parser) -> None:
                         help="learning rate: constant, or cosine-annealed to 0")
     parser.add_argument("--amp", action="store_true", default=None,
                         help="mixed precision (CUDA only)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device(parser)
     add_data_arguments(parser)
     parser.add_argument("--models", default=DEFAULT_MODELS_DIR,
                         help=f"model store folder (default {DEFAULT_MODELS_DIR})")
-    parser.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                        help="load a local plugin file (repeatable)")
+    add_plugins(parser, help="load a local plugin file (repeatable)")
     parser.add_argument("--force", action="store_true", help="retrain even if this checkpoint exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=main)
@@ -55,11 +54,7 @@ OPTIONS = ("noise", "epochs", "batch_size", "lr", "seed", "patch", "hflip", "val
 
 
 def main(args) -> int:
-    plugins = get_plugin_set(args.plugin)
-    broken = plugins.broken_local()
-    if broken:
-        raise UsageError(f"plugin {broken[0].source} failed to load: {broken[0].error}")
-    registry = Registry(plugins)
+    registry = Registry(load_plugins(args.plugins))
     spec = parse_spec(args.denoiser, "denoiser")
     entry = registry.get("denoisers", spec.name)
     learner = entry.metadata.get("learned")

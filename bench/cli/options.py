@@ -1,0 +1,45 @@
+"""The options several commands share, declared once: store, plugin files, device, data folder.
+
+Each keeps one name (``args.store``, ``args.plugins``, ``args.device``,
+``args.data_root``, ``args.offline``) whichever command declares it. Light on
+imports: every command's start-up reads this module.
+"""
+
+from __future__ import annotations
+
+from bench import fetching
+from bench.config import DEFAULT_STORE
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_store(parser, default: str | None = DEFAULT_STORE) -> None:
+    """``--store``; ``default=None`` where a run config supplies it."""
+    parser.add_argument("--store", default=default, help=f"SQLite store (default {DEFAULT_STORE})")
+
+
+def add_plugins(parser, help: str = "also load a local plugin file (repeatable)",
+                default: list | None = None) -> None:
+    """``--plugin PATH`` (repeatable) into ``args.plugins``; the default is [] unless given."""
+    parser.add_argument("--plugin", action="append", dest="plugins", metavar="PATH",
+                        default=[] if default is None else default, help=help)
+
+
+def add_device(parser, default: str | None = "auto") -> None:
+    """``--device auto|cpu|cuda``; ``default=None`` where a run config supplies it."""
+    parser.add_argument("--device", choices=DEVICES, default=default)
+
+
+def add_data_arguments(parser, offline: bool = True) -> None:
+    """``--data-root`` (and ``--offline``), shared by every command that loads data."""
+    parser.add_argument("--data-root", help="data folder of fetched datasets and weights (default: "
+                        f"${fetching.DATA_ENV}, else the user cache); also MNIST's torchvision root")
+    if offline:
+        parser.add_argument("--offline", action="store_true", default=None,
+                            help=f"never touch the network (also {fetching.OFFLINE_ENV}=1)")
+
+
+def settings_for(args) -> fetching.FetchSettings:
+    """The fetch settings a command's flags ask for (flags, then environment, then cache)."""
+    return fetching.FetchSettings.resolve(getattr(args, "data_root", None), getattr(args, "offline", None),
+                                          bool(getattr(args, "quiet", False)))
