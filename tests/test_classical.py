@@ -60,7 +60,7 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1)).float()
 
 
-# The library calls each row makes, with the defaults README.md (Classical baselines) explains.
+# The library calls each row makes, with the defaults docs/baselines.md explains.
 def nlm_reference(image, sigma, axis):
     return denoise_nl_means(image, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6,
                             fast_mode=True, channel_axis=axis)
