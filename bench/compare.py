@@ -33,12 +33,12 @@ def bootstrap_counts(strata: np.ndarray, n_boot: int, rng: np.random.Generator) 
     return counts
 
 
-def bootstrap_means(values: np.ndarray, strata: np.ndarray | None = None, n_boot: int = N_BOOT,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean of each column of ``values`` (n units x P; NaN = missing) and its bootstrap replicates.
+def bootstrap_mean_ci(values: np.ndarray, strata: np.ndarray | None = None, n_boot: int = N_BOOT,
+                      seed: int = 0, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and percentile-bootstrap CI of each column of ``values`` (n units x P; NaN = missing).
 
     All columns share the same resamples, so differences between columns stay paired.
-    Returns (mean (P,), replicates (n_boot, P), units present per column (P,)).
+    Returns (mean, low, high), each of shape (P,); NaN where a column has < 2 units.
     """
     values = np.asarray(values, dtype=float)
     if values.ndim == 1:
@@ -54,19 +54,9 @@ def bootstrap_means(values: np.ndarray, strata: np.ndarray | None = None, n_boot
         counts = bootstrap_counts(strata, min(chunk, n_boot - start), rng)
         with np.errstate(invalid="ignore", divide="ignore"):
             boot[start:start + len(counts)] = (counts @ filled) / (counts @ present)
-    return mean, boot, present.sum(axis=0)
-
-
-def bootstrap_mean_ci(values: np.ndarray, strata: np.ndarray | None = None, n_boot: int = N_BOOT,
-                      seed: int = 0, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and percentile-bootstrap CI of each column of ``values`` (see ``bootstrap_means``).
-
-    Returns (mean, low, high), each of shape (P,); NaN where a column has < 2 units.
-    """
-    mean, boot, units = bootstrap_means(values, strata, n_boot, seed)
     tail = (1 - confidence) / 2
     low, high = np.full(len(mean), np.nan), np.full(len(mean), np.nan)
-    enough = units >= 2
+    enough = present.sum(axis=0) >= 2
     if enough.any():
         low[enough], high[enough] = np.nanquantile(boot[:, enough], [tail, 1 - tail], axis=0)
     return mean, low, high

@@ -8,6 +8,7 @@ MNIST, ...) are in ``bench.standard_datasets``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ class ImageSet:
         content = None if self.content is None else dict(list(self.content.items())[:n])
         return ImageSet(self.ids[:n], self.images[:n], content=content)
 
-    @property
+    @cached_property
     def content_id(self) -> str | None:
         """A hash of the file names and bytes behind the images (None for shipped data)."""
         return None if self.content is None else identity_hash(self.content)
