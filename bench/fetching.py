@@ -29,7 +29,7 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
-from bench.content_hash import sha256_file
+from bench.content_hash import sha256_files
 from bench.errors import UsageError
 from bench.scoped import set_for_block
 
@@ -156,16 +156,13 @@ def fetch(manifest: Manifest, paths: list[str], name: str) -> list[Path]:
     unknown = [p for p in paths if p not in manifest.files]
     if unknown:
         raise ValueError(f"{unknown[0]!r} is not in manifest {manifest.name}")
-    bad = [p for p in paths if not _verified(folder / p, manifest.files[p].sha256)]
+    hashes = sha256_files([folder / p for p in paths if (folder / p).is_file()])  # cached by size, mtime
+    bad = [p for p in paths if hashes.get(folder / p) != manifest.files[p].sha256]
     if bad and current.offline:
         raise offline_error(f"{name} ({len(bad)} of {len(paths)} files missing or corrupt)", folder, name)
     if bad:
         _download(manifest, bad, folder, current, name)
     return [folder / p for p in paths]
-
-
-def _verified(path: Path, expected: str) -> bool:
-    return path.is_file() and sha256_file(path) == expected
 
 
 def _download(manifest: Manifest, paths: list[str], folder: Path, current: FetchSettings,

@@ -219,7 +219,7 @@ def wide(store: Store, metrics: tuple[str, ...] | list[str] = WIDE_METRICS) -> p
     datasets = list(dict.fromkeys(table["dataset"]))
     out = out.reindex(sorted(out.index, key=lambda k: (datasets.index(k[0]), rank[k], k[1])))
     out.attrs["higher_is_better"] = {m: t.attrs["higher_is_better"][m] for m, t in zip(metrics, longs)}
-    out.attrs["level_scales"] = store.level_scales()
+    out.attrs["level_scales"] = longs[0].attrs["level_scales"]
     return out
 
 

@@ -128,7 +128,11 @@ class TrainingData:
 
 
 def has_splits(entry) -> bool:
-    return "split" in inspect.signature(entry.factory).parameters
+    """Whether a dataset's factory takes ``split`` (train/test)."""
+    try:
+        return "split" in inspect.signature(entry.factory).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
 
 
 def training_spec(dataset: str, registry: Registry, for_run: bool = False) -> Spec:

@@ -130,8 +130,8 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
         summary = cost_columns.add(summary, store, "summary")
     sections.append(Section("Ranking", [
         '<p class="note">Mean rank of each denoiser over every (dataset, noise, level) it ran; '
-        "<code>mean_rank_tied</code> counts a denoiser as tied with those the paired bootstrap "
-        "cannot tell apart (95% CI of the per-image difference contains 0).</p>",
+        "<code>mean_rank_tied</code> counts a denoiser as tied with those a paired t-test over "
+        "images cannot tell apart (Holm-corrected within each group, family-wise 5%).</p>",
         html_table(summary)]))
 
     wide = lb.wide(store, metrics)

@@ -14,15 +14,15 @@ dataset's name, which no split uses.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field, fields
 from itertools import product
 
 import torch
 
-from bench import sample_metrics
+from bench import classifier_metrics, sample_metrics
 from bench.classifier import Judge, judge_for
 from bench.errors import UsageError
+from bench.model_store import has_splits
 from bench.grid import Denoiser, build_denoiser, model_identity, model_spec
 from bench.plugins import source_fingerprint
 from bench.registry import Entry, Registry
@@ -136,13 +136,6 @@ class SamplingGrid:
         return info
 
 
-def has_splits(entry: Entry) -> bool:
-    try:
-        return "split" in inspect.signature(entry.factory).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def reference_seed(seed: int, dataset: str) -> int:
     """The seed of a known distribution's reference draw: a hash, never a split's small seed."""
     return noise_seed(seed, dataset, "reference", "sampling", 0.0, 0)
@@ -192,7 +185,8 @@ def sampler_cell_key(config, data: SamplingData, dataset: str, score: Denoiser, 
         "sampler": [sampler.label, sampler_entry.fingerprint],
         "chains": table.chains, "init": table.init, "repetition": repetition, "seed": config.seed,
         "reference_n": table.reference_n,
-        "metrics": [source_fingerprint(sample_metrics), data.judge.fingerprint if data.judge else None],
+        "metrics": [source_fingerprint(sample_metrics), source_fingerprint(classifier_metrics),
+                    data.judge.fingerprint if data.judge else None],
     }
     return identity_hash(identity)
 

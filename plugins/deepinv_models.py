@@ -12,7 +12,6 @@ optional package such as ptwt or timm, a download that fails) is a Skip.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib.util
 import inspect
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 
 import bench
 from bench import fetching
-from bench.content_hash import sha256_file
+from bench.content_hash import sha256_files
 from bench.specs import Spec
 
 #: Packages some deepinv models import only when they first run (not when built).
@@ -180,7 +179,8 @@ def build_model(cls: type, weights: str | None, params: dict) -> tuple[torch.nn.
                                    f"deepinv.models.{name}({_args(params)}): {problem}")
         model.load_state_dict(state)
     if downloaded:
-        return model, "+".join(sha256_file(path) for path in downloaded)
+        hashes = sha256_files(downloaded)
+        return model, "+".join(hashes[path] for path in downloaded)
     return model, weights_fingerprint(weights)
 
 
@@ -192,7 +192,8 @@ def weights_fingerprint(weights: str | None) -> str | None:
     """Hash of a weights file's bytes: replacing the file changes the cell keys."""
     if weights is None:
         return None
-    return hashlib.sha256(Path(weights).expanduser().read_bytes()).hexdigest()[:12]
+    path = Path(weights).expanduser()
+    return sha256_files([path])[path][:12]
 
 
 class DeepinvDenoiser(torch.nn.Module):

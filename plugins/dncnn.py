@@ -12,8 +12,6 @@ A level with no model of its own is a skip with the reason, never the nearest mo
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import torch
 
 import bench
 from bench import fetching
+from bench.files import atomic_write
 
 MANIFEST = "dncnn-models"
 #: DnCNN-S models exist for these gray noise levels (sigma on the 0-255 scale).
@@ -106,13 +105,10 @@ def converted(mat: Path, digest: str) -> tuple[dict, int, int]:
         except Exception:  # a damaged cache is rebuilt from the verified .mat
             pass
     state, depth, channels = convert(read_layers(mat))
-    fd, tmp = tempfile.mkstemp(dir=mat.parent, suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save({"state": state, "depth": depth, "channels": channels}, tmp)
-        os.replace(tmp, cache)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+        atomic_write(cache, lambda tmp: torch.save({"state": state, "depth": depth, "channels": channels}, tmp))
+    except OSError:  # a read-only data folder only costs the conversion next time
+        pass
     return state, depth, channels
 
 
