@@ -41,7 +41,7 @@ class RunConfig:
     no_train: bool = False
     #: After the cells, measure each denoiser's cost (parameters, FLOPs, latency, memory).
     cost: bool = False
-    #: ``[[sampling]]`` tables: sampler cells beside the denoiser grid (see ``bench.sampler_grid``).
+    #: ``[[sampling]]`` tables: sampler cells beside the denoiser grid (see ``bench.grid.sampler_cells``).
     sampling: list[dict] = field(default_factory=list)
 
     @property

@@ -39,12 +39,12 @@ class MetadataKey:
 
 
 def _is_learner(value) -> bool:
-    from bench.model_store import Learner  # imports torch: only when a plugin declares one
+    from bench.training.model_store import Learner  # imports torch: only when a plugin declares one
 
     return isinstance(value, Learner)
 
 
-_is_learner.type_name = "bench.model_store.Learner"
+_is_learner.type_name = "bench.training.model_store.Learner"
 
 
 def _is_fetchable(value) -> bool:
@@ -83,7 +83,7 @@ def register_denoisers(register):
       through ``obj.denoise_poisson(y, peak)`` when it has that method.
     - ``per_dataset`` (bool): the factory is also passed ``dataset=<label>`` (models fit
       to one dataset, such as oracles and learned denoisers).
-    - ``learned`` (``bench.model_store.Learner``): how the harness trains and stores it
+    - ``learned`` (``bench.training.model_store.Learner``): how the harness trains and stores it
       (``denoise-bench train``).
     - ``per_level`` (bool): the factory is also passed ``degradation=<name>`` and
       ``level=<value>``: one model per level; a ``bench.Skip`` skips that level's cells only.
@@ -97,7 +97,7 @@ def register_denoisers(register):
 
 @hookspec
 def register_datasets(register):
-    """Register datasets: ``factory(**params)`` returns a ``bench.datasets.ImageSet``.
+    """Register datasets: ``factory(**params)`` returns a ``bench.data.datasets.ImageSet``.
 
     Metadata:
 
@@ -109,7 +109,7 @@ def register_datasets(register):
 
 @hookspec
 def register_degradations(register):
-    """Register degradations: ``factory()`` returns a ``bench.degradations.Degradation``.
+    """Register degradations: ``factory()`` returns a ``bench.noise.degradations.Degradation``.
 
     Metadata:
 

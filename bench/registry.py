@@ -7,7 +7,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bench.datasets import ImageSet
+from bench.data.datasets import ImageSet
 from bench.errors import Skip, UsageError
 from bench.hookspecs import METADATA
 from bench.plugins import PluginSet, error_line

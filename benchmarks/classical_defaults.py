@@ -21,8 +21,8 @@ from skimage.color import rgb2gray
 sys.path.insert(0, str(Path(__file__).parent))
 from results_file import update_section  # noqa: E402
 
-from bench.datasets import skimage_color  # noqa: E402
-from bench.metrics import psnr  # noqa: E402
+from bench.data.datasets import skimage_color  # noqa: E402
+from bench.grid.metrics import psnr  # noqa: E402
 from bench_plugins.classical import TV, Bilateral, GaussianBlur, NLMeans, Wavelet  # noqa: E402
 
 SIGMAS_255 = (15, 25, 50)

@@ -1,6 +1,6 @@
 """Seconds per 256x256 gray image for each classical method: harness against a direct call.
 
-The harness time is ``bench.runner.run_cell`` (tensor to numpy and back, clamp,
+The harness time is ``bench.grid.runner.run_cell`` (tensor to numpy and back, clamp,
 PSNR) over the plugin built by the registry; the reference is a plain loop of
 the library call over the same noisy numpy images. Both run interleaved in this
 process, several times, and the best of each is kept, so a busy machine hurts
@@ -30,13 +30,13 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_
 sys.path.insert(0, str(Path(__file__).parent))
 from results_file import update_section  # noqa: E402
 
-from bench.datasets import ImageSet, skimage_gray  # noqa: E402
-from bench.degradations import GaussianDegradation  # noqa: E402
-from bench.grid import Denoiser  # noqa: E402
-from bench.metrics import psnr  # noqa: E402
+from bench.data.datasets import ImageSet, skimage_gray  # noqa: E402
+from bench.grid.cells import Denoiser  # noqa: E402
+from bench.grid.metrics import psnr  # noqa: E402
+from bench.grid.runner import make_batches, run_cell  # noqa: E402
+from bench.noise.degradations import GaussianDegradation  # noqa: E402
 from bench.plugins import get_plugin_set  # noqa: E402
 from bench.registry import Registry  # noqa: E402
-from bench.runner import make_batches, run_cell  # noqa: E402
 from bench.specs import Spec  # noqa: E402
 from bench_plugins.basic_denoisers import blur  # noqa: E402
 from bench_plugins.classical import bilateral, bilateral_radius  # noqa: E402

@@ -1,6 +1,6 @@
 """Where a Dask run's time goes: driver start-up, cluster start, workers' first task, cells, shutdown.
 
-The CPU-bound grid of ``dask_speedup.py`` through ``bench.dask_executor.DaskExecutor``
+The CPU-bound grid of ``dask_speedup.py`` through ``bench.grid.dask_executor.DaskExecutor``
 with 2 local workers, phase by phase, plus Dask's task stream: how long each
 task ran on its worker, how long workers waited before their first task, and
 the time between tasks (scheduling and result transfer). The same cells with
@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from results_file import update_section  # noqa: E402
 
 from bench.config import RunConfig  # noqa: E402
-from bench.dask_executor import DaskExecutor  # noqa: E402
-from bench.executors import LocalExecutor  # noqa: E402
-from bench.grid import build_grid  # noqa: E402
+from bench.grid.cells import build_grid  # noqa: E402
+from bench.grid.dask_executor import DaskExecutor  # noqa: E402
+from bench.grid.executors import LocalExecutor  # noqa: E402
 from bench.plugins import get_plugin_set  # noqa: E402
 from bench.registry import Registry  # noqa: E402
 
@@ -36,10 +36,10 @@ CONFIG = RunConfig(datasets=["skimage-gray"], noise=["gaussian:15/255,25/255,50/
 MALLOC_PROBE = """
 import time, torch
 from bench.config import RunConfig
-from bench.grid import build_grid
+from bench.grid.cells import build_grid
+from bench.grid.runner import CellRunner
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
-from bench.runner import CellRunner
 torch.set_num_threads(1)
 config = RunConfig(datasets=["skimage-gray"], noise=["gaussian:25/255"], denoisers=["nlm", "tv"],
                    store="/tmp/unused.sqlite")

@@ -7,7 +7,7 @@
    - ``run --executor dask --workers 2`` (cluster start included);
    - the ceiling: the same cells as two bare Python processes, each building
      the grid and running half of the noisy-input groups with
-     ``bench.runner.CellRunner`` (one torch/BLAS thread each, as a Dask worker
+     ``bench.grid.runner.CellRunner`` (one torch/BLAS thread each, as a Dask worker
      gets): no scheduler, no store, no cluster.
    Goal: Dask within 15% of the ceiling.
 2. Scheduling overhead per cell: `noisy` on lfw-faces' test split (40 images
@@ -39,10 +39,10 @@ CEILING = """
 import json, sys, time
 import torch
 from bench.config import RunConfig
-from bench.grid import build_grid
+from bench.grid.cells import build_grid
+from bench.grid.runner import CellRunner
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
-from bench.runner import CellRunner
 
 torch.set_num_threads(1)
 config = RunConfig(**json.loads(sys.argv[1]))
@@ -92,13 +92,13 @@ def overhead(folder: Path) -> dict[str, tuple[int, float, float | None]]:
     from distributed import get_task_stream
 
     from bench.config import RunConfig
-    from bench.driver import run_grid
-    from bench.dask_executor import DaskExecutor
-    from bench.executors import LocalExecutor
-    from bench.grid import Grid, build_grid
+    from bench.grid.cells import Grid, build_grid
+    from bench.grid.dask_executor import DaskExecutor
+    from bench.grid.driver import run_grid
+    from bench.grid.executors import LocalExecutor
     from bench.plugins import get_plugin_set
     from bench.registry import Registry
-    from bench.store import Store
+    from bench.store.database import Store
 
     levels = "gaussian:" + ",".join(f"{0.01 + 0.001 * i:.3f}" for i in range(100))
     found = {}
@@ -145,7 +145,7 @@ def main() -> None:
 CPU-bound grid: `nlm` and `tv` over skimage-gray (10 images, full size) x 3 Gaussian levels
 x 2 repetitions = 12 cells; whole commands, fresh processes (start-up, grid building and, for
 Dask, the cluster's start included). The ceiling is the same cells as {WORKERS} bare processes
-(`bench.runner.CellRunner`, half of the noisy-input groups each, one thread each).
+(`bench.grid.runner.CellRunner`, half of the noisy-input groups each, one thread each).
 
 | how | seconds | ceiling / this |
 |---|---|---|

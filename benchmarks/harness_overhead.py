@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from bench.cli import main as cli
-from bench.datasets import skimage_gray
-from bench.metrics import psnr, ssim
+from bench.data.datasets import skimage_gray
+from bench.grid.metrics import psnr, ssim
 from bench_plugins.basic_denoisers import GaussianFilter, identity
 from results_file import update_section
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from bench.datasets import skimage_gray
-from bench.metrics import psnr, ssim
+from bench.data.datasets import skimage_gray
+from bench.grid.metrics import psnr, ssim
 from results_file import update_section
 
 N_IMAGES, SIZE, REPEATS = 64, 256, 3
@@ -67,7 +67,7 @@ def main() -> None:
 | | seconds | images/s |
 |---|---|---|
 | scikit-image loop (psnr + ssim per image) | {t_ref:.3f} | {N_IMAGES / t_ref:.0f} |
-| bench.metrics, one batch | {t_ours:.3f} | {N_IMAGES / t_ours:.0f} |
+| bench.grid.metrics, one batch | {t_ours:.3f} | {N_IMAGES / t_ours:.0f} |
 
 Speed ratio: **{ratio:.1f}x**. Max abs difference: PSNR {dp:.2e} dB, SSIM {ds:.2e}."""
     update_section("metrics_speed", body)

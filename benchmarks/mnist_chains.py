@@ -4,7 +4,7 @@ Score models: the classic MLP DAE (784-128-64-10 and back) and the small conv
 DAE, both through Tweedie, randomly initialised (seeded; the timing does not
 depend on the weights). The reference is ``sampler_throughput.one_at_a_time``,
 the classic example's loop over chains then steps, timed on ``--loop-chains``
-chains; the batched run is ``bench.sampling.run_chains`` on all chains. Samples
+chains; the batched run is ``bench.sampling.samplers.run_chains`` on all chains. Samples
 per second are for chains of ``--chain-length`` steps (the study's 1000),
 extrapolated from chain-steps per second over ``--steps`` timed steps.
 
@@ -18,9 +18,9 @@ import argparse
 import torch
 
 from bench.device import resolve_device
-from bench.sampling import initial_state, make_generator
-from bench.score import as_score
-from bench.training import seeded_init
+from bench.sampling.samplers import initial_state, make_generator
+from bench.sampling.score import as_score
+from bench.training.loop import seeded_init
 from bench_plugins.learned import ConvDAE, MLPDAE
 from results_file import update_section
 from sampler_throughput import SIGMA, batched, one_at_a_time

@@ -28,8 +28,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from results_file import update_section  # noqa: E402
 
-from bench import fetching  # noqa: E402
 from bench.cli import main as denoise_bench  # noqa: E402
+from bench.data import fetching  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"

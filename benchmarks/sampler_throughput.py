@@ -2,7 +2,7 @@
 
 The reference is the classic example's loop: for each chain, for each step,
 ``x = x + h * score(x, s) + sqrt(2 h) * z`` on a single point. The batched run
-advances all chains together with ``bench.sampling.run_chains``. Both use the
+advances all chains together with ``bench.sampling.samplers.run_chains``. Both use the
 same score model, in the same process; the ratio is the speed-up. Chains are
 independent, so the loop is timed on ``--loop-chains`` of them and reported per
 chain-step. Each torch thread count given is measured in turn (default 1: on a
@@ -20,8 +20,8 @@ import time
 import torch
 
 from bench.device import synchronize
-from bench.sampling import initial_state, make_generator, run_chains
-from bench.score import as_score
+from bench.sampling.samplers import initial_state, make_generator, run_chains
+from bench.sampling.score import as_score
 from bench_plugins import gmm
 from bench_plugins.samplers import Langevin
 from results_file import update_section

@@ -45,14 +45,14 @@ def best_wall(command: list[str], repeats: int) -> float:
 def first_cell(store: str, repeats: int) -> tuple[float, float]:
     """(import torch, then start-up until the first cell starts), in one fresh process; best of repeats.
 
-    The cell's start is when ``bench.runner.run_cell`` is first called.
+    The cell's start is when ``bench.grid.runner.run_cell`` is first called.
     """
     code = f"""
 import sys, time
 start = time.perf_counter()
 import torch
 after_torch = time.perf_counter()
-import bench.runner as runner
+import bench.grid.runner as runner
 first = []
 run_cell = runner.run_cell
 def stamped(*args, **kwargs):
@@ -162,7 +162,7 @@ Best of {args.repeats} fresh processes each. Goals: `--help` and `--version` und
 {table(now, before)}
 
 Start-up of the one-cell `noisy` run beyond `import torch`, until its cell starts (in one process:
-`import torch` timed, then `bench.cli.main` until `bench.runner.run_cell` is first called): {first}.
+`import torch` timed, then `bench.cli.main` until `bench.grid.runner.run_cell` is first called): {first}.
 
 {chr(10).join(lines)}
 

@@ -3,7 +3,7 @@
 Reference loop (as in the Keras/PyTorch MNIST denoising auto-encoder tutorials):
 a torchvision-style dataset of 8-bit images decoded with ``ToTensor`` per item,
 a ``DataLoader`` with shuffling, Gaussian noise drawn per batch, MSE, Adam.
-Harness loop: ``bench.training.train``, data held as one tensor on the device,
+Harness loop: ``bench.training.loop.train``, data held as one tensor on the device,
 noise drawn there. Same model, same images (the lfw-faces train split, whole
 25x25 images), same batch size and epochs; both run interleaved in this
 process, best of several repeats, so a busy machine hurts both alike.
@@ -34,10 +34,10 @@ from torchvision.datasets import VisionDataset
 sys.path.insert(0, str(Path(__file__).parent))
 from results_file import update_section  # noqa: E402
 
-from bench.model_store import load_training_data, train_checkpoint, training_spec  # noqa: E402
 from bench.plugins import get_plugin_set  # noqa: E402
 from bench.registry import Registry  # noqa: E402
-from bench.training import TrainOptions, seeded_init, train  # noqa: E402
+from bench.training.loop import TrainOptions, seeded_init, train  # noqa: E402
+from bench.training.model_store import load_training_data, train_checkpoint, training_spec  # noqa: E402
 from bench_plugins.learned import LEARNERS, ConvDAE, MLPDAE  # noqa: E402
 
 SIGMA_HIGH = 0.25
@@ -155,7 +155,7 @@ def main() -> None:
     rows.append(compare("conv-dae (width 32)", lambda: ConvDAE(1), pixels, max(1, args.epochs // 4),
                         32, 1e-3, args.repeats))
     body = ("Images per second while training on the lfw-faces train split (160 gray 25x25 "
-            "images), the harness's loop (`bench.training.train`: tensors on the device, noise "
+            "images), the harness's loop (`bench.training.loop.train`: tensors on the device, noise "
             "drawn there) against a loop written like the classic MNIST DAE example "
             "(torchvision-style dataset with `ToTensor`, `DataLoader`, noise per batch). Same "
             "model, data, batch size and epochs; best of "

@@ -1,7 +1,9 @@
 """Built-in degradations, metrics and datasets."""
 
 import bench
-from bench import datasets, degradations, metrics, standard_datasets as standard
+from bench.data import datasets, standard
+from bench.grid import metrics
+from bench.noise import degradations
 
 
 @bench.hookimpl

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 import bench
-from bench import fetching
-from bench.content_hash import sha256_files
+from bench.data import fetching
+from bench.data.content_hash import sha256_files
 from bench.specs import Spec
 
 #: Packages some deepinv models import only when they first run (not when built).
@@ -199,7 +199,7 @@ def weights_fingerprint(weights: str | None) -> str | None:
 class DeepinvDenoiser(torch.nn.Module):
     """Calls ``model(y, sigma_scale * sigma)``; the scale serves threshold-style models (TV, wavelets).
 
-    ``fingerprint`` (the weights file's hash) goes into the cell key (see ``bench.grid.model_identity``).
+    ``fingerprint`` (the weights file's hash) goes into the cell key (see ``bench.grid.cells.model_identity``).
     """
 
     def __init__(self, model: torch.nn.Module, fingerprint: str | None = None, sigma_scale: float = 1.0):

@@ -1,7 +1,7 @@
 """DnCNN from its authors' trained models: ``dncnn-s`` (one per gray level) and ``dncnn-b`` (blind).
 
 The MatConvNet files of the DnCNN repository (``bench/data/dncnn-models.json``:
-URL and SHA-256 per file) are fetched with ``bench.fetching``, converted once
+URL and SHA-256 per file) are fetched with ``bench.data.fetching``, converted once
 to a state dict for ``deepinv.models.DnCNN`` and cached beside them. The files
 are MATLAB v7.3 (HDF5): ``net/layers`` lists ``conv`` layers, each but the last
 followed by ``relu``; a conv weight reads (C_out, C_in, W, H) through h5py, the
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import bench
-from bench import fetching
+from bench.data import fetching
 from bench.files import atomic_write
 
 MANIFEST = "dncnn-models"

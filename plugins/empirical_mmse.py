@@ -5,7 +5,7 @@ from __future__ import annotations
 import deepinv
 import torch
 
-from bench import model_store
+from bench.training import model_store
 
 
 class EmpiricalMMSE(deepinv.models.MMSE):

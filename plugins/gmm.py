@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 import bench
-from bench.datasets import ImageSet
-from bench.sampling import PointSet
+from bench.data.datasets import ImageSet
+from bench.sampling.samplers import PointSet
 from bench.specs import parse_spec
 from bench_plugins.basic_denoisers import blur
 

@@ -1,6 +1,6 @@
 """Learned denoisers the harness trains itself: MLP DAE, conv DAE, DRUNet; and the empirical MMSE oracle.
 
-Each registers a ``bench.model_store.Learner`` (``learned`` metadata) and
+Each registers a ``bench.training.model_store.Learner`` (``learned`` metadata) and
 ``per_dataset=True``: in a run, the factory gets the dataset being evaluated and
 loads the model trained on that dataset's train split, training it first (once)
 when the model store has none. ``weights=PATH`` loads a given checkpoint instead.
@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import bench
-from bench import model_store
-from bench.model_store import Learner
-from bench.training import TrainOptions
+from bench.training import model_store
+from bench.training.loop import TrainOptions
+from bench.training.model_store import Learner
 
 #: Default training noise: a range of Gaussian levels, one drawn per image.
 NOISE_RANGE = "gaussian:0:0.25"

@@ -12,8 +12,8 @@ import math
 import torch
 
 import bench
-from bench.sampling import Sampler, check_count, check_positive, noise_like
-from bench.score import ScoreFn
+from bench.sampling.samplers import Sampler, check_count, check_positive, noise_like
+from bench.sampling.score import ScoreFn
 
 #: Default step size, as a fraction of sigma^2 (Song & Ermon's 2e-5 at sigma = 0.01).
 STEP_FRACTION = 0.2

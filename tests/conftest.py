@@ -75,7 +75,7 @@ TEST_DATA = Path(__file__).parent / "data"
 @pytest.fixture(autouse=True)
 def private_data_folder(tmp_path_factory, monkeypatch):
     """Every test fetches into its own folder, from no mirror, online unless it says otherwise."""
-    from bench import fetching
+    from bench.data import fetching
 
     monkeypatch.setenv(fetching.DATA_ENV, str(tmp_path_factory.mktemp("data")))
     monkeypatch.delenv(fetching.MIRROR_ENV, raising=False)
@@ -137,7 +137,7 @@ def mirror(tmp_path, monkeypatch):
     """A local mirror of the pinned sources (Set12, DnCNN-S sigma=25), set as DENOISE_BENCH_MIRROR."""
     import shutil
 
-    from bench import fetching
+    from bench.data import fetching
 
     root = tmp_path / "mirror"
     shutil.copytree(TEST_DATA / "set12", root / "Set12")

@@ -13,11 +13,11 @@ from skimage.metrics import peak_signal_noise_ratio
 from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_wavelet
 
 import bench
-from bench.datasets import skimage_color, skimage_gray
-from bench.degradations import GaussianDegradation
+from bench.data.datasets import skimage_color, skimage_gray
+from bench.grid.runner import make_batches
+from bench.noise.degradations import GaussianDegradation
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
-from bench.runner import make_batches
 from bench.specs import parse_spec
 from bench_plugins import classical
 from conftest import rows

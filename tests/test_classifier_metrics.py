@@ -10,8 +10,8 @@ import torch
 from scipy import linalg
 from scipy.stats import ortho_group
 
-from bench import classifier_metrics as cm
-from bench.classifier import ClassifierOptions, load_or_train
+from bench.sampling import classifier_metrics as cm
+from bench.sampling.classifier import ClassifierOptions, load_or_train
 from conftest import write_labelled_blocks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,7 +72,7 @@ def test_the_judge_separates_real_images_from_noise_and_collapse(blocks_root, tm
     judge = load_or_train("mnist", str(blocks_root), tmp_path, torch.device("cpu"), True,
                           ClassifierOptions(epochs=15, batch_size=32))
     assert judge.accuracy > 0.95
-    from bench.labelled import load_labelled
+    from bench.data.labelled import load_labelled
 
     train, _ = load_labelled("mnist", str(blocks_root), "train")
     real = judge.evaluate(train[:200], torch.device("cpu"))

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench import compare, leaderboard as lb
 from bench.cli import main as cli
-from bench.grid import Cell
-from bench.store import CellResult, Store
+from bench.grid.cells import Cell
+from bench.reports import compare, tables
+from bench.store.database import CellResult, Store
 
 
 def test_bootstrap_of_a_two_valued_sample_follows_the_exact_binomial_law():
@@ -81,7 +81,7 @@ def test_pairing_separates_what_overlapping_unpaired_intervals_cannot():
     base = rng.uniform(20, 35, size=12)  # images differ a lot in difficulty
     a = base + 0.3 + rng.normal(0, 0.05, size=12)  # A is a little better on every image
     scores = group_scores({"A": a.tolist(), "B": base.tolist()})
-    ci = {name: lb.summarise(pd.Series(v)) for name, v in (("A", a), ("B", base))}
+    ci = {name: tables.summarise(pd.Series(v)) for name, v in (("A", a), ("B", base))}
     assert ci["A"]["ci95_low"] < ci["B"]["ci95_high"], "the unpaired intervals should overlap here"
     ranks = compare.tied_ranks(scores, higher_is_better=True)
     assert ranks.to_dict() == {"A": 1, "B": 2}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import cost
+from bench.grid import cost
 from conftest import rows
 
 TINY = '''
@@ -172,8 +172,8 @@ def test_cuda_cost_flops_memory_and_synchronised_latency(cli, store, write_plugi
 
 
 def test_cell_timings_from_dask_are_not_shown_as_runtime(cli, costed, tmp_path):
-    from bench import figures
-    from bench.store import open_existing
+    from bench.reports import figures
+    from bench.store.database import open_existing
 
     with open_existing(costed) as opened:
         assert not figures.runtime_table(opened, "psnr").empty

@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage import io
 
-from bench.datasets import SKIMAGE_GRAY, folder, lfw_faces, skimage_color, skimage_gray
+from bench.data.datasets import SKIMAGE_GRAY, folder, lfw_faces, skimage_color, skimage_gray
 from bench.errors import UsageError
 
 
@@ -60,8 +60,8 @@ def test_a_changed_folder_is_a_new_identity_and_status_says_why(cli, store, tmp_
     import numpy as np
     from skimage import io as skio
 
-    from bench import leaderboard as lb
-    from bench.store import open_existing
+    from bench.reports import tables
+    from bench.store.database import open_existing
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder = tmp_path / "imgs"
@@ -79,7 +79,7 @@ def test_a_changed_folder_is_a_new_identity_and_status_says_why(cli, store, tmp_
     second = cli("run", "-d", f"folder:{folder}", "-n", "gaussian:0.1", "-m", "noisy", "--store", store, "--quiet")
     assert second.code == 0 and "(0 from earlier runs)" in second.err
     with open_existing(store) as opened:
-        table = lb.leaderboard(opened, "psnr")
+        table = tables.leaderboard(opened, "psnr")
     assert table["denoiser"].tolist() == ["noisy"]  # gaussian-filter's old cell no longer counts
     assert table["n"].tolist() == [3]
     status = cli("status", "--store", store).out
@@ -88,7 +88,7 @@ def test_a_changed_folder_is_a_new_identity_and_status_says_why(cli, store, tmp_
 
 
 def test_folder_hashes_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
-    from bench import content_hash
+    from bench.data import content_hash
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     file = tmp_path / "x.bin"

@@ -11,7 +11,7 @@ import torch
 
 import bench
 from bench.config import RunConfig
-from bench.grid import build_grid
+from bench.grid.cells import build_grid
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
 from bench.specs import parse_spec
@@ -191,7 +191,7 @@ def test_native_poisson_denoisers_get_the_peak_by_name(cli, store, write_plugin)
                  "-n", "gaussian:0.5", "-m", "both", "--metric", "mse", "--limit-images", "1",
                  "--store", store, "--quiet")
     assert result.code == 0, result.err
-    from bench.datasets import skimage_gray
+    from bench.data.datasets import skimage_gray
 
     clean = skimage_gray(crop=32).images[0]
     got = dict(rows(store, "SELECT c.degradation, s.value FROM scores s JOIN cells c ON c.key = s.cell_key"))
@@ -203,7 +203,7 @@ def test_native_poisson_denoisers_get_the_peak_by_name(cli, store, write_plugin)
 def test_replacing_the_weights_file_changes_the_cell_key(tmp_path):
     """A new checkpoint under the same path must not reuse the old results."""
     from bench.config import RunConfig
-    from bench.grid import build_grid
+    from bench.grid.cells import build_grid
     from bench.plugins import get_plugin_set
     from bench.registry import Registry
 

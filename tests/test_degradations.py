@@ -4,10 +4,10 @@ import deepinv
 import pytest
 import torch
 
-from bench.datasets import ImageSet, skimage_gray
-from bench.degradations import GaussianDegradation, PoissonDegradation
+from bench.data.datasets import ImageSet, skimage_gray
 from bench.errors import UsageError
-from bench.runner import make_batches
+from bench.grid.runner import make_batches
+from bench.noise.degradations import GaussianDegradation, PoissonDegradation
 from bench.seeding import noise_seed
 
 CPU = torch.device("cpu")
@@ -98,8 +98,8 @@ def test_levels_accept_k_over_255():
 UNIFORM = '''
 import torch
 import bench
-from bench.degradations import Degradation
-from bench.levels import LevelScale
+from bench.noise.degradations import Degradation
+from bench.noise.levels import LevelScale
 
 class Uniform(Degradation):
     name = "uniform"
@@ -127,8 +127,8 @@ def test_a_third_party_degradation_labels_its_own_levels_end_to_end(cli, store, 
 
     import pandas as pd
 
-    from bench import figures, leaderboard as lb
-    from bench.store import open_existing
+    from bench.reports import figures, tables
+    from bench.store.database import open_existing
 
     plugin = write_plugin(UNIFORM, "uniform_noise.py")
     result = cli("run", "-d", "skimage-gray[crop=32]", "-n", "uniform:0.2,0.4", "-m", "noisy",
@@ -140,7 +140,7 @@ def test_a_third_party_degradation_labels_its_own_levels_end_to_end(cli, store, 
     assert "uniform w=20 psnr" in wide and "uniform w=40 ssim" in wide
     assert "$w$=40" in cli("leaderboard", "--store", store, "--wide", "--format", "latex").out
     with open_existing(store) as opened:
-        fig = figures.metric_vs_level(lb.leaderboard(opened, "psnr"))
+        fig = figures.metric_vs_level(tables.leaderboard(opened, "psnr"))
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert axes[0].get_xlabel() == "noise width (% of range)"
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["20", "40"]

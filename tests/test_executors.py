@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.dask_executor import task_groups
-from bench.grid import Cell
+from bench.grid.cells import Cell
+from bench.grid.dask_executor import task_groups
 
 
 def cells(groups: int, denoisers: int) -> dict[str, Cell]:
@@ -52,7 +52,7 @@ def worker_environment() -> dict:
 def test_local_workers_share_the_cores_and_keep_glibc_malloc_adaptive():
     import os
 
-    from bench.dask_executor import DaskExecutor, host_threads
+    from bench.grid.dask_executor import DaskExecutor, host_threads
 
     before = dict(os.environ)
     executor = DaskExecutor({}, "cpu", workers=2)

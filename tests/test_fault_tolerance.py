@@ -122,7 +122,7 @@ def test_a_grid_with_nothing_pending_starts_no_cluster(cli, store, monkeypatch):
     def no_cluster(*args, **kwargs):
         raise AssertionError("a cluster was started for a grid with nothing pending")
 
-    monkeypatch.setattr("bench.dask_executor.DaskExecutor.__init__", no_cluster)
+    monkeypatch.setattr("bench.grid.dask_executor.DaskExecutor.__init__", no_cluster)
     result = cli("run", *args, "--executor", "dask", "--workers", "2")
     assert result.code == 0 and "1 cells: 1 done (1 from earlier runs)" in result.err, result.err
     # not even a connection: an unreachable scheduler does not matter when there is nothing to send

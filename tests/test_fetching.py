@@ -16,9 +16,9 @@ import pytest
 import torch
 from skimage import io
 
-from bench import fetching
-from bench.datasets import ImageSet
-from bench.standard_datasets import MNIST, FASHION_MNIST, PINNED_SETS, rgb2gray
+from bench.data import fetching
+from bench.data.datasets import ImageSet
+from bench.data.standard import MNIST, FASHION_MNIST, PINNED_SETS, rgb2gray
 from conftest import TEST_DATA, rows
 
 SET12 = fetching.load_manifest("ffdnet-testsets", "Set12")
@@ -280,7 +280,7 @@ def test_urban100_through_deepinv_with_its_md5(cli, mirror, store, monkeypatch, 
     assert result.code == 0, result.err
     assert mirror.requests == ["Urban100_HR.tar.gz"]
     assert rows(store, "SELECT dataset, n_images FROM cells") == [("urban100[gray=1]", 2)]
-    from bench.standard_datasets import URBAN100
+    from bench.data.standard import URBAN100
 
     gray = URBAN100.load(gray=True)
     expected = rgb2gray(torch.from_numpy(colour[1]).permute(2, 0, 1).float() / 255)

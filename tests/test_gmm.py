@@ -7,7 +7,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 from bench.errors import UsageError
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
-from bench.sampling import PointSet
+from bench.sampling.samplers import PointSet
 from bench.specs import Spec
 from bench_plugins import gmm
 from conftest import rows

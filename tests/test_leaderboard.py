@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench import leaderboard as lb
 from bench.cli import main as cli
-from bench.grid import Cell
-from bench.store import CellResult, Store
+from bench.grid.cells import Cell
+from bench.reports import rendering, tables
+from bench.store.database import CellResult, Store
 
 RNG = np.random.default_rng(0)
 #: (dataset, noise, level) -> denoiser -> per-image PSNR; SSIM is PSNR / 40.
@@ -54,7 +54,7 @@ def store(tmp_path):
 
 
 def test_long_table_statistics_match_a_hand_computation(store):
-    table = lb.leaderboard(store, "psnr")
+    table = tables.leaderboard(store, "psnr")
     for (dataset, noise, level), rows in TRUTH.items():
         for name, values in rows.items():
             row = table[(table["dataset"] == dataset) & (table["noise"] == noise)
@@ -77,12 +77,12 @@ def test_long_table_statistics_match_a_hand_computation(store):
 def test_only_the_latest_done_attempt_of_a_cell_counts(store):
     record(store, store.run_id, "set-b", "gaussian", 15 / 255, "bad", done([40.0, 40.0, 40.0, 40.0]),
            key="rerun-after-a-code-change")
-    row = lb.leaderboard(store, "psnr").query("dataset == 'set-b' and denoiser == 'bad'").iloc[0]
+    row = tables.leaderboard(store, "psnr").query("dataset == 'set-b' and denoiser == 'bad'").iloc[0]
     assert row["n"] == 4 and row["mean"] == 40.0
 
 
 def test_wide_layout_has_one_row_per_denoiser_and_one_column_per_noise_level_metric(store):
-    wide = lb.wide(store, ["psnr", "ssim"])
+    wide = tables.wide(store, ["psnr", "ssim"])
     assert list(wide.index) == [("set-a", "good"), ("set-a", "bad"), ("set-b", "bad"), ("set-b", "good")]
     assert list(wide.columns) == [("gaussian", 15 / 255, "psnr"), ("gaussian", 15 / 255, "ssim"),
                                   ("gaussian", 50 / 255, "psnr"), ("gaussian", 50 / 255, "ssim"),
@@ -93,12 +93,12 @@ def test_wide_layout_has_one_row_per_denoiser_and_one_column_per_noise_level_met
     assert wide.loc[("set-b", "good"), ("gaussian", 15 / 255, "ssim")] == pytest.approx(
         TRUTH[("set-b", "gaussian", 15 / 255)]["good"].mean() / 40)
     assert np.isnan(wide.loc[("set-b", "good"), ("poisson", 16.0, "psnr")])
-    flat = lb.flatten(wide)
+    flat = rendering.flatten(wide)
     assert list(flat.columns[:4]) == ["dataset", "denoiser", "gaussian sigma=15 psnr", "gaussian sigma=15 ssim"]
 
 
 def test_best_of_each_column_is_bold_within_its_dataset(store):
-    latex = lb.render(lb.wide(store, ["psnr"]), "latex")
+    latex = rendering.render(tables.wide(store, ["psnr"]), "latex")
     rows = {line.split(" & ")[0] + "/" + line.split(" & ")[1]: line for line in latex.splitlines()
             if line.startswith("set-")}
     assert rows["set-a/good"].count(r"\textbf") == 3 and r"\textbf" not in rows["set-a/bad"]
@@ -108,7 +108,7 @@ def test_best_of_each_column_is_bold_within_its_dataset(store):
 
 
 def test_ranking_summary_is_the_mean_rank_over_datasets_and_levels(store):
-    summary = lb.ranking_summary(store, "psnr").set_index("denoiser")
+    summary = tables.ranking_summary(store, "psnr").set_index("denoiser")
     ranks = {"good": [], "bad": []}
     for rows in TRUTH.values():
         order = sorted(rows, key=lambda n: -rows[n].mean())
@@ -122,19 +122,19 @@ def test_ranking_summary_is_the_mean_rank_over_datasets_and_levels(store):
 
 
 def test_every_export_carries_its_provenance(store):
-    table = lb.leaderboard(store, "psnr")
-    prov = lb.provenance(store)
+    table = tables.leaderboard(store, "psnr")
+    prov = tables.provenance(store)
     assert prov["run_ids"] == [store.run_id] and prov["seeds"] == [7]
     assert prov["devices"] == ["cpu"] and prov["protocols"] == ["default"]
-    head = [line for line in lb.render(table, "latex", prov).splitlines() if line.startswith("% ")]
+    head = [line for line in rendering.render(table, "latex", prov).splitlines() if line.startswith("% ")]
     text = "\n".join(head)
     for needed in (store.run_id, "torch 9.9", "device: cpu", "seed: 7", "protocol: default"):
         assert needed in text, f"latex header lacks {needed!r}"
-    assert lb.render(table, "latex", prov).endswith("\\end{tabular}\n")
-    assert lb.render(table, "csv", prov) == table.to_csv(index=False)  # plain: no comment lines
-    markdown = lb.render(table, "markdown", prov)
+    assert rendering.render(table, "latex", prov).endswith("\\end{tabular}\n")
+    assert rendering.render(table, "csv", prov) == table.to_csv(index=False)  # plain: no comment lines
+    markdown = rendering.render(table, "markdown", prov)
     assert markdown.startswith("<!--\n") and store.run_id in markdown.split("-->")[0]
-    data = json.loads(lb.render(table, "json", prov))
+    data = json.loads(rendering.render(table, "json", prov))
     assert data["provenance"]["run_ids"] == [store.run_id]
     assert data["provenance"]["runs"][0]["versions"]["torch"] == "9.9"
     assert len(data["rows"]) == len(table)
@@ -181,9 +181,9 @@ def test_filters_narrow_every_table(store, capsys):
 
 
 def test_run_command_rendering_keeps_working_without_provenance(store):
-    text = lb.render(lb.leaderboard(store, "psnr"), "table")
+    text = rendering.render(tables.leaderboard(store, "psnr"), "table")
     assert "set-a" in text and "rank_tied" in text and "runs:" not in text
-    assert isinstance(json.loads(lb.render(lb.leaderboard(store, "psnr"), "json")), list)
+    assert isinstance(json.loads(rendering.render(tables.leaderboard(store, "psnr"), "json")), list)
 
 
 def test_sampler_cells_with_one_item_and_their_own_metric_do_not_break_tables(store):
@@ -192,14 +192,14 @@ def test_sampler_cells_with_one_item_and_their_own_metric_do_not_break_tables(st
         cell = Cell("gmm2d", "sample:noise", 64.0, name, 0, "oracle", "sample", f"sample-{name}")
         store.record_cell(store.run_id, cell, 0, "default", ["mmd"], "cpu",
                           CellResult("done", scores={"samples": {"mmd": value}}))
-    table = lb.leaderboard(store, "mmd")
+    table = tables.leaderboard(store, "mmd")
     assert table["n"].tolist() == [1, 1] and table["std"].isna().all()
     assert table["rank"].tolist() == [1, 2] and table["rank_tied"].tolist() == [1, 1]
-    assert len(lb.leaderboard(store, "psnr")) == sum(len(rows) for rows in TRUTH.values())
-    prov = lb.provenance(store)
-    for layout in (table, lb.wide(store, ["mmd"]), lb.ranking_summary(store, "mmd")):
-        for fmt in lb.FORMATS:
-            assert lb.render(layout, fmt, prov)
+    assert len(tables.leaderboard(store, "psnr")) == sum(len(rows) for rows in TRUTH.values())
+    prov = tables.provenance(store)
+    for layout in (table, tables.wide(store, ["mmd"]), tables.ranking_summary(store, "mmd")):
+        for fmt in rendering.FORMATS:
+            assert rendering.render(layout, fmt, prov)
 
 
 def test_cli_exports_read_back_and_failed_cells_are_listed_on_request(store, capsys):
@@ -210,7 +210,7 @@ def test_cli_exports_read_back_and_failed_cells_are_listed_on_request(store, cap
     assert cli(["leaderboard", "--store", path, "--wide", "--format", "csv"]) == 0
     out = capsys.readouterr()
     pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(out.out)),
-                                  lb.flatten(lb.wide(store, ["psnr", "ssim"])))
+                                  rendering.flatten(tables.wide(store, ["psnr", "ssim"])))
     assert "2 cell(s) not ranked (1 error, 1 skipped); --show-failed" in out.err
     assert cli(["leaderboard", "--store", path, "--summary", "--show-failed"]) == 0
     out = capsys.readouterr()
@@ -222,6 +222,6 @@ def test_cli_exports_read_back_and_failed_cells_are_listed_on_request(store, cap
 def test_a_failure_fixed_by_a_later_run_is_not_listed(store):
     record(store, store.run_id, "set-b", "gaussian", 15 / 255, "flaky", CellResult("error", error="oom"),
            key="first-try")
-    assert len(lb.failed_cells(store)) == 1
+    assert len(tables.failed_cells(store)) == 1
     record(store, store.run_id, "set-b", "gaussian", 15 / 255, "flaky", done([1.0, 2.0]), key="second-try")
-    assert lb.failed_cells(store).empty
+    assert tables.failed_cells(store).empty

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from bench.config import RunConfig
-from bench.grid import build_grid
-from bench.model_store import tensors_hash
+from bench.grid.cells import build_grid
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
+from bench.training.model_store import tensors_hash
 from bench_plugins.empirical_mmse import EmpiricalMMSE
 from bench_plugins.learned import DRUNET_SMALL, ConvDAE, MLPDAE, drunet
 
@@ -27,8 +27,8 @@ LEARNED = ("mlp-dae", "mlp-dae-sigma", "conv-dae", "conv-dae-sigma", "drunet-sma
 #: train it within a test. It reuses the built-in conv DAE and factory.
 TINY_PLUGIN = '''
 import bench
-from bench.model_store import Learner
-from bench.training import TrainOptions
+from bench.training.loop import TrainOptions
+from bench.training.model_store import Learner
 from bench_plugins.learned import ConvDAE, learned_factory
 
 TINY = Learner("tiny-dae", lambda channels, size: ConvDAE(channels, width=4), sigma_aware=False,
@@ -137,7 +137,7 @@ def test_sigma_aware_models_use_sigma_and_blind_ones_ignore_it():
 
 
 def test_empirical_mmse_is_the_softmax_posterior_mean(tmp_path):
-    from bench.model_store import TrainingData
+    from bench.training.model_store import TrainingData
 
     atoms = torch.rand(6, 1, 5, 5, generator=torch.Generator().manual_seed(0))
     model = EmpiricalMMSE(TrainingData("toy", [str(i) for i in range(6)], atoms,

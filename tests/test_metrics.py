@@ -6,8 +6,8 @@ import torch
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from bench.datasets import to_tensor
-from bench.metrics import mse, psnr, ssim
+from bench.data.datasets import to_tensor
+from bench.grid.metrics import mse, psnr, ssim
 
 
 def noisy_pair(image: np.ndarray, sigma: float, seed: int):

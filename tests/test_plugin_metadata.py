@@ -43,7 +43,7 @@ def test_an_unknown_metadata_key_marks_the_plugin_broken_with_a_hint(write_plugi
     ('register_metrics(register):\n    register("m", lambda: None, higher_is_better=1)',
      "metadata 'higher_is_better' must be bool, got int"),
     ('register_denoisers(register):\n    register("x", lambda: None, learned=True)',
-     "metadata 'learned' must be bench.model_store.Learner"),
+     "metadata 'learned' must be bench.training.model_store.Learner"),
 ])
 def test_wrong_types_and_missing_keys_mark_the_plugin_broken(write_plugin, call, message):
     plugins, _ = load(write_plugin, f"import bench\n\n@bench.hookimpl\ndef {call}\n")

@@ -10,8 +10,8 @@ import torch
 from deepinv.models import generalized_anscombe_transform, inverse_generalized_anscombe_transform
 from scipy.stats import poisson
 
-from bench.degradations import PoissonDegradation
-from bench.vst import AnscombeDenoiser, anscombe, inverse_anscombe
+from bench.noise.degradations import PoissonDegradation
+from bench.noise.vst import AnscombeDenoiser, anscombe, inverse_anscombe
 from conftest import rows
 
 PEAKS = (4.0, 16.0, 64.0)

@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import fetching
-from bench.content_hash import sha256_file
+from bench.data import fetching
+from bench.data.content_hash import sha256_file
 from bench.errors import Skip, UsageError
 from bench_plugins import dncnn
 from conftest import TEST_DATA, rows

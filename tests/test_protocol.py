@@ -17,10 +17,10 @@ import torch
 from skimage import data, io
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench.datasets import folder
-from bench.degradations import GaussianDegradation
-from bench.outputs import output_dir
-from bench.runner import make_batches
+from bench.data.datasets import folder
+from bench.grid.outputs import output_dir
+from bench.grid.runner import make_batches
+from bench.noise.degradations import GaussianDegradation
 from bench_plugins.basic_denoisers import GaussianFilter
 from conftest import rows
 

@@ -7,9 +7,9 @@ import io
 import pandas as pd
 import pytest
 
-from bench import published
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
+from bench.reports import published
 from conftest import rows
 
 #: DnCNN paper, Table 3: BM3D on Set12 (also in bench/data/published-awgn.csv).
@@ -119,7 +119,7 @@ def test_bad_user_tables_are_one_line(cli, store, tmp_path, content, message):
 
 
 def test_published_needs_the_long_layout(cli, store):
-    from bench.store import Store
+    from bench.store.database import Store
 
     Store(store).close()
     result = cli("leaderboard", "--store", store, "--published", "--wide")

@@ -19,12 +19,12 @@ from matplotlib.collections import PolyCollection
 from skimage import io as skio
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench import figures, leaderboard as lb
 from bench.cli import main as cli
-from bench.datasets import skimage_gray
+from bench.data.datasets import skimage_gray
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
-from bench.store import open_existing
+from bench.reports import figures, rendering, tables
+from bench.store.database import open_existing
 
 CHROMIUM = Path("/usr/bin/chromium")
 DATASET = "skimage-gray[crop=64]"
@@ -110,36 +110,36 @@ def unbold(cell: str) -> tuple[str, bool]:
 
 
 def test_csv_reads_back_identical_in_both_layouts(store):
-    prov = lb.provenance(store)
-    long = lb.leaderboard(store, "psnr")
-    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(lb.render(long, "csv", prov))), long)
-    wide = lb.wide(store, ["psnr", "ssim"])
-    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(lb.render(wide, "csv", prov))),
-                                  lb.flatten(wide))
+    prov = tables.provenance(store)
+    long = tables.leaderboard(store, "psnr")
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(rendering.render(long, "csv", prov))), long)
+    wide = tables.wide(store, ["psnr", "ssim"])
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(rendering.render(wide, "csv", prov))),
+                                  rendering.flatten(wide))
 
 
 def test_markdown_parses_with_the_values_and_the_best_in_bold(store):
-    long = lb.leaderboard(store, "psnr")
-    header, body = markdown_table(lb.render(long, "markdown", lb.provenance(store)))
+    long = tables.leaderboard(store, "psnr")
+    header, body = markdown_table(rendering.render(long, "markdown", tables.provenance(store)))
     assert header[:3] == ["metric", "dataset", "noise"] and "rank_tied" in header
     means = [unbold(row[header.index("mean")]) for row in body]
     assert [text for text, _ in means] == [f"{v:.2f}" for v in long["mean"]]
     assert [bold for _, bold in means] == (long["rank"] == 1).tolist()
 
-    wide = lb.wide(store, ["psnr", "ssim"])
-    header, body = markdown_table(lb.render(wide, "markdown"))
-    assert header == ["dataset", "denoiser"] + lb.header_names(wide, "unicode")
+    wide = tables.wide(store, ["psnr", "ssim"])
+    header, body = markdown_table(rendering.render(wide, "markdown"))
+    assert header == ["dataset", "denoiser"] + rendering.header_names(wide, "unicode")
     assert len(body) == len(wide) == 2
     for j, column in enumerate(wide.columns):
-        places = lb.DECIMALS[column[2]]
+        places = rendering.DECIMALS[column[2]]
         cells = [unbold(row[2 + j]) for row in body]
         assert [text for text, _ in cells] == [f"{v:.{places}f}" for v in wide[column]]
         assert [bold for _, bold in cells] == (wide[column] == wide[column].max()).tolist()
 
 
 def test_latex_parses_as_booktabs_with_the_best_in_bold(store):
-    wide = lb.wide(store, ["psnr", "ssim"])
-    text = lb.render(wide, "latex", lb.provenance(store))
+    wide = tables.wide(store, ["psnr", "ssim"])
+    text = rendering.render(wide, "latex", tables.provenance(store))
     assert all(line.startswith("%") for line in text.split(r"\begin{tabular}")[0].splitlines())
     columns, header, body = latex_tabular(text)
     assert columns == 2 + len(wide.columns) and len(header) == 3 and len(body) == len(wide)
@@ -149,15 +149,15 @@ def test_latex_parses_as_booktabs_with_the_best_in_bold(store):
         assert [float(t) for t, _ in cells] == pytest.approx(wide[column].tolist(), abs=1e-2)
         assert [bold for _, bold in cells] == (wide[column] == wide[column].max()).tolist()
 
-    long = lb.leaderboard(store, "ssim")
-    columns, header, body = latex_tabular(lb.render(long, "latex"))
+    long = tables.leaderboard(store, "ssim")
+    columns, header, body = latex_tabular(rendering.render(long, "latex"))
     assert header[0][header[0].index("ci95\\_low")] == "ci95\\_low" and len(body) == len(long)
 
 
 # figures and galleries --------------------------------------------------------------------------
 
 def test_metric_against_level_draws_each_mean_with_its_band(store, tmp_path):
-    table = lb.leaderboard(store, "psnr")
+    table = tables.leaderboard(store, "psnr")
     fig = figures.metric_vs_level(table)
     axes = [ax for ax in fig.axes if ax.get_visible() and ax.lines]
     assert len(axes) == 2  # gaussian and poisson panels
@@ -275,8 +275,8 @@ def test_report_loads_in_a_real_browser_with_tables_and_images(report_path, tmp_
     assert result.returncode == 0, result.stderr[-2000:]
     title = re.search(r"<title>probe images (\d+)/(\d+) tables (\d+)</title>", result.stdout)
     assert title, f"the page did not finish loading; DOM starts {result.stdout[:300]!r}"
-    loaded, total, tables = map(int, title.groups())
-    assert loaded == total == 7 and tables >= 4
+    loaded, total, n_tables = map(int, title.groups())
+    assert loaded == total == 7 and n_tables >= 4
     assert "gaussian-filter" in result.stdout
 
     shot = tmp_path / "shot.png"

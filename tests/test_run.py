@@ -8,9 +8,9 @@ import torch
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench.datasets import skimage_gray
-from bench.degradations import GaussianDegradation
-from bench.runner import make_batches
+from bench.data.datasets import skimage_gray
+from bench.grid.runner import make_batches
+from bench.noise.degradations import GaussianDegradation
 
 from conftest import rows
 

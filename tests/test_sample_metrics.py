@@ -7,7 +7,7 @@ import torch
 from scipy import stats
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
-from bench import sample_metrics as sm
+from bench.sampling import sample_metrics as sm
 from bench_plugins.gmm import mixture_2d
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from bench import sample_metrics as sm
 from bench.errors import UsageError
-from bench.sampling import initial_state, make_generator, run_chains
-from bench.score import as_score
+from bench.sampling import sample_metrics as sm
+from bench.sampling.samplers import initial_state, make_generator, run_chains
+from bench.sampling.score import as_score
 from bench_plugins import gmm
 from bench_plugins.samplers import AnnealedLangevin, GradientAscent, Langevin
 from conftest import rows

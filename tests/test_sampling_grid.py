@@ -16,12 +16,12 @@ import torch
 from scipy import stats
 
 from bench.config import RunConfig
-from bench.model_store import ModelContext, using_context
+from bench.grid.sampler_cells import load_sampling_data
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
-from bench.sampler_grid import load_sampling_data
 from bench.specs import parse_spec
-from bench.store import Store
+from bench.store.database import Store
+from bench.training.model_store import ModelContext, using_context
 from bench_plugins import gmm
 from conftest import rows, write_labelled_blocks
 
@@ -245,7 +245,7 @@ def test_mnist_references_are_its_test_split_and_memorisation_its_train_split(la
     with using_context(ModelContext.for_run(config, registry, quiet=True)):
         data = load_sampling_data(registry, parse_spec("mnist", "dataset"), str(labelled_root), 0, 1000,
                                   None)
-    from bench.labelled import load_labelled
+    from bench.data.labelled import load_labelled
 
     test, _ = load_labelled("mnist", str(labelled_root), "test")
     train, _ = load_labelled("mnist", str(labelled_root), "train")
@@ -301,7 +301,7 @@ def test_the_report_shows_the_samplers_table_and_sample_grids(cli, store, tmp_pa
 @pytest.mark.parametrize("name", ["study-mnist.toml", "study-fashion-mnist.toml"])
 def test_the_shipped_study_configs_name_real_samplers_and_score_models(name):
     from bench.config import default_config_path, load_config, make_config
-    from bench.sampler_grid import parse_tables
+    from bench.grid.sampler_cells import parse_tables
 
     config = make_config(load_config(default_config_path().with_name(name)), {})
     registry = Registry(get_plugin_set())

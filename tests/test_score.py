@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.score import TweedieScore, as_score, sigma_batch
+from bench.sampling.score import TweedieScore, as_score, sigma_batch
 from bench_plugins.gmm import MixtureOracle, mixture_2d, mixture_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench import compare, leaderboard as lb
-from bench.grid import Cell
-from bench.store import CellResult, Store
+from bench.grid.cells import Cell
+from bench.reports import compare, rendering, tables
+from bench.store.database import CellResult, Store
 
 BY = ["dataset", "noise", "level", "denoiser", "protocol"]
 
@@ -29,14 +29,14 @@ def test_the_interval_covers_the_true_mean_95_percent_of_the_time():
     rng = np.random.default_rng(12)
     trials, covered = 400, 0
     for _ in range(trials):
-        row = lb.summary_table(simulated_scores(rng, 8, 5, image_sd=2.0, draw_sd=1.0), BY).iloc[0]
+        row = tables.summary_table(simulated_scores(rng, 8, 5, image_sd=2.0, draw_sd=1.0), BY).iloc[0]
         covered += row["ci95_low"] <= 30.0 <= row["ci95_high"]
     assert 0.92 <= covered / trials <= 0.98, f"95% CI covered the true mean in {covered}/{trials} trials"
 
 
 def test_n_counts_images_and_repetitions_get_their_own_spread():
     scores = simulated_scores(np.random.default_rng(3), 6, 4, image_sd=2.0, draw_sd=0.5)
-    row = lb.summary_table(scores, BY).iloc[0]
+    row = tables.summary_table(scores, BY).iloc[0]
     per_image = scores.groupby("image_id")["value"].mean()
     per_draw = scores.groupby("repetition")["value"].mean()
     low, high = stats.t.interval(0.95, 5, loc=per_image.mean(), scale=stats.sem(per_image))
@@ -48,7 +48,7 @@ def test_n_counts_images_and_repetitions_get_their_own_spread():
 
 
 def test_one_repetition_has_no_repetition_spread():
-    row = lb.summary_table(simulated_scores(np.random.default_rng(4), 5, 1, 2.0, 0.5), BY).iloc[0]
+    row = tables.summary_table(simulated_scores(np.random.default_rng(4), 5, 1, 2.0, 0.5), BY).iloc[0]
     assert row["reps"] == 1 and np.isnan(row["rep_std"])
 
 
@@ -100,5 +100,5 @@ def test_tables_are_byte_identical_whatever_order_cells_finished_in(tmp_path):
     shuffle = np.random.default_rng(1).permutation
     with _store(tmp_path / "a.sqlite", lambda xs: xs) as first, \
             _store(tmp_path / "b.sqlite", lambda xs: [xs[i] for i in shuffle(len(xs))]) as second:
-        assert lb.render(lb.leaderboard(first), "csv") == lb.render(lb.leaderboard(second), "csv")
-        assert lb.render(lb.wide(first, ["psnr"]), "csv") == lb.render(lb.wide(second, ["psnr"]), "csv")
+        assert rendering.render(tables.leaderboard(first), "csv") == rendering.render(tables.leaderboard(second), "csv")
+        assert rendering.render(tables.wide(first, ["psnr"]), "csv") == rendering.render(tables.wide(second, ["psnr"]), "csv")

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from bench.errors import UsageError
-from bench.model_store import (Learner, TrainingData, checkpoint_path, is_complete, load_model,
-                               tensors_hash, train_checkpoint)
+from bench.training.model_store import (Learner, TrainingData, checkpoint_path, is_complete, load_model,
+                                        tensors_hash, train_checkpoint)
 from bench.plugins import PluginSet
 from bench.registry import Registry
-from bench.training import (TrainOptions, parse_training_noise, random_crops, split_validation,
-                            train, validation_loss, validation_set)
+from bench.training.loop import (TrainOptions, parse_training_noise, random_crops, split_validation,
+                                 train, validation_loss, validation_set)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = build_parser(argv).parse_args(argv)
-        from bench import fetching
         from bench.cli.options import settings_for
+        from bench.data import fetching
 
         with fetching.using(settings_for(args)):
             return args.func(args)

@@ -6,11 +6,12 @@ import sys
 
 import pandas as pd
 
-from bench import compare, leaderboard as lb, selection
 from bench.cli.options import add_store
 from bench.errors import UsageError
+from bench.reports import compare, rendering, tables
 from bench.specs import Spec, parse_spec
-from bench.store import open_existing
+from bench.store import selection
+from bench.store.database import open_existing
 
 
 def configure(parser) -> None:
@@ -22,7 +23,7 @@ def configure(parser) -> None:
     parser.add_argument("b", metavar="B", help="denoiser row name, as in the leaderboard")
     parser.add_argument("--metric", default="psnr", help="metric (default psnr)")
     add_store(parser)
-    parser.add_argument("--format", choices=lb.FORMATS, default="table")
+    parser.add_argument("--format", choices=rendering.FORMATS, default="table")
     parser.add_argument("--bootstrap", type=int, default=compare.N_BOOT, metavar="N",
                         help=f"bootstrap resamples (default {compare.N_BOOT})")
     selection.add_arguments(parser)
@@ -50,9 +51,9 @@ def main(args) -> int:
         raise UsageError(f"--bootstrap must be >= 100, got {args.bootstrap}")
     with open_existing(args.store) as store:
         store.selection = selection.from_args(args)
-        higher = lb.check_metric(store, args.metric)
-        scores = lb.scores_for(store, args.metric)
-        provenance = lb.provenance(store)
+        higher = tables.check_metric(store, args.metric)
+        scores = tables.scores_for(store, args.metric)
+        provenance = tables.provenance(store)
         scales = store.level_scales()
     rows = {name: rows_of(scores, name) for name in (args.a, args.b)}
     for name, found in rows.items():
@@ -62,11 +63,11 @@ def main(args) -> int:
     pairs = compare.paired(pd.concat(rows.values()), args.a, args.b)
     if pairs.empty:
         raise UsageError(f"{args.a!r} and {args.b!r} never ran on the same noisy images")
-    table = lb.add_level_label(compare.compare(pairs, higher, n_boot=args.bootstrap), scales)
+    table = tables.add_level_label(compare.compare(pairs, higher, n_boot=args.bootstrap), scales)
     if table["protocol"].nunique(dropna=True) <= 1 and set(table["protocol"].dropna()) <= {"default"}:
         table = table.drop(columns="protocol")
     direction = "higher" if higher else "lower"
-    sys.stdout.write(lb.render(table, args.format, provenance if args.format != "table" else None))
+    sys.stdout.write(rendering.render(table, args.format, provenance if args.format != "table" else None))
     if args.format == "table":
         print(f"\nA = {args.a}, B = {args.b}; diff = A - B in {args.metric} ({direction} is better); "
               f"95% CI: paired bootstrap over images ({args.bootstrap} resamples); "

@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING
 
-from bench import fetching
 from bench.cli.options import add_data_arguments, add_plugins
+from bench.data import fetching
 from bench.errors import UsageError
 from bench.specs import parse_spec
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import cost_columns, leaderboard as lb, published, sample_board, selection
 from bench.cli.options import add_plugins, add_store
 from bench.errors import UsageError
 from bench.files import write_texts
-from bench.store import open_existing
+from bench.reports import cost_columns, published, rendering, sample_tables, tables
+from bench.store import selection
+from bench.store.database import open_existing
 
 
 def configure(parser) -> None:
@@ -25,7 +26,7 @@ def configure(parser) -> None:
     add_store(parser)
     parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC",
                         help="metric to rank by, repeatable (default: every metric in the store)")
-    parser.add_argument("--format", choices=lb.FORMATS, default="table")
+    parser.add_argument("--format", choices=rendering.FORMATS, default="table")
     layout = parser.add_mutually_exclusive_group()
     layout.add_argument("--wide", action="store_true",
                         help="one row per denoiser, one column per (noise, level, metric), as papers print them")
@@ -54,16 +55,16 @@ def configure(parser) -> None:
 def build_table(store, args) -> pd.DataFrame:
     """The table the flags ask for; UsageError (nothing written) for an unknown metric."""
     if args.samples:
-        return sample_board.sample_leaderboard(store, args.metrics)
-    scored = lb.scored_metrics(store)
+        return sample_tables.sample_leaderboard(store, args.metrics)
+    scored = tables.scored_metrics(store)
     if args.published is not None and (args.wide or args.summary):
         raise UsageError("--published adds columns to the long layout; drop --wide and --summary")
     if args.wide:
-        metrics = args.metrics or [m for m in lb.WIDE_METRICS if m in scored] or ["psnr"]
-        return lb.wide(store, list(dict.fromkeys(metrics)))
-    tables = [lb.ranking_summary(store, m) if args.summary else lb.leaderboard(store, m)
+        metrics = args.metrics or [m for m in tables.WIDE_METRICS if m in scored] or ["psnr"]
+        return tables.wide(store, list(dict.fromkeys(metrics)))
+    boards = [tables.ranking_summary(store, m) if args.summary else tables.leaderboard(store, m)
               for m in dict.fromkeys(args.metrics or scored or ["psnr"])]
-    table = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+    table = pd.concat(boards, ignore_index=True) if len(boards) > 1 else boards[0]
     if args.published is not None:
         table = published.beside(table, [f for f in args.published if f], args.plugins,
                                  with_source=args.format in ("csv", "json"))
@@ -89,16 +90,16 @@ def main(args) -> int:
         table = build_table(store, args)
         if args.cost:
             table = cost_columns.add(table, store, "wide" if args.wide else "summary" if args.summary else "long")
-        provenance = sample_board.sample_provenance(store) if args.samples else lb.provenance(store)
-        failed = sample_board.failed_sample_cells(store) if args.samples else lb.failed_cells(store)
+        provenance = sample_tables.sample_provenance(store) if args.samples else tables.provenance(store)
+        failed = sample_tables.failed_sample_cells(store) if args.samples else tables.failed_cells(store)
     files = {}
     if args.format == "csv":
-        text = lb.render(table, "csv")
+        text = rendering.render(table, "csv")
         sidecar = provenance_path(args)
         if sidecar:
             files[sidecar] = json.dumps(provenance, indent=2) + "\n"
     else:
-        text = lb.render(table, args.format, provenance)
+        text = rendering.render(table, args.format, provenance)
     if args.output:
         files[Path(args.output)] = text
     else:

@@ -7,8 +7,8 @@ imports: every command's start-up reads this module.
 
 from __future__ import annotations
 
-from bench import fetching
 from bench.config import DEFAULT_STORE
+from bench.data import fetching
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import report, selection
 from bench.cli.options import add_plugins, add_store
 from bench.errors import UsageError
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
-from bench.store import open_existing
+from bench.reports import html
+from bench.store import selection
+from bench.store.database import open_existing
 
 DEFAULT_OUTPUT = "results/report.html"
 
@@ -43,7 +44,7 @@ def main(args) -> int:
     with open_existing(args.store) as store:
         store.selection = selection.from_args(args)
         registry = Registry(get_plugin_set(list(dict.fromkeys(run_plugins(store) + args.plugins))))
-        text = report.build(store, registry, args.metrics, args.galleries, args.figures)
-    path = report.write(text, args.output)
+        text = html.build(store, registry, args.metrics, args.galleries, args.figures)
+    path = html.write(text, args.output)
     print(f"report: {path} ({len(text) / 1e6:.1f} MB)", file=sys.stderr)
     return 0

@@ -8,7 +8,7 @@ from bench.cli.options import add_data_arguments, add_device, add_plugins, add_s
 from bench.config import (EXECUTORS, PROTOCOLS, RunConfig, check_executor_options,
                           default_config_path, load_config, make_config)
 from bench.errors import UsageError
-from bench.store import Store, has_done_cells, statuses_at
+from bench.store.database import Store, has_done_cells, statuses_at
 
 
 def configure(parser) -> None:
@@ -77,16 +77,16 @@ def execute(config: RunConfig, args):
     if args.executor == "dask" and not has_done_cells(config.store):
         # every cell will be pending: start the cluster now, while this process loads torch,
         # the plugins and the data (the workers load theirs meanwhile)
-        from bench.dask_executor import start_in_background
+        from bench.grid.dask_executor import start_in_background
 
         early = start_in_background(config.to_dict(), config.device, args.workers, args.scheduler,
                                     args.timeout)
     executor = None
     try:
         from bench.device import resolve_device
-        from bench.driver import measure_costs, run_grid
-        from bench.executors import make_executor
-        from bench.grid import build_grid
+        from bench.grid.cells import build_grid
+        from bench.grid.driver import measure_costs, run_grid
+        from bench.grid.executors import make_executor
         from bench.plugins import load_plugins
         from bench.provenance import versions, weights
         from bench.registry import Registry
@@ -135,18 +135,19 @@ def execute(config: RunConfig, args):
 
 def print_boards(store: Store, grid, run_id: str) -> None:
     """The denoisers' leaderboard of this run's grid and the samplers' table, where there is one."""
-    from bench import leaderboard as lb, sample_board  # pandas and scipy: only for these tables
-    from bench.selection import Selection
+    from bench.reports import sample_tables  # pandas and scipy: only for these tables
+    from bench.reports import rendering, tables
+    from bench.store.selection import Selection
 
     boards = []
     if grid.cells:
         store.selection = Selection(run=run_id)
-        boards.append(lambda: lb.leaderboard(store, grid.config.metrics[0]))
+        boards.append(lambda: tables.leaderboard(store, grid.config.metrics[0]))
     if grid.sampling:
-        boards.append(lambda: sample_board.sample_leaderboard(store))
+        boards.append(lambda: sample_tables.sample_leaderboard(store))
     for board in boards:
         try:
-            print(lb.render(board(), "table"))
+            print(rendering.render(board(), "table"))
         except UsageError:  # nothing of that kind finished
             pass
 

@@ -15,8 +15,8 @@ from bench.cli.options import add_data_arguments, add_device, add_plugins, add_s
 from bench.cli.run import add_executor_flags, execute
 from bench.config import make_config
 from bench.errors import UsageError
-from bench.sampler_grid import REFERENCE_N
-from bench.sampling import INITS
+from bench.grid.sampler_cells import REFERENCE_N
+from bench.sampling.samplers import INITS
 from bench.specs import Spec, parse_spec
 
 #: Flags that set sampler parameters, by parameter name.

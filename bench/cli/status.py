@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bench.cli.options import add_store
-from bench.content_hash import manifest_changes
-from bench.store import open_existing
+from bench.data.content_hash import manifest_changes
+from bench.store.database import open_existing
 
 
 def configure(parser) -> None:

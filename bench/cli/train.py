@@ -9,8 +9,8 @@ from dataclasses import replace
 from bench.cli.options import add_data_arguments, add_device, add_plugins
 from bench.device import resolve_device
 from bench.errors import UsageError
-from bench.model_store import (DEFAULT_MODELS_DIR, checkpoint_path, is_complete, load_training_data,
-                               read_meta, train_checkpoint, training_spec)
+from bench.training.model_store import (DEFAULT_MODELS_DIR, checkpoint_path, is_complete, load_training_data,
+                                        read_meta, train_checkpoint, training_spec)
 from bench.plugins import load_plugins
 from bench.registry import Registry
 from bench.specs import parse_spec

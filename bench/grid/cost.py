@@ -210,7 +210,7 @@ class Request:
 
 def base_name(row: str) -> str:
     """A leaderboard row's denoiser without the harness's ``vst`` parameter."""
-    from bench.grid import HARNESS_PARAMS
+    from bench.grid.cells import HARNESS_PARAMS
     from bench.specs import Spec, parse_spec
 
     spec = parse_spec(row, "denoiser")

@@ -13,12 +13,13 @@ import pandas as pd
 import torch
 from skimage import io as skio
 
-from bench import figures, sample_board, sample_figures
 from bench.errors import UsageError
+from bench.grid.sampler_runner import samples_dir
 from bench.registry import Registry
-from bench.report import Section, image, save_figure
-from bench.sampler_runner import samples_dir
-from bench.store import Store
+from bench.reports import figures, sample_tables
+from bench.reports.html import Section, image, save_figure
+from bench.sampling import figures as sample_figures
+from bench.store.database import Store
 
 #: Metrics of the compact samplers' table, in this order, when present.
 TABLE_METRICS = ("classifier_fd", "classes_present", "confidence", "label_kl", "mmd", "memorised",
@@ -41,7 +42,7 @@ def latest_sample_cells(store: Store) -> pd.DataFrame:
     cells = store.query("SELECT * FROM sample_cells WHERE status = 'done'")
     if cells.empty:
         return cells
-    cells = cells.sort_values("updated", kind="stable").drop_duplicates(sample_board.IDENTITY, keep="last")
+    cells = cells.sort_values("updated", kind="stable").drop_duplicates(sample_tables.IDENTITY, keep="last")
     return cells[cells["repetition"] == cells["repetition"].min()]
 
 
@@ -110,7 +111,7 @@ def sections(store: Store, registry: Registry, figures_dir: str | Path | None) -
     """The report's study sections: denoising strips, the samplers' table, sample grids."""
     parts = []
     try:
-        board = sample_board.sample_leaderboard(store)
+        board = sample_tables.sample_leaderboard(store)
     except UsageError:
         board = None
     strips = denoising_strips(store, registry)

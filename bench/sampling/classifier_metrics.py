@@ -1,7 +1,7 @@
 """Sample metrics in a classifier's eyes: Frechet distance of features, confidence, class coverage.
 
 ``features`` (N, F) and ``logits`` (N, K) come from a classifier trained on the
-real data (``bench.classifier``); the reference statistics from its test split.
+real data (``bench.sampling.classifier``); the reference statistics from its test split.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.sample_metrics import MetricInfo
+from bench.sampling.sample_metrics import MetricInfo
 
 #: A class is present when at least this share of the uniform 1/K is predicted (1% of samples for K=10).
 PRESENT_FRACTION = 0.1

@@ -4,7 +4,7 @@ Figures are built as ``matplotlib.figure.Figure`` objects, never through pyplot,
 so nothing depends on (or changes) the user's backend; saving renders with Agg.
 Galleries need no stored copies of clean or noisy images: the clean image is
 reloaded through the registry and the noisy one regenerated from the seeds,
-pixel for pixel what the denoisers saw (``bench.runner.make_batches``).
+pixel for pixel what the denoisers saw (``bench.grid.runner.make_batches``).
 """
 
 from __future__ import annotations
@@ -21,17 +21,18 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from skimage import io as skio
 
-from bench import leaderboard as lb, levels
 from bench.config import RunConfig
-from bench.datasets import ImageSet
+from bench.data.datasets import ImageSet
 from bench.errors import UsageError
-from bench.grid import load_dataset
-from bench.levels import LevelScale
-from bench.outputs import output_dir
+from bench.grid.cells import load_dataset
+from bench.grid.outputs import output_dir
+from bench.grid.runner import finish, make_batches
+from bench.noise import levels
+from bench.noise.levels import LevelScale
 from bench.registry import Registry
-from bench.runner import finish, make_batches
+from bench.reports import tables
 from bench.specs import Spec, parse_spec
-from bench.store import Store
+from bench.store.database import Store
 
 FIGURE_FORMATS = ("png", "svg")
 UNITS = {"psnr": "dB"}
@@ -99,12 +100,12 @@ def metric_label(metric: str) -> str:
 def metric_vs_level(table: pd.DataFrame) -> Figure:
     """Mean metric against noise level, one line per denoiser with its 95% CI band.
 
-    ``table`` is a long leaderboard (``bench.leaderboard.leaderboard``); one panel
+    ``table`` is a long leaderboard (``bench.reports.tables.leaderboard``); one panel
     per (dataset, noise type).
     """
     metric = table["metric"].iloc[0]
     scales = table.attrs.get("level_scales", {})
-    table = lb.merge_default_vst(table, ["dataset", "noise", "level"])
+    table = tables.merge_default_vst(table, ["dataset", "noise", "level"])
     table = table[table["level"].notna()]
     if table.empty:
         raise UsageError(f"no {metric} scores with a noise level to plot")
@@ -138,14 +139,14 @@ def runtime_table(store: Store, metric: str) -> pd.DataFrame:
     Cells that ran on Dask are left out: other cells may have run beside them,
     so their seconds are not latencies (``run --cost`` measures those alone).
     """
-    scores = lb.scores_for(store, metric)
+    scores = tables.scores_for(store, metric)
     scores = scores[~scores["device"].fillna("").str.startswith("dask:")]
     cells = scores.groupby("key").agg(
         dataset=("dataset", "first"), noise=("noise", "first"), level=("level", "first"),
         denoiser=("denoiser", "first"), value=("value", "mean"),
         seconds=("denoise_seconds", "first"), n_images=("n_images", "first")).reset_index()
     cells["seconds_per_image"] = cells["seconds"] / cells["n_images"].clip(lower=1)
-    cells = lb.merge_default_vst(cells, ["dataset", "noise", "level"])
+    cells = tables.merge_default_vst(cells, ["dataset", "noise", "level"])
     return cells.groupby(["dataset", "noise", "denoiser"], sort=False, dropna=False).agg(
         seconds_per_image=("seconds_per_image", "mean"), mean=("value", "mean"),
         levels=("level", "nunique")).reset_index()
@@ -187,7 +188,7 @@ class Tile:
 
 def saved_outputs(store: Store) -> pd.DataFrame:
     """Latest done cells with their saved output images: one row per (cell, image id)."""
-    cells = lb.latest_done_cells(store)
+    cells = tables.latest_done_cells(store)
     rows = []
     for cell in cells.itertuples():
         folder = output_dir(store.path, cell.key)

@@ -2,7 +2,7 @@
 
 - ``LocalExecutor``: in this process, or with ``timeout`` in a child process
   that is killed when a cell outlives it (a hard limit).
-- ``bench.dask_executor.DaskExecutor``: cells as tasks on a ``distributed``
+- ``bench.grid.dask_executor.DaskExecutor``: cells as tasks on a ``distributed``
   cluster; its workers run them with ``worker_runner`` / ``isolated_runner``.
 """
 
@@ -14,11 +14,11 @@ from typing import Iterable, Iterator
 
 from bench.config import RunConfig, check_executor_options
 from bench.device import resolve_device
-from bench.grid import Grid, build_grid
+from bench.grid.cells import Grid, build_grid
+from bench.grid.runner import CellRunner
 from bench.plugins import error_line, get_plugin_set
 from bench.registry import Registry
-from bench.runner import CellRunner
-from bench.store import CellResult
+from bench.store.database import CellResult
 
 _runners: dict[str, object] = {}
 
@@ -131,7 +131,7 @@ def make_executor(name: str, grid: Grid, device, workers: int | None, scheduler:
     check_executor_options(name, workers, scheduler, timeout)
     if name == "local":
         return LocalExecutor(grid, device, timeout)
-    from bench.dask_executor import DaskExecutor
+    from bench.grid.dask_executor import DaskExecutor
 
     executor = DaskExecutor(grid.config.to_dict(), grid.config.device, workers, scheduler, timeout)
     executor.attach(grid)

@@ -1,6 +1,6 @@
 """Cost columns for leaderboards: parameters, GFLOPs, latency and peak memory beside the scores.
 
-Measurements come from ``run --cost`` (``bench.cost``, the store's ``costs``
+Measurements come from ``run --cost`` (``bench.grid.cost``, the store's ``costs``
 table). Per (dataset, denoiser) the latest device's figures are shown: at the
 dataset's own shapes (averaged per image when sizes differ; memory is the
 largest) and at the 256x256 reference shape. A latency taken while other cells
@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.cost import REFERENCE_SIDE, base_name
 from bench.errors import UsageError
-from bench.store import Store
+from bench.grid.cost import REFERENCE_SIDE, base_name
+from bench.store.database import Store
 
 #: Column -> decimals shown, in display order.
 COLUMNS = {"params": 0, "gflops": 4, "gflops_256": 4, "latency_ms": 3, "latency_iqr_ms": 3,
@@ -76,7 +76,7 @@ def _present(frame: pd.DataFrame) -> list[str]:
 
 
 def _hints(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Rendering hints (see ``bench.leaderboard.formatted``): decimals, "n/a" for missing figures."""
+    """Rendering hints (see ``bench.reports.rendering.formatted``): decimals, "n/a" for missing figures."""
     table.attrs["decimals"] = {**table.attrs.get("decimals", {}),
                                **{c: COLUMNS[c] for c in columns if COLUMNS[c] is not None}}
     table.attrs["na_text"] = {**table.attrs.get("na_text", {}),

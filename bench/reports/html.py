@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import cost_columns, figures, leaderboard as lb, levels
 from bench.errors import UsageError
 from bench.files import write_texts
+from bench.noise import levels
 from bench.registry import Registry
-from bench.store import Store
+from bench.reports import cost_columns, figures, rendering, tables
+from bench.store.database import Store
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
@@ -47,17 +48,17 @@ class Section:
 
 def html_table(table: pd.DataFrame) -> str:
     """A leaderboard as an HTML table: grouped header for wide tables, the best in bold."""
-    shown = lb.formatted(table, "html")
+    shown = rendering.formatted(table, "html")
     numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns if c in shown.columns]
-    if lb.is_wide(table):
+    if rendering.is_wide(table):
         index = table.index.to_frame(index=False)
         keys = list(table.columns)
         scales = table.attrs.get("level_scales", {})
         head = [
             [f'<th rowspan="3">{html.escape(c)}</th>' for c in index.columns]
-            + [f'<th colspan="{n}">{html.escape(str(k))}</th>' for k, n in lb.spans([c[0] for c in keys])],
+            + [f'<th colspan="{n}">{html.escape(str(k))}</th>' for k, n in rendering.spans([c[0] for c in keys])],
             [f'<th colspan="{n}">{html.escape(levels.label(scales, k[0], k[1], "unicode"))}</th>'
-             for k, n in lb.spans([(c[0], c[1]) for c in keys])],
+             for k, n in rendering.spans([(c[0], c[1]) for c in keys])],
             [f"<th>{html.escape(c[2].upper())}</th>" for c in keys]]
         body = [[f"<td>{html.escape(str(v))}</td>" for v in row]
                 + [_td(v, True) for v in values]
@@ -90,11 +91,11 @@ def provenance_section(store: Store, prov: dict) -> Section:
     runs = pd.DataFrame([{
         "run": r["run_id"], "started": r["started"], "finished": r["finished"], "status": r["status"],
         "device": r["device"], "seed": r["seed"], "protocol": r["protocol"],
-        **{name: r["versions"].get(name) for name in lb.HEADER_LIBRARIES},
+        **{name: r["versions"].get(name) for name in rendering.HEADER_LIBRARIES},
         "plugins": ", ".join(f"{k} {v}" for k, v in (r["versions"].get("plugins") or {}).items()),
         "command": " ".join(r["argv"][1:]),
     } for r in prov["runs"]])
-    lines = "<br>".join(html.escape(line) for line in lb.provenance_lines(prov))
+    lines = "<br>".join(html.escape(line) for line in rendering.provenance_lines(prov))
     return Section("Provenance", [f'<p class="note">{lines}</p>', plain_table(runs)])
 
 
@@ -112,20 +113,20 @@ def gallery_choices(store: Store, per_level: int) -> pd.DataFrame:
 def build(store: Store, registry: Registry, metrics: list[str] | None = None, galleries: int = 1,
           figures_dir: str | Path | None = None) -> str:
     """The report's HTML. UsageError when the store has nothing to show or a metric is unknown."""
-    from bench import sample_report  # it builds on this module's helpers
+    from bench.reports import sample_sections  # it builds on this module's helpers
 
-    scored = lb.scored_metrics(store)
-    metrics = list(dict.fromkeys(metrics or [m for m in lb.WIDE_METRICS if m in scored] or scored[:1]))
-    study = sample_report.sections(store, registry, figures_dir)
-    prov = lb.provenance(store)
-    if not metrics or not lb.latest_done_cells(store).shape[0]:
+    scored = tables.scored_metrics(store)
+    metrics = list(dict.fromkeys(metrics or [m for m in tables.WIDE_METRICS if m in scored] or scored[:1]))
+    study = sample_sections.sections(store, registry, figures_dir)
+    prov = tables.provenance(store)
+    if not metrics or not tables.latest_done_cells(store).shape[0]:
         if not study:
             raise UsageError(f"no scores in {store.path}; run `denoise-bench run` first")
         return page(f"denoise-bench report: {store.path.name}", [*study, provenance_section(store, prov)], prov)
-    longs = {m: lb.leaderboard(store, m) for m in metrics}
+    longs = {m: tables.leaderboard(store, m) for m in metrics}
     sections = []
 
-    summary = pd.concat([lb.ranking_summary(store, m) for m in metrics], ignore_index=True)
+    summary = pd.concat([tables.ranking_summary(store, m) for m in metrics], ignore_index=True)
     if cost_columns.measured(store):  # parameters, GFLOPs and latency at 256x256 beside the ranks
         summary = cost_columns.add(summary, store, "summary")
     sections.append(Section("Ranking", [
@@ -134,7 +135,7 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
         "images cannot tell apart (Holm-corrected within each group, family-wise 5%).</p>",
         html_table(summary)]))
 
-    wide = lb.wide(store, metrics)
+    wide = tables.wide(store, metrics)
     sections.append(Section("Leaderboard", [
         '<p class="note">Mean over images; the best of each column (per dataset) in bold. '
         "Poisson columns: sigma-aware denoisers ran through the Anscombe VST.</p>", html_table(wide)]))
@@ -175,7 +176,7 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
         f"{html_table(t)}</details>" for m, t in longs.items()])
     sections.append(details)
 
-    failed = lb.failed_cells(store)
+    failed = tables.failed_cells(store)
     if not failed.empty:
         sections.append(Section("Cells not ranked", [plain_table(failed)]))
     sections.append(provenance_section(store, prov))

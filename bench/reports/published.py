@@ -85,7 +85,7 @@ def counterpart(registry: Registry, row: str) -> str | None:
 
 def set_sizes() -> dict[str, int]:
     """Images in each named set, so rows over part of a set (--limit-images) do not match."""
-    from bench.standard_datasets import PINNED_SETS, URBAN100_IMAGES
+    from bench.data.standard import PINNED_SETS, URBAN100_IMAGES
 
     sizes = {s.name: len(s.manifest().files) for s in PINNED_SETS}
     sizes.update({"urban100": URBAN100_IMAGES, "urban100-gray": URBAN100_IMAGES})

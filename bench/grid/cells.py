@@ -9,16 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import product
 
-from bench import fetching
 from bench.config import RunConfig
-from bench.datasets import ImageSet
-from bench.degradations import Degradation
+from bench.data import fetching
+from bench.data.datasets import ImageSet
 from bench.errors import Skip, UsageError
-from bench.model_store import ModelContext, using_context
+from bench.noise.degradations import Degradation
 from bench.plugins import error_line
 from bench.registry import Entry, Registry
 from bench.seeding import identity_hash
 from bench.specs import Spec, parse_noise, parse_spec
+from bench.training.model_store import ModelContext, using_context
 
 
 #: Spec parameters the harness consumes instead of the factory.
@@ -73,7 +73,7 @@ class Grid:
     denoisers: dict[str, Denoiser]
     metrics: dict[str, tuple[object, Entry]]
     cells: list[Cell]
-    #: Sampler cells of the config's ``[[sampling]]`` tables (``bench.sampler_grid.SamplingGrid``).
+    #: Sampler cells of the config's ``[[sampling]]`` tables (``bench.grid.sampler_cells.SamplingGrid``).
     sampling: object = None
 
 
@@ -151,9 +151,9 @@ def build_grid(config: RunConfig, registry: Registry, quiet: bool = False) -> Gr
     """Resolve every name, parse every level, load data and build denoisers.
 
     Learned denoisers load (or first train, unless ``config.no_train``) from the
-    model store ``bench.model_store.ModelContext.for_run`` derives from the config.
+    model store ``bench.training.model_store.ModelContext.for_run`` derives from the config.
     """
-    from bench.sampler_grid import build_sampling  # it builds on this module
+    from bench.grid.sampler_cells import build_sampling  # it builds on this module
 
     with using_context(ModelContext.for_run(config, registry, quiet)), \
             fetching.using(fetching.FetchSettings.resolve(config.data_root, config.offline, quiet)):

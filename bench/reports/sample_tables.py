@@ -11,8 +11,8 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.leaderboard import summarise
-from bench.store import Store
+from bench.reports.tables import summarise
+from bench.store.database import Store
 
 IDENTITY = ["dataset", "score", "sampler", "chains", "init", "repetition", "seed"]
 GROUP = ["dataset", "score", "sampler", "chains", "init"]
@@ -63,8 +63,8 @@ def sample_leaderboard(store: Store, metrics: list[str] | None = None) -> pd.Dat
 
 
 def sample_provenance(store: Store) -> dict:
-    """The provenance (see ``bench.leaderboard.provenance``) of the sampler cells in the table."""
-    from bench.leaderboard import provenance
+    """The provenance (see ``bench.reports.tables.provenance``) of the sampler cells in the table."""
+    from bench.reports.tables import provenance
 
     cells = sample_scores(store).drop_duplicates("key")
     return provenance(store, cells.assign(protocol="default"))

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 from bench.errors import UsageError
 from bench.plugins import error_line
-from bench.store import CellResult
+from bench.store.database import CellResult
 
 #: Seconds to wait for a scheduler before calling the address unreachable.
 CONNECT_TIMEOUT = "5s"
@@ -61,7 +61,7 @@ def dask_cells(config: dict, device: str, keys: list[str], timeout: float | None
     import torch
     from distributed import get_worker
 
-    from bench.executors import isolated_runner, worker_runner
+    from bench.grid.executors import isolated_runner, worker_runner
 
     worker = get_worker()
     host = worker.address.rsplit(":", 1)[0]
@@ -167,7 +167,7 @@ async def _stop_workers(nannies: list) -> None:
 def warm_worker(config: dict, device: str, timeout: float | None) -> None:
     """Build the grid in a worker before its first cell (a task pinned to each worker)."""
     if not timeout:
-        from bench.executors import worker_runner
+        from bench.grid.executors import worker_runner
 
         worker_runner(config, device)
 

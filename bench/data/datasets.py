@@ -2,7 +2,7 @@
 
 Shipped with scikit-image: ``skimage-gray``, ``skimage-color``, ``lfw-faces``.
 From a user-given path: ``folder:PATH``. Datasets fetched by name (Set12,
-MNIST, ...) are in ``bench.standard_datasets``.
+MNIST, ...) are in ``bench.data.standard``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.content_hash import sha256_files
+from bench.data.content_hash import sha256_files
 from bench.errors import UsageError
 from bench.seeding import identity_hash
 

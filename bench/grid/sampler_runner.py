@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import sample_metrics
 from bench.device import synchronize
-from bench.outputs import to_uint8
+from bench.grid.outputs import to_uint8
+from bench.grid.sampler_cells import SamplerCell, SamplingData, SamplingGrid
 from bench.plugins import error_line
-from bench.sampler_grid import SamplerCell, SamplingData, SamplingGrid
-from bench.sampling import SampleResult, initial_state, make_generator, run_chains
-from bench.score import as_score
+from bench.sampling import sample_metrics
+from bench.sampling.samplers import SampleResult, initial_state, make_generator, run_chains
+from bench.sampling.score import as_score
 from bench.seeding import noise_seed
-from bench.store import CellResult
+from bench.store.database import CellResult
 
 #: The "image id" under which a sampler cell's metrics travel in a CellResult.
 SCORE_ID = "samples"
@@ -63,7 +63,7 @@ def save_grid(path: Path, samples: torch.Tensor) -> None:
 def save_samples(folder: Path, cell: SamplerCell, result: SampleResult, metrics: dict,
                  data: SamplingData) -> None:
     """samples.pt, metrics.json and a picture (grid.png for images, scatter.png for 2-D points)."""
-    from bench.sample_figures import save_scatter
+    from bench.sampling.figures import save_scatter
 
     folder.mkdir(parents=True, exist_ok=True)
     samples = result.samples.cpu()

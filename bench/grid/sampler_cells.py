@@ -19,16 +19,16 @@ from itertools import product
 
 import torch
 
-from bench import classifier_metrics, sample_metrics
-from bench.classifier import Judge, judge_for
 from bench.errors import UsageError
-from bench.model_store import has_splits
-from bench.grid import Denoiser, build_denoiser, model_identity, model_spec
+from bench.grid.cells import Denoiser, build_denoiser, model_identity, model_spec
 from bench.plugins import source_fingerprint
 from bench.registry import Entry, Registry
-from bench.sampling import INITS, Sampler, check_count, stack_items
+from bench.sampling import classifier_metrics, sample_metrics
+from bench.sampling.classifier import Judge, judge_for
+from bench.sampling.samplers import INITS, Sampler, check_count, stack_items
 from bench.seeding import identity_hash, noise_seed
 from bench.specs import Spec, parse_spec
+from bench.training.model_store import has_splits
 
 #: Number of true samples drawn as reference when the distribution is known.
 REFERENCE_N = 1000
@@ -194,7 +194,7 @@ def sampler_cell_key(config, data: SamplingData, dataset: str, score: Denoiser, 
 def build_sampling(config, registry: Registry) -> SamplingGrid | None:
     """Resolve the config's ``[[sampling]]`` tables into sampler cells (None when it has none).
 
-    Call inside the run's model context (``bench.grid.build_grid`` does), so
+    Call inside the run's model context (``bench.grid.cells.build_grid`` does), so
     learned score models and classifiers load or train where the run keeps models.
     """
     if not config.sampling:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.errors import UsageError
-from bench.levels import LevelScale
+from bench.noise.levels import LevelScale
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,8 +99,8 @@ class CellResult:
 class Store:
     """A thin layer over one SQLite file.
 
-    ``selection`` (a ``bench.selection.Selection``) narrows what the tables read
-    from it (``bench.leaderboard.latest_done_cells``); None reads every cell.
+    ``selection`` (a ``bench.store.selection.Selection``) narrows what the tables read
+    from it (``bench.reports.tables.latest_done_cells``); None reads every cell.
     """
 
     def __init__(self, path: str | Path, create: bool = True):
@@ -162,7 +162,7 @@ class Store:
                             (degradation, scale.to_json()))
 
     def level_scales(self) -> dict[str, LevelScale]:
-        """How each degradation in the store shows its levels (see ``bench.levels``)."""
+        """How each degradation in the store shows its levels (see ``bench.noise.levels``)."""
         return {name: LevelScale.from_json(text)
                 for name, text in self.db.execute("SELECT * FROM level_scales")}
 
@@ -245,7 +245,7 @@ class Store:
                     "INSERT INTO image_times VALUES (?, ?, ?)",
                     [(cell.key, image, s) for image, s in result.image_seconds.items()])
 
-    # costs (see bench.cost)
+    # costs (see bench.grid.cost)
     def has_cost(self, dataset: str, denoiser: str, identity: str, device: str, shape: str) -> bool:
         """Whether this measurement exists, taken with nothing running beside it."""
         row = self.db.execute("SELECT 1 FROM costs WHERE dataset = ? AND denoiser = ? AND identity = ? "
@@ -255,7 +255,7 @@ class Store:
 
     def record_cost(self, run_id: str, dataset: str, denoiser: str, identity: str, device: str,
                     images: int, cost, concurrent: int = 0) -> None:
-        """Write one ``bench.cost.Cost``; ``concurrent``: cells that ran beside the measurement."""
+        """Write one ``bench.grid.cost.Cost``; ``concurrent``: cells that ran beside the measurement."""
         with self._transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO costs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

@@ -29,7 +29,7 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
-from bench.content_hash import sha256_files
+from bench.data.content_hash import sha256_files
 from bench.errors import UsageError
 from bench.scoped import set_for_block
 

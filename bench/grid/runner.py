@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.datasets import ImageSet
-from bench.degradations import Degradation
+from bench.data.datasets import ImageSet
 from bench.device import synchronize
-from bench.grid import Cell, Denoiser, Grid
-from bench.outputs import output_dir, save_outputs
+from bench.grid.cells import Cell, Denoiser, Grid
+from bench.grid.outputs import output_dir, save_outputs
+from bench.grid.sampler_runner import run_sampler_cell
+from bench.noise.degradations import Degradation
+from bench.noise.vst import AnscombeDenoiser
 from bench.plugins import error_line
-from bench.sampler_runner import run_sampler_cell
 from bench.seeding import noise_seed
-from bench.store import CellResult
-from bench.vst import AnscombeDenoiser
+from bench.store.database import CellResult
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Batch:
     level: torch.Tensor
 
     def denoise(self, model, mode: str) -> torch.Tensor:
-        """Call a denoiser the way the cell's mode says (see ``bench.grid.call_mode``)."""
+        """Call a denoiser the way the cell's mode says (see ``bench.grid.cells.call_mode``)."""
         if mode == "anscombe":
             return AnscombeDenoiser(model)(self.y, self.level)
         if mode == "peak":  # one that also serves Gaussian data takes the peak by name

@@ -8,7 +8,7 @@ hash), options and seed, library versions, final train/validation loss. The
 file name carries a hash of (learner, data, options), so a run asking for the
 default model of a dataset finds the one trained before, and trains it (once)
 when it is missing. A loaded model carries ``fingerprint`` = the hash of its
-weights, which ``bench.grid`` puts in the cell key.
+weights, which ``bench.grid.cells`` puts in the cell key.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ import torch
 from bench.device import resolve_device
 from bench.errors import Skip, UsageError
 from bench.files import atomic_write
-from bench.scoped import set_for_block
 from bench.plugins import error_line, get_plugin_set
 from bench.provenance import versions
 from bench.registry import Registry
+from bench.scoped import set_for_block
 from bench.seeding import identity_hash
 from bench.specs import Spec, parse_spec
-from bench.training import (TrainOptions, TrainResult, check_trainable, seeded_init,
-                            split_validation, train)
+from bench.training.loop import (TrainOptions, TrainResult, check_trainable, seeded_init,
+                                 split_validation, train)
 
 DEFAULT_MODELS_DIR = "results/models"
 #: Dataset parameters that say where the data is, not what it is: left out of identities.

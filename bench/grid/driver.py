@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from bench.grid import Cell, Grid
-from bench.store import Store
+from bench.grid.cells import Cell, Grid
+from bench.store.database import Store
 
 
 @dataclass
@@ -89,8 +89,8 @@ def measure_costs(grid: Grid, store: Store, run_id: str, device, quiet: bool = F
     """
     import torch
 
-    from bench import cost
-    from bench.grid import model_identity
+    from bench.grid import cost
+    from bench.grid.cells import model_identity
     from bench.plugins import error_line
     from bench.seeding import identity_hash
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.datasets import ImageSet
+from bench.data.datasets import ImageSet
 from bench.errors import UsageError
-from bench.score import ScoreFn
+from bench.sampling.score import ScoreFn
 from bench.specs import Spec
 
 INITS = ("noise", "data")

@@ -2,7 +2,7 @@
 
 ``set12``, ``bsd68`` (gray) and ``cbsd68``, ``kodak24``, ``mcmaster`` (colour)
 are the files behind the published tables, pinned by the FFDNet manifest
-(``bench/data/ffdnet-testsets.json``) and fetched with ``bench.fetching``.
+(``bench/data/ffdnet-testsets.json``) and fetched with ``bench.data.fetching``.
 ``urban100`` comes through ``deepinv.datasets.Urban100HR`` and ``mnist`` /
 ``fashion-mnist`` through torchvision, each with its owner's checksums.
 ``gray=1`` turns a colour set gray as MATLAB's ``rgb2gray`` does (the papers'
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from bench import fetching
-from bench.datasets import IMAGE_SUFFIXES, ImageSet, center_crop, to_tensor
+from bench.data import fetching
+from bench.data.datasets import IMAGE_SUFFIXES, ImageSet, center_crop, to_tensor
 from bench.errors import UsageError
 
 FFDNET_MANIFEST = "ffdnet-testsets"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from bench.errors import UsageError
-from bench.levels import GAUSSIAN, POISSON, LevelScale
+from bench.noise.levels import GAUSSIAN, POISSON, LevelScale
 from bench.specs import parse_number
 
 

@@ -1,7 +1,7 @@
 """Labels of the digit-like sets (MNIST, Fashion-MNIST): images with their classes, one split at a time.
 
 The sample metrics' classifier trains on them. The files come through the
-registered datasets' own fetching (``bench.standard_datasets``, torchvision
+registered datasets' own fetching (``bench.data.standard``, torchvision
 with its checksums, under ``--data-root``); ``ImageSet`` carries no labels.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from bench import standard_datasets
+from bench.data import standard
 from bench.errors import UsageError
 
 #: Registry name -> the set that fetches and opens it.
-LABELLED = {digits.name: digits for digits in (standard_datasets.MNIST, standard_datasets.FASHION_MNIST)}
+LABELLED = {digits.name: digits for digits in (standard.MNIST, standard.FASHION_MNIST)}
 CLASSES = 10
 
 

@@ -1,0 +1,1 @@
+"""The grid: cells (denoiser and sampler) keyed by what makes their numbers, run, scored, executed."""

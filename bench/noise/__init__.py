@@ -1,0 +1,1 @@
+"""Noise: seeded degradations, how their levels are shown, variance stabilisation."""

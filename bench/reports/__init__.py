@@ -1,0 +1,1 @@
+"""Reports: leaderboards (tables, then rendering), comparisons, figures, the HTML report."""

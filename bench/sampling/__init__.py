@@ -1,0 +1,1 @@
+"""Sampling: score models by Tweedie, batched samplers, sample metrics and their classifier."""

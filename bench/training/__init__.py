@@ -1,0 +1,1 @@
+"""Training: the training loop and the model store of trained checkpoints."""
