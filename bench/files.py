@@ -1,12 +1,18 @@
-"""Atomic file writes: a reader sees the finished file or the old one, never half of it."""
+"""Files: atomic writes (a reader sees the finished file or the old one, never half of it), safe names."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
 from bench.errors import UsageError
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a label: runs of other characters become one ``_``."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

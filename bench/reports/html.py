@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.files import write_texts
+from bench.files import slug, write_texts
 from bench.noise import levels
 from bench.registry import Registry
 from bench.reports import cost_columns, figures, rendering, tables
@@ -206,11 +205,6 @@ def gallery_section(store: Store, registry: Registry, metric: str, per_level: in
         save_figure(fig, figures_dir, slug(f"gallery_{pick.dataset}_{pick.image_id}_{pick.noise}_"
                                            f"{levels.label(scales, pick.noise, pick.level)}"))
     return section
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of a label."""
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
 
 
 def save_figure(fig, folder, stem: str) -> None:

@@ -23,14 +23,14 @@ from torch import nn
 from bench.data.labelled import CLASSES, LABELLED, load_labelled
 from bench.device import resolve_device
 from bench.errors import UsageError
-from bench.files import atomic_write
+from bench.files import atomic_write, slug
 from bench.provenance import versions
 from bench.registry import Registry
 from bench.sampling import classifier_metrics
 from bench.seeding import identity_hash
 from bench.specs import Spec
 from bench.training.loop import adam, seeded_init
-from bench.training.model_store import is_complete, meta_path, model_context, slug, tensors_hash
+from bench.training.model_store import is_complete, meta_path, model_context, tensors_hash
 
 #: Images per forward pass when extracting features.
 FEATURE_BATCH = 2000

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import inspect
 import json
-import re
 import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import torch
 
 from bench.device import resolve_device
 from bench.errors import Skip, UsageError
-from bench.files import atomic_write
+from bench.files import atomic_write, slug
 from bench.plugins import error_line, get_plugin_set
 from bench.provenance import versions
 from bench.registry import Registry
@@ -172,10 +171,6 @@ def request_hash(learner: Learner, data: TrainingData, options: TrainOptions) ->
     identity = {"learner": learner.name, "version": learner.version, "data": data.hash,
                 "dataset": data.label, "options": options.to_dict()}
     return identity_hash(identity, 12)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
 
 
 def checkpoint_path(models_dir: Path | str, learner: Learner, data: TrainingData,
