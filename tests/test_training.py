@@ -175,6 +175,31 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     assert validation_loss(model, val, 8, amp=False) == pytest.approx(best, rel=1e-6)
 
 
+def test_the_progress_bar_closes_when_training_fails(monkeypatch):
+    from bench.training import loop
+
+    closed = []
+
+    class RecordingBar(loop.tqdm):
+        def close(self):
+            closed.append(True)
+            super().close()
+
+    class Crashing(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(()))
+
+        def forward(self, y, sigma):
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(loop, "tqdm", RecordingBar)
+    with pytest.raises(RuntimeError, match="boom") as failure:
+        train(Crashing(), torch.rand(4, 1, 8, 8), TrainOptions(epochs=1, batch_size=2), torch.device("cpu"),
+              quiet=True)
+    assert closed, f"a failed training ({failure.value}) left its progress bar open"
+
+
 def test_random_crops_are_windows_of_the_images():
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
     crops = random_crops(x, 3, torch.Generator().manual_seed(0))

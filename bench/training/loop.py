@@ -271,6 +271,76 @@ def adam(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(list(model.parameters()), lr=lr)
 
 
+@dataclass
+class Optimisation:
+    """One training step's machinery: the model, Adam, the learning-rate schedule, the AMP scaler."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler
+    amp: bool
+
+    @classmethod
+    def create(cls, model: torch.nn.Module, options: TrainOptions, total_steps: int,
+               amp: bool) -> "Optimisation":
+        optimizer = adam(model, options.lr)
+        scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+                     if options.schedule == "cosine" else None)
+        return cls(model, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=amp), amp)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """One update on the MSE of ``model(y, sigma)`` against ``x``; returns the (detached) loss."""
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            loss = F.mse_loss(self.model(y, sigma).float(), x)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss.detach()
+
+
+class BestWeights:
+    """Early stopping's memory: the best validation loss, its weights, validations since."""
+
+    def __init__(self, keep_weights: bool):
+        self.loss, self.state, self.stale, self.keep_weights = math.inf, None, 0, keep_weights
+
+    def update(self, model: torch.nn.Module, result: TrainResult, epoch: int) -> None:
+        if result.val_loss < self.loss:
+            self.loss, self.stale, result.best_epoch = result.val_loss, 0, epoch
+            if self.keep_weights:
+                self.state = copy.deepcopy(model.state_dict())
+        else:
+            self.stale += 1
+
+    def restore(self, model: torch.nn.Module, result: TrainResult) -> None:
+        """Load the best weights back (and their losses into ``result``) if a later epoch was worse."""
+        if self.state is not None and result.best_epoch != result.epochs_run:
+            model.load_state_dict(self.state)
+            best = result.history[result.best_epoch - 1]
+            result.train_loss, result.val_loss = best["train_loss"], best["val_loss"]
+
+
+def run_epoch(optimisation: Optimisation, data: torch.Tensor, order: torch.Tensor, options: TrainOptions,
+              noise: TrainingNoise, generator: torch.Generator, bar, epoch: int,
+              val_loss: float | None) -> float:
+    """One pass over ``order`` (indices into ``data``) in batches; returns the mean training loss."""
+    total = torch.zeros((), device=data.device)
+    steps = math.ceil(len(order) / options.batch_size)
+    for step in range(steps):
+        idx = order[step * options.batch_size:(step + 1) * options.batch_size]
+        total += optimisation.step(*noisy_batch(data[idx], options, noise, generator)) * len(idx)
+        bar.update(1)
+        if not bar.disable and (step % 20 == 19 or step == steps - 1):
+            seen = min(len(order), (step + 1) * options.batch_size)
+            bar.set_postfix_str(f"epoch {epoch} loss {total.item() / seen:.3g}"
+                                + (f" val {val_loss:.3g}" if val_loss else ""))
+    return total.item() / len(order)
+
+
 def train(model: torch.nn.Module, images: torch.Tensor, options: TrainOptions,
           device: torch.device, desc: str = "train", quiet: bool = False) -> TrainResult:
     """Train ``model(y, sigma)`` to return the clean image; returns the weights and losses.
@@ -285,68 +355,31 @@ def train(model: torch.nn.Module, images: torch.Tensor, options: TrainOptions,
     val = validation_set(images[val_idx], noise, options.seed, device)
     generator = torch.Generator(device=device).manual_seed(options.seed)
     model = model.to(device).train()
-    optimizer = adam(model, options.lr)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-
-    per_image = patches_per_image(data.shape[2], data.shape[3], options.patch)
-    n_items = len(data) * per_image
+    n_items = len(data) * patches_per_image(data.shape[2], data.shape[3], options.patch)
     steps_per_epoch = math.ceil(n_items / options.batch_size)
-    scheduler = None
-    if options.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=options.epochs * steps_per_epoch)
-    result = TrainResult(state_dict={})
-    best_loss, best_state, stale = math.inf, None, 0
-    seconds = 0.0
-    bar = tqdm(total=options.epochs * steps_per_epoch, desc=desc, unit="batch",
-               disable=quiet, dynamic_ncols=True, leave=not quiet)
-    for epoch in range(1, options.epochs + 1):
-        synchronize(device)
-        start = time.perf_counter()
-        order = torch.randperm(n_items, generator=generator, device=device) % len(data)
-        total = torch.zeros((), device=device)
-        for step in range(steps_per_epoch):
-            idx = order[step * options.batch_size:(step + 1) * options.batch_size]
-            x, y, sigma = noisy_batch(data[idx], options, noise, generator)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                loss = F.mse_loss(model(y, sigma).float(), x)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if scheduler is not None:
-                scheduler.step()
-            total += loss.detach() * len(idx)
-            bar.update(1)
-            if not quiet and (step % 20 == 19 or step == steps_per_epoch - 1):
-                seen = min(n_items, (step + 1) * options.batch_size)
-                bar.set_postfix_str(f"epoch {epoch} loss {total.item() / seen:.3g}"
-                                    + (f" val {result.val_loss:.3g}" if result.val_loss else ""))
-        synchronize(device)
-        seconds += time.perf_counter() - start
-        result.steps += steps_per_epoch
-        result.epochs_run = epoch
-        result.train_loss = total.item() / n_items
-        record = {"epoch": epoch, "train_loss": result.train_loss}
-        result.history.append(record)
-        if val is None or not (epoch % options.val_every == 0 or epoch == options.epochs):
-            continue
-        result.val_loss = record["val_loss"] = validation_loss(model, val, options.batch_size, amp)
-        if result.val_loss < best_loss:
-            best_loss, stale, result.best_epoch = result.val_loss, 0, epoch
-            if options.early_stopping is not None:
-                best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-        if options.early_stopping is not None and stale >= options.early_stopping:
-            result.stopped_early = True
-            break
-    bar.close()
-
-    if best_state is not None and result.best_epoch != result.epochs_run:
-        model.load_state_dict(best_state)
-        best = result.history[result.best_epoch - 1]
-        result.train_loss, result.val_loss = best["train_loss"], best["val_loss"]
+    optimisation = Optimisation.create(model, options, options.epochs * steps_per_epoch, amp)
+    result, best, seconds = TrainResult(state_dict={}), BestWeights(options.early_stopping is not None), 0.0
+    with tqdm(total=options.epochs * steps_per_epoch, desc=desc, unit="batch",
+              disable=quiet, dynamic_ncols=True, leave=not quiet) as bar:  # closed on error too
+        for epoch in range(1, options.epochs + 1):
+            synchronize(device)
+            start = time.perf_counter()
+            order = torch.randperm(n_items, generator=generator, device=device) % len(data)
+            result.train_loss = run_epoch(optimisation, data, order, options, noise, generator, bar,
+                                          epoch, result.val_loss)
+            synchronize(device)
+            seconds += time.perf_counter() - start
+            result.steps, result.epochs_run = result.steps + steps_per_epoch, epoch
+            result.history.append({"epoch": epoch, "train_loss": result.train_loss})
+            if val is None or not (epoch % options.val_every == 0 or epoch == options.epochs):
+                continue
+            result.val_loss = validation_loss(model, val, options.batch_size, amp)
+            result.history[-1]["val_loss"] = result.val_loss
+            best.update(model, result, epoch)
+            if options.early_stopping is not None and best.stale >= options.early_stopping:
+                result.stopped_early = True
+                break
+    best.restore(model, result)
     result.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     result.seconds = seconds
     result.images_per_second = n_items * result.epochs_run / seconds if seconds > 0 else 0.0
