@@ -130,7 +130,10 @@ def register_metrics(register):
 
 @hookspec
 def register_samplers(register):
-    """Register score-based samplers: ``factory(**params)`` returns a sampler.
+    """Register score-based samplers: ``factory(**params)`` returns a ``bench.sampling.samplers.Sampler``.
+
+    It gives ``schedule()`` (sigma, step size per step), ``step(x, score, step_size,
+    generator)`` for all chains at once, and optionally ``final_step(x, score_fn)``.
 
     Metadata:
 

@@ -88,7 +88,7 @@ class Langevin(FixedLevelSampler):
         # denoise=false is left out of the row name, which predates it
         return {**super().params(), **({"denoise": True} if self.denoise else {})}
 
-    def finish(self, x: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor | None:
+    def final_step(self, x: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor | None:
         if not self.denoise:
             return None
         return x + self.sigma ** 2 * score_fn(x, self.sigma)

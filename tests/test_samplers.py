@@ -78,7 +78,7 @@ def test_final_denoising_step_is_the_tweedie_posterior_mean():
     oracle = gmm.MixtureOracle(truth)
     sampler = AnnealedLangevin(sigma=0.3, sigma_max=1.0, levels=2, steps=1)
     x = torch.randn(8, 1, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(sampler.finish(x, as_score(oracle)), x / 1.09)
+    torch.testing.assert_close(sampler.final_step(x, as_score(oracle)), x / 1.09)
 
 
 @pytest.mark.parametrize("make", [
@@ -233,3 +233,10 @@ def test_a_crashing_score_model_is_recorded_as_an_error(cli, store, write_plugin
     assert result.code == 1
     (status, error), = rows(store, "SELECT status, error FROM sample_cells")
     assert status == "error" and "RuntimeError: no weights here" in error
+
+
+def test_a_sampler_written_for_the_old_finish_name_is_refused_not_silently_changed():
+    from bench.sampling.samplers import Sampler
+
+    with pytest.raises(TypeError, match="final_step"):
+        type("OldSampler", (Sampler,), {"finish": lambda self, x, score_fn: x})

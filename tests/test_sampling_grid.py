@@ -20,7 +20,7 @@ from bench.grid.sampler_cells import load_sampling_data
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
 from bench.specs import parse_spec
-from bench.store.database import Store
+from bench.store.database import SCHEMA_VERSION, Store
 from bench.training.model_store import ModelContext, using_context
 from bench_plugins import gmm
 from conftest import rows, write_labelled_blocks
@@ -55,7 +55,7 @@ class NaNs(Langevin):
 class Shrinks(Langevin):
     """Returns samples of the wrong shape."""
     name = "shrinking"
-    def finish(self, x, score_fn):
+    def final_step(self, x, score_fn):
         return x[:, :1]
 
 @bench.hookimpl
@@ -276,12 +276,14 @@ def test_old_sampler_rows_move_out_of_the_denoiser_cells(tmp_path):
                          "'langevin[steps=200] score=oracle', 0, 0, 'default', '[]', 'done', NULL, "
                          "1.5, 1.2, 1, 'cpu', '2026-01-01')")
         store.db.execute("INSERT INTO scores VALUES ('k1', 'samples', 'mmd', 0.01)")
+        store.db.execute("PRAGMA user_version = 0")  # those versions left it unset
     with Store(path):
         pass
     assert rows(path, "SELECT count(*) FROM cells") == [(0,)] and rows(path, "SELECT count(*) FROM scores") == [(0,)]
     assert rows(path, "SELECT dataset, score, sampler, chains, init, status FROM sample_cells") == [
         ("gmm2d", "oracle", "langevin[steps=200]", 200, "noise", "done")]
     assert rows(path, "SELECT cell_key, metric, value FROM sample_scores") == [("k1", "mmd", 0.01)]
+    assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]  # upgraded once, not at every open
 
 
 def test_the_report_shows_the_samplers_table_and_sample_grids(cli, store, tmp_path):

@@ -73,40 +73,70 @@ def execute(config: RunConfig, args):
     Returns the run's summary and the store's path (``sample`` runs its grid here too).
     """
     check_executor_options(args.executor, args.workers, args.scheduler, args.timeout)
-    early = None
-    if args.executor == "dask" and not has_done_cells(config.store):
-        # every cell will be pending: start the cluster now, while this process loads torch,
-        # the plugins and the data (the workers load theirs meanwhile)
-        from bench.grid.dask_executor import start_in_background
-
-        early = start_in_background(config.to_dict(), config.device, args.workers, args.scheduler,
-                                    args.timeout)
-    executor = None
+    early = start_cluster_early(config, args)
     try:
         from bench.device import resolve_device
         from bench.grid.cells import build_grid
-        from bench.grid.driver import measure_costs, run_grid
-        from bench.grid.executors import make_executor
         from bench.plugins import load_plugins
-        from bench.provenance import versions, weights
         from bench.registry import Registry
 
         plugins = load_plugins(config.plugins)
         grid = build_grid(config, Registry(plugins), quiet=args.quiet)
         device = resolve_device(config.device)
-        done = statuses_at(config.store, [cell.key for cell in grid.cells])
-        samplers = grid.sampling.cells if grid.sampling else []
-        done.update(statuses_at(config.store, [cell.key for cell in samplers], "sample_cells"))
-        # no cluster (nor child process) for a grid whose cells are all done
-        if any(done.get(cell.key) != "done" for cell in [*grid.cells, *samplers]):
-            if early is not None:
-                executor, early = early.result(), None
-                executor.attach(grid)
-            else:
-                executor = make_executor(args.executor, grid, device, args.workers, args.scheduler,
-                                         args.timeout)
-        device_name = str(device) if args.executor == "local" else f"dask:{config.device}"
+        executor = None
+        if has_pending_cells(grid, config.store):  # no cluster (nor child process) when all are done
+            executor, early = executor_for(grid, device, args, early), None
+        summary = record_run(config, args, grid, plugins, device, executor)
+    finally:
+        if early is not None and early.exception() is None:  # started, but a usage error came first
+            early.result().close()
+    print_summary(summary, config.store)
+    return summary, config.store
 
+
+def start_cluster_early(config: RunConfig, args):
+    """A future of the Dask executor when every cell will be pending, else None.
+
+    The cluster then starts while this process loads torch, the plugins and the
+    data (the workers load theirs meanwhile).
+    """
+    if args.executor != "dask" or has_done_cells(config.store):
+        return None
+    from bench.grid.dask_executor import start_in_background
+
+    return start_in_background(config.to_dict(), config.device, args.workers, args.scheduler, args.timeout)
+
+
+def has_pending_cells(grid, store: str) -> bool:
+    """Whether any denoiser or sampler cell of the grid is not done in the store."""
+    done = statuses_at(store, [cell.key for cell in grid.cells])
+    samplers = grid.sampling.cells if grid.sampling else []
+    done.update(statuses_at(store, [cell.key for cell in samplers], "sample_cells"))
+    return any(done.get(cell.key) != "done" for cell in [*grid.cells, *samplers])
+
+
+def executor_for(grid, device, args, early):
+    """The executor of the grid's pending cells: the cluster started early, or a new one."""
+    if early is None:
+        from bench.grid.executors import make_executor
+
+        return make_executor(args.executor, grid, device, args.workers, args.scheduler, args.timeout)
+    executor = early.result()
+    executor.attach(grid)
+    return executor
+
+
+def record_run(config: RunConfig, args, grid, plugins, device, executor):
+    """Run the grid into the store as one run, measure costs if asked, print the boards.
+
+    The executor (None when nothing is pending) is closed before costs are measured,
+    since nothing may run beside them, and on any error.
+    """
+    from bench.grid.driver import measure_costs, run_grid
+    from bench.provenance import versions, weights
+
+    device_name = str(device) if args.executor == "local" else f"dask:{config.device}"
+    try:
         with Store(config.store) as store:
             run_id = store.start_run(config.to_dict(), {**versions(plugins), "weights": weights(grid.denoisers)},
                                      device_name, sys.argv)
@@ -114,8 +144,8 @@ def execute(config: RunConfig, args):
             try:
                 summary = run_grid(grid, store, run_id, executor, device_name, quiet=args.quiet)
                 if executor is not None:
-                    executor.close()  # before measuring costs: nothing may run beside them
-                    executor = None
+                    executor, finished = None, executor
+                    finished.close()
                 if config.cost:
                     summary.cost_problems = measure_costs(grid, store, run_id, device, args.quiet)
                 status = "failed" if summary.failed else "done"
@@ -124,13 +154,9 @@ def execute(config: RunConfig, args):
             if not args.quiet and summary.counts["done"]:
                 print_boards(store, grid, run_id)
     finally:
-        if early is not None and early.exception() is None:  # started, but a usage error came first
-            early.result().close()
         if executor is not None:
             executor.close()
-
-    report(summary, summary.counts.total(), config.store)
-    return summary, config.store
+    return summary
 
 
 def print_boards(store: Store, grid, run_id: str) -> None:
@@ -152,9 +178,10 @@ def print_boards(store: Store, grid, run_id: str) -> None:
             pass
 
 
-def report(summary, total: int, store: str) -> None:
+def print_summary(summary, store: str) -> None:
+    """Counts by status, cost problems, and every skipped or failed cell with its reason (stderr)."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
-    print(f"{total} cells: {counts} ({summary.cached} from earlier runs); store: {store}",
+    print(f"{summary.counts.total()} cells: {counts} ({summary.cached} from earlier runs); store: {store}",
           file=sys.stderr)
     for problem in summary.cost_problems:
         print(f"  cost not measured: {problem}", file=sys.stderr)

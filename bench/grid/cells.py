@@ -18,6 +18,7 @@ from bench.plugins import error_line
 from bench.registry import Entry, Registry
 from bench.seeding import identity_hash
 from bench.specs import Spec, parse_noise, parse_spec
+from bench.store.database import CellResult
 from bench.training.model_store import ModelContext, using_context
 
 
@@ -63,6 +64,14 @@ class Denoiser:
     skip_reason: str | None = None
     build_error: str | None = None
 
+    def unbuilt_result(self) -> CellResult | None:
+        """The result of each of its cells when it was skipped or failed to build, else None."""
+        if self.skip_reason:
+            return CellResult("skipped", self.skip_reason)
+        if self.build_error:
+            return CellResult("error", self.build_error)
+        return None
+
 
 @dataclass
 class Grid:
@@ -83,6 +92,7 @@ def load_dataset(registry: Registry, spec: Spec, config: RunConfig) -> ImageSet:
 
 
 def build_denoiser(registry: Registry, spec: Spec) -> Denoiser:
+    """Build it once for all its cells: a Skip or a crash is recorded, not raised (UsageError is)."""
     entry = registry.get("denoisers", spec.name)
     denoiser = Denoiser(spec, entry)
     try:
@@ -128,14 +138,19 @@ def call_mode(spec: Spec, entry: Entry, degradation: Degradation) -> tuple[str, 
     return ("anscombe" if vst == "anscombe" else "sigma"), Spec(spec.name, {**params, "vst": vst}).label
 
 
+def dataset_identity(config: RunConfig, entry: Entry, label: str, *within) -> list:
+    """A dataset's part of a cell key: label, plugin, ``within`` (e.g. an image limit), and
+    the data folder where it decides the data (``uses_data_root``). Shared by sampler cells."""
+    return [label, entry.fingerprint, *within, config.data_root if entry.metadata.get("uses_data_root") else None]
+
+
 def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, degradation: Entry,
              level: float, denoiser: Entry, row_label: str, model_label: str,
              metrics: dict[str, tuple[object, Entry]], repetition: int,
              content_id: str | None = None) -> str:
     """Hash of everything that can change a cell's numbers (a folder's content too)."""
     identity = {
-        "dataset": [dataset_label, dataset.fingerprint, config.limit_images,
-                    config.data_root if dataset.metadata.get("uses_data_root") else None]
+        "dataset": dataset_identity(config, dataset, dataset_label, config.limit_images)
         + ([content_id] if content_id else []),
         "degradation": [degradation.name, degradation.fingerprint, float(level).hex()],
         "denoiser": [row_label, model_label, denoiser.fingerprint],

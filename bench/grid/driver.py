@@ -101,19 +101,18 @@ def measure_costs(grid: Grid, store: Store, run_id: str, device, quiet: bool = F
         identity = identity_hash([model_identity(denoiser), denoiser.entry.fingerprint])
         shape = "x".join(map(str, request.shape))
         if not store.has_cost(request.dataset, request.denoiser, identity, str(device), shape):
-            todo.append((request, denoiser, identity))
-    for request, denoiser, identity in tqdm(todo, desc="cost", unit="shape", disable=quiet or not todo,
-                                            dynamic_ncols=True):
-        model = denoiser.model
-        if isinstance(model, torch.nn.Module):
-            model = model.to(device).eval()
-        image = grid.datasets[request.dataset].images[request.image_index]
-        try:
-            measured = cost.measure(model, image, request.shape, device, seed=grid.config.seed)
-        except Exception as exc:  # a denoiser that fails here already failed its cells
-            problems.append(f"{request.denoiser} on {request.dataset} at "
-                            f"{'x'.join(map(str, request.shape))}: {error_line(exc)}")
-            continue
-        store.record_cost(run_id, request.dataset, request.denoiser, identity, str(device),
-                          request.images, measured)
+            todo.append((request, denoiser, identity, shape))
+    with tqdm(todo, desc="cost", unit="shape", disable=quiet or not todo, dynamic_ncols=True) as bar:
+        for request, denoiser, identity, shape in bar:
+            model = denoiser.model
+            if isinstance(model, torch.nn.Module):
+                model = model.to(device).eval()
+            image = grid.datasets[request.dataset].images[request.image_index]
+            try:
+                measured = cost.measure(model, image, request.shape, device, seed=grid.config.seed)
+            except Exception as exc:  # a denoiser that fails here already failed its cells
+                problems.append(f"{request.denoiser} on {request.dataset} at {shape}: {error_line(exc)}")
+                continue
+            store.record_cost(run_id, request.dataset, request.denoiser, identity, str(device),
+                              request.images, measured)
     return problems

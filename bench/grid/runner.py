@@ -82,7 +82,7 @@ def check_output(out, y: torch.Tensor) -> torch.Tensor:
     return out.to(device=y.device, dtype=torch.float32)
 
 
-def finish(images: torch.Tensor, protocol: str) -> torch.Tensor:
+def clamp_for_scoring(images: torch.Tensor, protocol: str) -> torch.Tensor:
     """Clamp to [0, 1]; the paper protocol also rounds to 8 bits (as DPIR's test script)."""
     images = images.clamp(0.0, 1.0)
     if protocol == "paper":
@@ -96,10 +96,8 @@ def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict,
 
     ``keep`` = (folder, image ids): save those outputs as PNG.
     """
-    if denoiser.skip_reason:
-        return CellResult("skipped", denoiser.skip_reason)
-    if denoiser.build_error:
-        return CellResult("error", denoiser.build_error)
+    if unbuilt := denoiser.unbuilt_result():
+        return unbuilt
     start = time.perf_counter()
     scores: dict[str, dict[str, float]] = {}
     image_seconds: dict[str, float] = {}
@@ -111,8 +109,8 @@ def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict,
                 out = batch.denoise(denoiser.model, mode)
             synchronize(device)
             per_image = (time.perf_counter() - t0) / len(batch.ids)
-            out = finish(check_output(out, batch.y), protocol)
-            clean = finish(batch.x, protocol)
+            out = clamp_for_scoring(check_output(out, batch.y), protocol)
+            clean = clamp_for_scoring(batch.x, protocol)
             if keep:
                 kept = [i for i, image_id in enumerate(batch.ids) if image_id in keep[1]]
                 save_outputs(keep[0], [batch.ids[i] for i in kept], out[kept])

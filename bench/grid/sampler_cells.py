@@ -20,7 +20,7 @@ from itertools import product
 import torch
 
 from bench.errors import UsageError
-from bench.grid.cells import Denoiser, build_denoiser, model_identity, model_spec
+from bench.grid.cells import Denoiser, build_denoiser, dataset_identity, model_identity, model_spec
 from bench.plugins import source_fingerprint
 from bench.registry import Entry, Registry
 from bench.sampling import classifier_metrics, sample_metrics
@@ -179,8 +179,7 @@ def sampler_cell_key(config, data: SamplingData, dataset: str, score: Denoiser, 
                      sampler_entry: Entry, table: SamplingTable, repetition: int) -> str:
     """Hash of everything that can change a sampler cell's numbers."""
     identity = {
-        "dataset": [dataset, data.entry.fingerprint,
-                    config.data_root if data.entry.metadata.get("uses_data_root") else None],
+        "dataset": dataset_identity(config, data.entry, dataset),
         "score": [model_identity(score), score.entry.fingerprint],
         "sampler": [sampler.label, sampler_entry.fingerprint],
         "chains": table.chains, "init": table.init, "repetition": repetition, "seed": config.seed,

@@ -94,10 +94,8 @@ def run_sampler_cell(grid: SamplingGrid, cell: SamplerCell, seed: int, device: t
     if cell.skip_reason:
         return CellResult("skipped", cell.skip_reason)
     score = grid.scores[cell.model]
-    if score.skip_reason:
-        return CellResult("skipped", score.skip_reason)
-    if score.build_error:
-        return CellResult("error", score.build_error)
+    if unbuilt := score.unbuilt_result():
+        return unbuilt
     data = grid.data[cell.dataset]
     sampler = grid.samplers[cell.sampler][0]
     start = time.perf_counter()

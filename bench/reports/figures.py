@@ -26,7 +26,7 @@ from bench.data.datasets import ImageSet
 from bench.errors import UsageError
 from bench.grid.cells import load_dataset
 from bench.grid.outputs import output_dir
-from bench.grid.runner import finish, make_batches
+from bench.grid.runner import clamp_for_scoring, make_batches
 from bench.noise import levels
 from bench.noise.levels import LevelScale
 from bench.registry import Registry
@@ -248,7 +248,8 @@ def gallery_tiles(store: Store, registry: Registry, dataset: str, noise: str, le
         "value", ascending=not higher, na_position="last")
     unit = f" {UNITS[metric]}" if metric in UNITS else ""
     protocol = first["protocol"]
-    score = registry.build("metrics", Spec(metric))(finish(noisy[None], protocol), finish(clean[None], protocol))
+    measure = registry.build("metrics", Spec(metric))
+    score = measure(clamp_for_scoring(noisy[None], protocol), clamp_for_scoring(clean[None], protocol))
     caption = f"{metric.upper()} {float(score[0]):.2f}{unit}"
     tiles = [Tile("clean", as_array(clean)), Tile("noisy input", as_array(noisy), caption)]
     for row in chosen.itertuples():

@@ -73,6 +73,11 @@ class Sampler:
     #: True when the sampler evaluates the score at several noise levels.
     requires_sigma_aware = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "finish" in vars(cls):  # a plugin written for 0.1's name would silently lose its last move
+            raise TypeError(f"{cls.__name__}.finish: Sampler.finish is now Sampler.final_step; rename it")
+
     def params(self) -> dict:
         """Every parameter, defaults resolved: the row name shows them all."""
         raise NotImplementedError
@@ -89,15 +94,11 @@ class Sampler:
     def start_sigma(self) -> float:
         return self.schedule()[0][0]
 
-    @property
-    def end_sigma(self) -> float:
-        return self.schedule()[-1][0]
-
     def step(self, x: torch.Tensor, score: torch.Tensor, step_size: float,
              generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def finish(self, x: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor | None:
+    def final_step(self, x: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor | None:
         """An optional last move (e.g. a denoising step); None when there is none."""
         return None
 
@@ -186,7 +187,7 @@ def run_chains(sampler: Sampler, score_fn: ScoreFn, x0: torch.Tensor, generator:
             if (step % check_every == 0 or step == len(schedule)) and bool((first_bad > 0).any()):
                 return result(x, step)
         steps = len(schedule)
-        final = sampler.finish(x, score_fn)
+        final = sampler.final_step(x, score_fn)
         if final is not None:
             steps += 1
             x = final

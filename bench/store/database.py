@@ -20,6 +20,8 @@ from bench.noise.levels import LevelScale
 if TYPE_CHECKING:
     import pandas as pd
 
+#: Bumped whenever SCHEMA gains a table or rows need moving; ``upgrade`` runs once per store and version.
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, started TEXT, finished TEXT, status TEXT,
@@ -118,8 +120,7 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=60000")
             if create:
-                self.db.executescript(SCHEMA)
-                migrate_sample_rows(self.db)
+                upgrade(self.db)
         except (OSError, sqlite3.OperationalError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise UsageError(f"cannot {'create' if create else 'open'} the store {self.path}: {reason}; "
@@ -342,6 +343,15 @@ def statuses_at(path: str | Path, keys: list[str], table: str = "cells") -> dict
         return {}
 
 
+def upgrade(db: sqlite3.Connection) -> None:
+    """Bring a store made by an older version up to date, once: new tables, moved sampler rows."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    db.executescript(SCHEMA)
+    migrate_sample_rows(db)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 def migrate_sample_rows(db: sqlite3.Connection) -> None:
     """Move sampler cells that older versions stored in ``cells`` (chains in ``level``) to ``sample_cells``.
 
@@ -377,7 +387,7 @@ def open_existing(path: str | Path) -> Store:
     try:
         store = Store(path, create=False)
         store.db.execute("SELECT 1 FROM cells LIMIT 1")
-        store.db.executescript(SCHEMA)  # tables added since the store was made
+        upgrade(store.db)
     except sqlite3.DatabaseError as exc:
         if store is not None:
             store.close()

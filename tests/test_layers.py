@@ -1,0 +1,74 @@
+"""The package's layers (docs/architecture.md): no module of bench imports from a layer above its own."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+#: Bottom to top. A module may import its own layer and those below, never one above.
+LAYERS = [
+    {"errors", "specs", "seeding", "scoped", "files", "device", "config"},
+    {"data", "noise"},
+    {"bench", "hookspecs", "plugins", "registry", "provenance"},
+    {"store"},
+    {"training"},
+    {"sampling"},
+    {"grid"},
+    {"reports"},
+    {"cli", "entry", "__main__"},
+]
+#: (importing module, imported module): allowed upward imports, each with its reason.
+EXCEPTIONS = {
+    # checks a plugin's ``learned=`` metadata by type, lazily, only when a plugin declares one
+    ("bench.hookspecs", "bench.training.model_store"),
+}
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    room = parts[1] if len(parts) > 1 else "bench"
+    for index, rooms in enumerate(LAYERS):
+        if room in rooms:
+            return index
+    raise AssertionError(f"{module} is in no layer: add {room!r} to LAYERS in tests/test_layers.py "
+                         "and to docs/architecture.md")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(BENCH.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(tree: ast.AST) -> set[str]:
+    """Every bench module a module imports, at the top or inside functions."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "bench"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "bench":
+            # ``from bench.reports import tables`` imports the module bench.reports.tables
+            found |= {f"{node.module}.{alias.name}" if (BENCH.parent / node.module.replace(".", "/")
+                                                         / f"{alias.name}.py").exists() else node.module
+                      for alias in node.names}
+    return found
+
+
+MODULES = sorted(BENCH.rglob("*.py"))
+
+
+def test_every_module_has_a_layer():
+    for path in MODULES:
+        layer_of(module_name(path))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(BENCH.parent)))
+def test_no_import_runs_up_a_layer(path):
+    source = module_name(path)
+    upward = sorted(target for target in imported(ast.parse(path.read_text(encoding="utf-8")))
+                    if layer_of(target) > layer_of(source) and (source, target) not in EXCEPTIONS)
+    assert not upward, f"{source} (layer {layer_of(source)}) imports from above: " + ", ".join(
+        f"{t} (layer {layer_of(t)})" for t in upward)
