@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import struct
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,27 @@ def store(tmp_path) -> Path:
 def rows(path: Path, sql: str) -> list[tuple]:
     with sqlite3.connect(path) as db:
         return db.execute(sql).fetchall()
+
+
+def done_stamps(store: Path, table: str = "cells") -> dict[str, str]:
+    """{key: updated} of the done cells in a store a running driver may still be creating."""
+    if not store.exists():  # connecting would create it under the driver
+        return {}
+    try:
+        return dict(rows(store, f"SELECT key, updated FROM {table} WHERE status = 'done'"))
+    except sqlite3.OperationalError:  # its schema is not there yet
+        return {}
+
+
+def sigkill_mid_grid(command: list, store: Path, table: str = "cells", after: int = 2) -> dict[str, str]:
+    """Run a driver, SIGKILL it once ``after`` cells of ``table`` are done; returns ``done_stamps``."""
+    driver = subprocess.Popen(command)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(done_stamps(store, table)) < after:
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    return done_stamps(store, table)
 
 
 @pytest.fixture

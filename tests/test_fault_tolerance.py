@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -12,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import rows
+from conftest import rows, sigkill_mid_grid
 
 PLUGIN = '''
 import os, signal, time
@@ -53,26 +51,10 @@ def plugin(write_plugin):
     return write_plugin(PLUGIN, "slow_plugin.py")
 
 
-def done_cells(store) -> int:
-    """Done cells in a store a running driver may still be creating (0 until its schema exists)."""
-    try:
-        return rows(store, "SELECT count(*) FROM cells WHERE status = 'done'")[0][0]
-    except sqlite3.OperationalError:
-        return 0
-
-
 def test_resume_after_sigkill_of_the_driver(plugin, tmp_path):
     killed, whole = tmp_path / "killed.sqlite", tmp_path / "whole.sqlite"
     args = [*GRID, "-m", "slow[delay=1.5]", "-m", "noisy", "--plugin", plugin, "--quiet"]
-    driver = subprocess.Popen(bench_cmd("run", *args, "--store", killed))
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if killed.exists() and done_cells(killed) >= 2:
-            break
-        time.sleep(0.1)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    done_before = dict(rows(killed, "SELECT key, updated FROM cells WHERE status = 'done'"))
+    done_before = sigkill_mid_grid(bench_cmd("run", *args, "--store", killed), killed)
     assert 2 <= len(done_before) < 8, "the driver should have been killed mid-grid"
     assert rows(killed, "PRAGMA integrity_check") == [("ok",)]
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import io
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -23,7 +20,7 @@ from bench.specs import parse_spec
 from bench.store.database import SCHEMA_VERSION, Store
 from bench.training.model_store import ModelContext, using_context
 from bench_plugins import gmm
-from conftest import rows, write_labelled_blocks
+from conftest import rows, sigkill_mid_grid, write_labelled_blocks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -87,13 +84,6 @@ def sample_board(store) -> pd.DataFrame:
     out = subprocess.run(bench_cmd("leaderboard", "--samples", "--store", store, "--format", "csv"),
                          capture_output=True, text=True, check=True).stdout
     return pd.read_csv(io.StringIO(out), comment="#")
-
-
-def done_sample_cells(store) -> int:
-    try:
-        return rows(store, "SELECT count(*) FROM sample_cells WHERE status = 'done'")[0][0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 # --- the grid from a config -----------------------------------------------------------------------
@@ -174,13 +164,8 @@ def test_sampler_cells_resume_after_a_kill_of_the_driver(plugin, tmp_path):
         'dataset = "gmm2d"\nscores = ["oracle"]\n'
         'samplers = ["slow-langevin[delay=0.1,sigma=0.05,steps=10]"]\nn = 100\nrepetitions = 6'], plugin)
     killed, whole = tmp_path / "killed.sqlite", tmp_path / "whole.sqlite"
-    driver = subprocess.Popen(bench_cmd("run", config, "--store", killed, "--device", "cpu", "--quiet"))
-    deadline = time.time() + 120
-    while time.time() < deadline and done_sample_cells(killed) < 2:
-        time.sleep(0.1)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    before = dict(rows(killed, "SELECT key, updated FROM sample_cells WHERE status = 'done'"))
+    before = sigkill_mid_grid(bench_cmd("run", config, "--store", killed, "--device", "cpu", "--quiet"),
+                              killed, "sample_cells")
     assert 2 <= len(before) < 6, "the driver should have been killed mid-grid"
     assert rows(killed, "PRAGMA integrity_check") == [("ok",)]
 
