@@ -30,8 +30,10 @@ LFW_TEST_EVERY = 5
 class ImageSet:
     """Clean images with stable ids; images may differ in size.
 
-    ``content`` (file name -> SHA-256), where the images come from files a user can
-    change, makes the content part of the cells' identity (see ``content_id``).
+    :param ids: one stable id per image (noise seeds and per-image scores use it).
+    :param images: (C, H, W) float32 tensors in [0, 1], on the CPU.
+    :param content: file name -> SHA-256, where the images come from files a user
+        can change: the content becomes part of the cells' identity (``content_id``).
     """
 
     ids: list[str]

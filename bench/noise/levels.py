@@ -15,7 +15,14 @@ STYLES = ("ascii", "unicode", "latex")
 
 @dataclass(frozen=True)
 class LevelScale:
-    """A level is shown as ``name=value*factor`` (e.g. ``sigma=15`` for 15/255)."""
+    """A level is shown as ``name=value*factor`` (e.g. ``sigma=15`` for 15/255).
+
+    :param name: the level's name in tables (``sigma``, ``peak``).
+    :param factor: multiplies the level for display (255 for sigma on the 0-255 scale).
+    :param symbols: the name per style where it differs (``{"unicode": "σ"}``).
+    :param axis_label: the x-axis label of figures.
+    :param log_axis: draw that axis on a log scale.
+    """
 
     name: str = "level"
     factor: float = 1.0

@@ -87,7 +87,7 @@ class Sampler:
         return Spec(self.name, self.params()).label
 
     def schedule(self) -> list[tuple[float, float]]:
-        """(sigma, step size) for each step, in order."""
+        """(sigma, step size) for each step, in order; the first sigma also sets the start noise."""
         raise NotImplementedError
 
     @property
@@ -96,6 +96,14 @@ class Sampler:
 
     def step(self, x: torch.Tensor, score: torch.Tensor, step_size: float,
              generator: torch.Generator) -> torch.Tensor:
+        """Move every chain once.
+
+        :param x: the chains, (N, ...) on the run's device.
+        :param score: the score at ``x`` for this step's sigma, shaped like ``x``.
+        :param step_size: this step's size from ``schedule()``.
+        :param generator: the cell's seeded generator on the device (draw all noise from it).
+        :return: the new chains.
+        """
         raise NotImplementedError
 
     def final_step(self, x: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor | None:

@@ -45,14 +45,18 @@ LOCATION_PARAMS = ("root",)
 
 @dataclass(frozen=True)
 class Learner:
-    """How the harness builds and trains one learned denoiser.
+    """How the harness builds and trains one learned denoiser (``learned=`` metadata).
 
-    ``build(channels, size)`` returns an ``nn.Module`` called as ``model(y, sigma)``;
-    ``size`` is the (H, W) it is trained on (the MLP's input size). ``defaults``
-    maps a dataset's registry name to its training options. ``infer_arch`` reads
-    ``build``'s arguments from a bare state dict (weights with no JSON, e.g.
-    deepinv's published DRUNet files). ``auto_train=False``: a run never trains
-    it (too big for a run's budget); it needs weights or ``denoise-bench train``.
+    :param name: the checkpoint family's name in the model store.
+    :param build: ``build(channels, size)`` returns an ``nn.Module`` called as
+        ``model(y, sigma)``; ``size`` is the (H, W) it is trained on (the MLP's input size).
+    :param sigma_aware: whether the model uses the sigma it gets.
+    :param defaults: a dataset's registry name -> its training options.
+    :param version: bump it when ``build`` changes: older checkpoints are not reused.
+    :param auto_train: False when a run must never train it (too big for a run's
+        budget); it then needs weights or ``denoise-bench train``.
+    :param infer_arch: reads ``build``'s arguments from a bare state dict (weights
+        with no JSON, e.g. deepinv's published DRUNet files).
     """
 
     name: str
