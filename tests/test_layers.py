@@ -72,3 +72,24 @@ def test_no_import_runs_up_a_layer(path):
                     if layer_of(target) > layer_of(source) and (source, target) not in EXCEPTIONS)
     assert not upward, f"{source} (layer {layer_of(source)}) imports from above: " + ", ".join(
         f"{t} (layer {layer_of(t)})" for t in upward)
+
+
+SCRIPTS = sorted([*(BENCH.parent / "benchmarks").glob("*.py"), *(BENCH.parent / "docs").rglob("*.py")])
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(BENCH.parent)))
+def test_scripts_beside_the_package_import_names_that_exist(path):
+    """benchmarks/ and docs/ scripts run rarely; a layout change must not leave them importing ghosts."""
+    import importlib
+
+    missing = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in {"bench", "bench_plugins"}:
+            module = importlib.import_module(node.module)
+            missing += [f"{node.module}.{alias.name}" for alias in node.names if not hasattr(module, alias.name)
+                        and importlib.util.find_spec(f"{node.module}.{alias.name}") is None]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in {"bench", "bench_plugins"}:
+                    importlib.import_module(alias.name)
+    assert not missing, f"{path.name} imports names that do not exist: {', '.join(missing)}"

@@ -1,7 +1,9 @@
-"""Panel figure of 2-D sampler runs (``denoise-bench sample ... --output DIR``) over the true density.
+"""Panel figure of 2-D sampler cells over the true density.
 
     python docs/figures/samplers_figure.py OUT.png DIR [DIR ...]
 
+Each DIR is a sampler cell's folder, ``<store folder>/samples/<cell key>/``, as
+``denoise-bench sample`` (or a run config's ``[[sampling]]`` table) writes it.
 The first panel shows true samples of the first run's dataset; each DIR adds a
 panel titled with its sampler, score model and a few of its metrics.
 """
@@ -13,7 +15,7 @@ import sys
 import torch
 from matplotlib.figure import Figure
 
-from bench.cli.sample import draw_scatter
+from bench.sampling.figures import draw_scatter
 from bench.specs import parse_spec
 from bench_plugins.gmm import gmm2d, truth_of
 
