@@ -123,6 +123,19 @@ def test_leaderboard_cost_columns(cli, costed):
     assert {r["denoiser"]: r["params"] for r in summary}["tinycnn"] == 73
 
 
+def test_wide_cost_columns_survive_a_second_protocol(cli, costed):
+    result = cli("run", "-d", "skimage-gray[crop=32]", "--limit-images", "2", "-n", "gaussian:0.1",
+                 "-m", "noisy", "-m", "median", "--protocol", "paper", "--store", costed, "--quiet")
+    assert result.code == 0, result.err
+    rows_ = leaderboard_rows(cli, costed, "--wide")
+    datasets = {r["dataset"] for r in rows_}
+    assert datasets == {"skimage-gray[crop=32] (default)", "skimage-gray[crop=32] (paper)"}
+    params = {(r["dataset"], r["denoiser"]): r["cost - params"] for r in rows_}
+    assert params[("skimage-gray[crop=32] (default)", "tinycnn")] == 73  # the join ignores the protocol
+    latency = {(r["dataset"], r["denoiser"]): r["cost - latency_ms"] for r in rows_}
+    assert latency[("skimage-gray[crop=32] (paper)", "median")] > 0
+
+
 def test_latency_beside_other_cells_is_never_shown(cli, costed):
     with sqlite3.connect(costed) as db:
         db.execute("UPDATE costs SET concurrent = 1 WHERE denoiser = 'median'")

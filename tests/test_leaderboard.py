@@ -81,6 +81,14 @@ def test_only_the_latest_done_attempt_of_a_cell_counts(store):
     assert row["n"] == 4 and row["mean"] == 40.0
 
 
+def test_the_latest_attempt_is_chosen_by_time_not_by_row_order():
+    attempts = pd.DataFrame({"cell": ["a", "a", "b", "a", "b"],
+                             "updated": ["2026-01-03", "2026-01-01", "2026-01-02", "2026-01-02", "2026-01-02"],
+                             "attempt": [1, 2, 3, 4, 5]})
+    latest = tables.latest_by(attempts, ["cell"]).set_index("cell")["attempt"]
+    assert latest.to_dict() == {"a": 1, "b": 5}  # b: a tie in time keeps the later row
+
+
 def test_wide_layout_has_one_row_per_denoiser_and_one_column_per_noise_level_metric(store):
     wide = tables.wide(store, ["psnr", "ssim"])
     assert list(wide.index) == [("set-a", "good"), ("set-a", "bad"), ("set-b", "bad"), ("set-b", "good")]

@@ -253,6 +253,14 @@ def test_report_refuses_bad_input_and_writes_nothing(tmp_path, capsys):
     assert not output.exists() and not output.parent.exists()
 
 
+def test_an_unknown_metric_stops_the_report_before_any_figure_is_written(store_path, tmp_path, capsys):
+    output, folder = tmp_path / "report.html", tmp_path / "figures"
+    assert cli(["report", "--store", str(store_path), "--metric", "nope", "--output", str(output),
+                "--figures", str(folder)]) == 2
+    assert "no scores for metric 'nope'" in capsys.readouterr().err
+    assert not output.exists() and not folder.exists()
+
+
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run",

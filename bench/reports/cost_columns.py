@@ -16,6 +16,7 @@ import pandas as pd
 
 from bench.errors import UsageError
 from bench.grid.cost import REFERENCE_SIDE, base_name
+from bench.reports.tables import latest_by
 from bench.store.database import Store
 
 #: Column -> decimals shown, in display order.
@@ -31,8 +32,7 @@ def latest_costs(store: Store) -> pd.DataFrame:
     costs = store.query("SELECT * FROM costs")
     if costs.empty:
         return costs
-    costs = costs.sort_values("updated", kind="stable")
-    costs = costs.drop_duplicates(["dataset", "denoiser", "device", "shape"], keep="last")
+    costs = latest_by(costs, ["dataset", "denoiser", "device", "shape"])
     latest_device = costs.groupby(["dataset", "denoiser"])["device"].transform("last")
     costs = costs[costs["device"] == latest_device].copy()
     isolated = costs["concurrent"].fillna(1) == 0  # latencies beside other cells are not latencies
@@ -107,10 +107,13 @@ def add_to_long(table: pd.DataFrame, store: Store) -> pd.DataFrame:
 
 
 def add_to_wide(table: pd.DataFrame, store: Store) -> pd.DataFrame:
-    """The wide table with one more group of columns, ``cost``, after the scores."""
+    """The wide table with one more group of columns, ``cost``, after the scores (joined by dataset,
+    whatever the protocol, and denoiser, ``vst`` ignored)."""
     costs = per_dataset(store)
     index = table.index.to_frame(index=False)
-    keyed = index.assign(_base=index["denoiser"].map(base_name))
+    dataset_of = table.attrs.get("dataset_of", {})
+    keyed = index.assign(dataset=index["dataset"].map(lambda label: dataset_of.get(label, label)),
+                         _base=index["denoiser"].map(base_name))
     found = keyed.merge(costs.rename(columns={"denoiser": "_base"}), on=["dataset", "_base"], how="left")
     columns = _present(found)
     out = table.copy()

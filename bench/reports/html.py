@@ -116,9 +116,12 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
 
     scored = tables.scored_metrics(store)
     metrics = list(dict.fromkeys(metrics or [m for m in tables.WIDE_METRICS if m in scored] or scored[:1]))
+    ranked = bool(metrics) and not tables.latest_done_cells(store).empty
+    for metric in metrics if ranked else []:
+        tables.check_metric(store, metric)  # before any figure is written to figures_dir
     study = sample_sections.sections(store, registry, figures_dir)
     prov = tables.provenance(store)
-    if not metrics or not tables.latest_done_cells(store).shape[0]:
+    if not ranked:
         if not study:
             raise UsageError(f"no scores in {store.path}; run `denoise-bench run` first")
         return page(f"denoise-bench report: {store.path.name}", [*study, provenance_section(store, prov)], prov)

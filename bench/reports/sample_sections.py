@@ -39,11 +39,8 @@ def compact_table(board: pd.DataFrame) -> pd.DataFrame:
 
 def latest_sample_cells(store: Store) -> pd.DataFrame:
     """Latest done sampler cell of each identity, first repetition only."""
-    cells = store.query("SELECT * FROM sample_cells WHERE status = 'done'")
-    if cells.empty:
-        return cells
-    cells = cells.sort_values("updated", kind="stable").drop_duplicates(sample_tables.IDENTITY, keep="last")
-    return cells[cells["repetition"] == cells["repetition"].min()]
+    cells = sample_tables.latest_done_sample_cells(store)
+    return cells if cells.empty else cells[cells["repetition"] == cells["repetition"].min()]
 
 
 def load_samples(store: Store, key: str) -> torch.Tensor | None:

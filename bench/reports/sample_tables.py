@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.reports.tables import summarise
+from bench.reports.tables import latest_by, provenance, summarise
 from bench.store.database import Store
 
 IDENTITY = ["dataset", "score", "sampler", "chains", "init", "repetition", "seed"]
@@ -21,12 +21,17 @@ DEFAULT_METRICS = ("classifier_fd", "classes_present", "confidence", "label_kl",
                    "sliced_wasserstein", "memorised", "diversity", "modes_covered", "mode_weight_error")
 
 
+def latest_done_sample_cells(store: Store) -> pd.DataFrame:
+    """The latest done sampler cell of each identity."""
+    cells = store.query("SELECT * FROM sample_cells WHERE status = 'done'")
+    return cells if cells.empty else latest_by(cells, IDENTITY)
+
+
 def sample_scores(store: Store) -> pd.DataFrame:
     """Metric values of the latest done sampler cell of each identity."""
-    cells = store.query("SELECT * FROM sample_cells WHERE status = 'done'")
+    cells = latest_done_sample_cells(store)
     if cells.empty:
         return pd.DataFrame(columns=IDENTITY + ["key", "metric", "value"])
-    cells = cells.sort_values("updated", kind="stable").drop_duplicates(IDENTITY, keep="last")
     scores = store.query("SELECT cell_key, metric, value FROM sample_scores")
     return cells.merge(scores, left_on="key", right_on="cell_key")
 
@@ -64,8 +69,6 @@ def sample_leaderboard(store: Store, metrics: list[str] | None = None) -> pd.Dat
 
 def sample_provenance(store: Store) -> dict:
     """The provenance (see ``bench.reports.tables.provenance``) of the sampler cells in the table."""
-    from bench.reports.tables import provenance
-
     cells = sample_scores(store).drop_duplicates("key")
     return provenance(store, cells.assign(protocol="default"))
 
@@ -76,5 +79,5 @@ def failed_sample_cells(store: Store) -> pd.DataFrame:
     cells = store.query("SELECT * FROM sample_cells")
     if cells.empty:
         return pd.DataFrame(columns=columns)
-    latest = cells.sort_values("updated", kind="stable").drop_duplicates(IDENTITY, keep="last")
+    latest = latest_by(cells, IDENTITY)
     return latest[latest["status"] != "done"][columns].reset_index(drop=True)

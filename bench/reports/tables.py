@@ -44,6 +44,11 @@ def selected(store: Store, cells: pd.DataFrame) -> pd.DataFrame:
     return store.selection.apply(cells, store) if store.selection and not cells.empty else cells
 
 
+def latest_by(cells: pd.DataFrame, identity: list[str]) -> pd.DataFrame:
+    """The latest attempt (by ``updated``) of each identity; ties keep the later row."""
+    return cells.sort_values("updated", kind="stable").drop_duplicates(identity, keep="last")
+
+
 def latest_done_cells(store: Store) -> pd.DataFrame:
     """The latest done cell of each identity, among the selected cells.
 
@@ -53,7 +58,7 @@ def latest_done_cells(store: Store) -> pd.DataFrame:
     cells = cells[~cells["key"].isin(set(store.superseded_cells()["key"]))]
     if cells.empty:
         return cells
-    return cells.sort_values("updated", kind="stable").drop_duplicates(IDENTITY, keep="last")
+    return latest_by(cells, IDENTITY)
 
 
 def latest_done_scores(store: Store, metric: str) -> pd.DataFrame:
@@ -170,7 +175,7 @@ def failed_cells(store: Store) -> pd.DataFrame:
     columns = ["dataset", "noise", "level", "denoiser", "repetition", "status", "error"]
     if cells.empty:
         return pd.DataFrame(columns=columns)
-    latest = cells.sort_values("updated", kind="stable").drop_duplicates(IDENTITY, keep="last")
+    latest = latest_by(cells, IDENTITY)
     failed = latest[latest["status"] != "done"].rename(columns={"degradation": "noise"})
     return failed.sort_values(["status", "dataset", "noise", "level", "denoiser"])[columns] \
         .reset_index(drop=True)
@@ -203,8 +208,11 @@ def wide(store: Store, metrics: tuple[str, ...] | list[str] = WIDE_METRICS) -> p
     """
     longs = [leaderboard(store, metric) for metric in metrics]
     table = pd.concat(longs, ignore_index=True)
+    dataset_of = {}  # row label -> dataset, where the label names the protocol too
     if "protocol" in table.columns:
-        table["dataset"] = table["dataset"] + " (" + table["protocol"] + ")"
+        labels = table["dataset"] + " (" + table["protocol"] + ")"
+        dataset_of = dict(zip(labels, table["dataset"]))
+        table["dataset"] = labels
     table = merge_default_vst(table, ["metric", "dataset", "noise", "level"])
     table = table.assign(noise=table["noise"].fillna("-"), level=table["level"].fillna(-1.0))  # sampler cells
     out = table.pivot_table(index=WIDE_INDEX, columns=["noise", "level", "metric"], values="mean",
@@ -217,6 +225,7 @@ def wide(store: Store, metrics: tuple[str, ...] | list[str] = WIDE_METRICS) -> p
     out = out.reindex(sorted(out.index, key=lambda k: (datasets.index(k[0]), rank[k], k[1])))
     out.attrs["higher_is_better"] = {m: t.attrs["higher_is_better"][m] for m, t in zip(metrics, longs)}
     out.attrs["level_scales"] = longs[0].attrs["level_scales"]
+    out.attrs["dataset_of"] = dataset_of
     return out
 
 
