@@ -233,3 +233,21 @@ def test_a_failure_fixed_by_a_later_run_is_not_listed(store):
     assert len(tables.failed_cells(store)) == 1
     record(store, store.run_id, "set-b", "gaussian", 15 / 255, "flaky", done([1.0, 2.0]), key="second-try")
     assert tables.failed_cells(store).empty
+
+
+def test_wide_falls_back_to_the_metric_the_store_has_like_the_report(tmp_path, capsys):
+    with Store(tmp_path / "mse.sqlite") as store:
+        store.set_metric_info("mse", False)
+        run_id = store.start_run({"seed": 7, "protocol": "default"}, {"denoise-bench": "0.1.0"}, "cpu", ["run"])
+        result = CellResult("done", denoise_seconds=0.1, scores={"im0": {"mse": 0.01}, "im1": {"mse": 0.03}})
+        record(store, run_id, "set-a", "gaussian", 15 / 255, "good", result)
+        assert tables.default_metrics(store) == ["mse"]
+    assert cli(["leaderboard", "--store", str(tmp_path / "mse.sqlite"), "--wide", "--format", "csv"]) == 0
+    assert "gaussian sigma=15 mse" in capsys.readouterr().out  # was: "no scores for metric 'psnr'"
+
+
+@pytest.mark.parametrize("protocols, kept", [(["default", "default"], False), (["default", None], False),
+                                             (["paper", "paper"], True), (["default", "paper"], True)])
+def test_the_protocol_column_shows_only_when_a_row_left_the_default(protocols, kept):
+    table = pd.DataFrame({"denoiser": ["a", "b"], "protocol": protocols})
+    assert ("protocol" in tables.without_default_protocol(table).columns) == kept

@@ -170,7 +170,7 @@ def test_metric_against_level_draws_each_mean_with_its_band(store, tmp_path):
     png, svg = figures.save_figure(fig, tmp_path, "psnr_vs_level")
     assert matplotlib.image.imread(png).shape[2] == 4
     assert ElementTree.parse(svg).getroot().tag.endswith("svg")
-    figures.save_figure(figures.runtime_vs_quality(store, "psnr"), tmp_path, "runtime")
+    figures.save_figure(figures.runtime_vs_quality(figures.runtime_table(store, "psnr"), "psnr"), tmp_path, "runtime")
     assert (tmp_path / "runtime.png").stat().st_size > 0
 
 

@@ -283,6 +283,10 @@ def test_the_report_shows_the_samplers_table_and_sample_grids(cli, store, tmp_pa
     assert '<section id="samplers">' in text and '<section id="samples">' in text
     assert "gradient-ascent[sigma=0.05" in text and text.count("data:image/png;base64,") == 1
     assert (figures / "samples_0.png").exists() and (figures / "samples_0.svg").exists()
+    again = cli("report", "--store", store, "--metric", "mmd", "--output", tmp_path / "m.html",
+                "--figures", tmp_path / "more")
+    assert again.code == 2 and "--metric chooses denoiser scores" in again.err
+    assert not (tmp_path / "m.html").exists() and not (tmp_path / "more").exists()
 
 
 @pytest.mark.parametrize("name", ["study-mnist.toml", "study-fashion-mnist.toml"])

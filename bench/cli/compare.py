@@ -64,8 +64,7 @@ def main(args) -> int:
     if pairs.empty:
         raise UsageError(f"{args.a!r} and {args.b!r} never ran on the same noisy images")
     table = tables.add_level_label(compare.compare(pairs, higher, n_boot=args.bootstrap), scales)
-    if table["protocol"].nunique(dropna=True) <= 1 and set(table["protocol"].dropna()) <= {"default"}:
-        table = table.drop(columns="protocol")
+    table = tables.without_default_protocol(table)
     direction = "higher" if higher else "lower"
     sys.stdout.write(rendering.render(table, args.format, provenance if args.format != "table" else None))
     if args.format == "table":

@@ -60,7 +60,7 @@ def build_table(store, args) -> pd.DataFrame:
     if args.published is not None and (args.wide or args.summary):
         raise UsageError("--published adds columns to the long layout; drop --wide and --summary")
     if args.wide:
-        metrics = args.metrics or [m for m in tables.WIDE_METRICS if m in scored] or ["psnr"]
+        metrics = args.metrics or tables.default_metrics(store) or ["psnr"]
         return tables.wide(store, list(dict.fromkeys(metrics)))
     boards = [tables.ranking_summary(store, m) if args.summary else tables.leaderboard(store, m)
               for m in dict.fromkeys(args.metrics or scored or ["psnr"])]

@@ -152,9 +152,8 @@ def runtime_table(store: Store, metric: str) -> pd.DataFrame:
         levels=("level", "nunique")).reset_index()
 
 
-def runtime_vs_quality(store: Store, metric: str = "psnr") -> Figure:
-    """Seconds per image (log) against mean metric, one point per denoiser, per (dataset, noise)."""
-    table = runtime_table(store, metric)
+def runtime_vs_quality(table: pd.DataFrame, metric: str = "psnr") -> Figure:
+    """Seconds per image (log) against mean metric (a ``runtime_table``), per denoiser and (dataset, noise)."""
     keys = list(dict.fromkeys(zip(table["dataset"], table["noise"])))
     fig, axes = panels(keys)
     palette = colours(table["denoiser"])

@@ -114,9 +114,12 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
     """The report's HTML. UsageError when the store has nothing to show or a metric is unknown."""
     from bench.reports import sample_sections  # it builds on this module's helpers
 
-    scored = tables.scored_metrics(store)
-    metrics = list(dict.fromkeys(metrics or [m for m in tables.WIDE_METRICS if m in scored] or scored[:1]))
-    ranked = bool(metrics) and not tables.latest_done_cells(store).empty
+    has_denoiser_scores = not tables.latest_done_cells(store).empty
+    if metrics and not has_denoiser_scores:  # sampler metrics all show in the samplers table anyway
+        raise UsageError(f"--metric chooses denoiser scores and {store.path} has none; "
+                         "leave it out to report the sampler cells")
+    metrics = list(dict.fromkeys(metrics or tables.default_metrics(store)))
+    ranked = bool(metrics) and has_denoiser_scores
     for metric in metrics if ranked else []:
         tables.check_metric(store, metric)  # before any figure is written to figures_dir
     study = sample_sections.sections(store, registry, figures_dir)
@@ -159,11 +162,12 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
         plots.parts.append(image(figures.to_png(fig), f"{metric} against noise level",
                                  f"{metric.upper()} against noise level: mean and 95% CI band over images."))
         save_figure(fig, figures_dir, f"{metric}_vs_level")
-    if figures.runtime_table(store, metrics[0]).empty:
+    runtimes = figures.runtime_table(store, metrics[0])
+    if runtimes.empty:
         plots.parts.append('<p class="note">No runtime figure: every cell ran on Dask, beside others '
                            "(<code>run --cost</code> measures latency alone).</p>")
     else:
-        fig = figures.runtime_vs_quality(store, metrics[0])
+        fig = figures.runtime_vs_quality(runtimes, metrics[0])
         plots.parts.append(image(figures.to_png(fig), "runtime against quality",
                                  f"Seconds per image against mean {metrics[0].upper()}, one point per "
                                  "denoiser (cells run in this process; Dask cells left out)."))

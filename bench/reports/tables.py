@@ -86,6 +86,12 @@ def scored_metrics(store: Store) -> list[str]:
     return sorted(set(found) & set(store.higher_is_better()))
 
 
+def default_metrics(store: Store) -> list[str]:
+    """What a wide table or a report shows unless told: PSNR and SSIM where scored, else the first metric."""
+    scored = scored_metrics(store)
+    return [m for m in WIDE_METRICS if m in scored] or scored[:1]
+
+
 def scores_for(store: Store, metric: str) -> pd.DataFrame:
     """Per-image scores with the degradation column named ``noise``; UsageError when empty."""
     check_metric(store, metric)
@@ -147,6 +153,13 @@ def add_level_label(table: pd.DataFrame, scales: dict[str, LevelScale]) -> pd.Da
     return table
 
 
+def without_default_protocol(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without its protocol column when every row used the default protocol."""
+    if set(table["protocol"].dropna()) <= {"default"}:
+        return table.drop(columns="protocol")
+    return table
+
+
 def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
     """The ranked table for one metric; rank 1 is best within (dataset, noise, level)."""
     higher = check_metric(store, metric)
@@ -162,8 +175,7 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
     table = table.merge(tied, on=["denoiser"] + within, how="left")
     table.insert(0, "metric", metric)
     table = table.sort_values(["dataset", "noise", "level", "rank", "denoiser"]).reset_index(drop=True)
-    if table["protocol"].nunique() == 1 and table["protocol"].iloc[0] == "default":
-        table = table.drop(columns="protocol")
+    table = without_default_protocol(table)
     table.attrs["higher_is_better"] = {metric: higher}
     table.attrs["level_scales"] = scales
     return table
