@@ -116,8 +116,8 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
 
     has_denoiser_scores = not tables.latest_done_cells(store).empty
     if metrics and not has_denoiser_scores:  # sampler metrics all show in the samplers table anyway
-        raise UsageError(f"--metric chooses denoiser scores and {store.path} has none; "
-                         "leave it out to report the sampler cells")
+        raise UsageError(f"--metric chooses denoiser scores and {store.path} has no done denoiser cell "
+                         "(sampler metrics all show without it)")
     metrics = list(dict.fromkeys(metrics or tables.default_metrics(store)))
     ranked = bool(metrics) and has_denoiser_scores
     for metric in metrics if ranked else []:
