@@ -56,14 +56,13 @@ def build_table(store, args) -> pd.DataFrame:
     """The table the flags ask for; UsageError (nothing written) for an unknown metric."""
     if args.samples:
         return sample_tables.sample_leaderboard(store, args.metrics)
-    scored = tables.scored_metrics(store)
     if args.published is not None and (args.wide or args.summary):
         raise UsageError("--published adds columns to the long layout; drop --wide and --summary")
     if args.wide:
         metrics = args.metrics or tables.default_metrics(store) or ["psnr"]
         return tables.wide(store, list(dict.fromkeys(metrics)))
     boards = [tables.ranking_summary(store, m) if args.summary else tables.leaderboard(store, m)
-              for m in dict.fromkeys(args.metrics or scored or ["psnr"])]
+              for m in dict.fromkeys(args.metrics or tables.scored_metrics(store) or ["psnr"])]
     table = pd.concat(boards, ignore_index=True) if len(boards) > 1 else boards[0]
     if args.published is not None:
         table = published.beside(table, [f for f in args.published if f], args.plugins,

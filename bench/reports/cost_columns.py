@@ -111,8 +111,7 @@ def add_to_wide(table: pd.DataFrame, store: Store) -> pd.DataFrame:
     whatever the protocol, and denoiser, ``vst`` ignored)."""
     costs = per_dataset(store)
     index = table.index.to_frame(index=False)
-    dataset_of = table.attrs.get("dataset_of", {})
-    keyed = index.assign(dataset=index["dataset"].map(lambda label: dataset_of.get(label, label)),
+    keyed = index.assign(dataset=index["dataset"].map(table.attrs["dataset_of"]),
                          _base=index["denoiser"].map(base_name))
     found = keyed.merge(costs.rename(columns={"denoiser": "_base"}), on=["dataset", "_base"], how="left")
     columns = _present(found)

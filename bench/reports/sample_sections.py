@@ -40,7 +40,7 @@ def compact_table(board: pd.DataFrame) -> pd.DataFrame:
 def latest_sample_cells(store: Store) -> pd.DataFrame:
     """Latest done sampler cell of each identity, first repetition only."""
     cells = sample_tables.latest_done_sample_cells(store)
-    return cells if cells.empty else cells[cells["repetition"] == cells["repetition"].min()]
+    return cells[cells["repetition"] == cells["repetition"].min()]
 
 
 def load_samples(store: Store, key: str) -> torch.Tensor | None:

@@ -23,8 +23,7 @@ DEFAULT_METRICS = ("classifier_fd", "classes_present", "confidence", "label_kl",
 
 def latest_done_sample_cells(store: Store) -> pd.DataFrame:
     """The latest done sampler cell of each identity."""
-    cells = store.query("SELECT * FROM sample_cells WHERE status = 'done'")
-    return cells if cells.empty else latest_by(cells, IDENTITY)
+    return latest_by(store.query("SELECT * FROM sample_cells WHERE status = 'done'"), IDENTITY)
 
 
 def sample_scores(store: Store) -> pd.DataFrame:

@@ -56,8 +56,6 @@ def latest_done_cells(store: Store) -> pd.DataFrame:
     """
     cells = selected(store, store.query("SELECT * FROM cells WHERE status = 'done'"))
     cells = cells[~cells["key"].isin(set(store.superseded_cells()["key"]))]
-    if cells.empty:
-        return cells
     return latest_by(cells, IDENTITY)
 
 
@@ -220,11 +218,9 @@ def wide(store: Store, metrics: tuple[str, ...] | list[str] = WIDE_METRICS) -> p
     """
     longs = [leaderboard(store, metric) for metric in metrics]
     table = pd.concat(longs, ignore_index=True)
-    dataset_of = {}  # row label -> dataset, where the label names the protocol too
-    if "protocol" in table.columns:
-        labels = table["dataset"] + " (" + table["protocol"] + ")"
-        dataset_of = dict(zip(labels, table["dataset"]))
-        table["dataset"] = labels
+    labels = table["dataset"] + " (" + table["protocol"] + ")" if "protocol" in table.columns else table["dataset"]
+    dataset_of = dict(zip(labels, table["dataset"]))  # row label -> dataset (cost columns join by it)
+    table["dataset"] = labels
     table = merge_default_vst(table, ["metric", "dataset", "noise", "level"])
     table = table.assign(noise=table["noise"].fillna("-"), level=table["level"].fillna(-1.0))  # sampler cells
     out = table.pivot_table(index=WIDE_INDEX, columns=["noise", "level", "metric"], values="mean",
