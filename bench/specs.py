@@ -69,6 +69,25 @@ class Spec:
         return hash(self.label)
 
 
+#: Parameters that name a place on disk (a folder, a weights file), not what is in it.
+PATH_PARAMS = ("root", "path", "weights", "data_root")
+
+
+def without_paths(label: str) -> str | None:
+    """The label with every place on disk left out (``folder:PATH`` -> ``folder:``, ``root=``,
+    ``weights=`` ... dropped), or None when it names none. Identities use it with the content's hash
+    instead, so the same files spelt two ways (relative, absolute, ``~``) are one thing."""
+    try:
+        spec = parse_spec(label)
+    except UsageError:
+        return None
+    params = {k: v for k, v in spec.params.items() if k not in PATH_PARAMS}
+    prefix, colon, place = spec.name.partition(":")
+    if len(params) == len(spec.params) and not (colon and place):
+        return None
+    return Spec(prefix + colon, params).label
+
+
 def parse_spec(text: str, what: str = "plugin") -> Spec:
     """Parse ``name`` or ``name[k=v,...]``; raise UsageError on malformed text."""
     match = _SPEC.match(text.strip())

@@ -33,7 +33,8 @@ from results_file import update_section  # noqa: E402
 from bench.data.datasets import ImageSet, skimage_gray  # noqa: E402
 from bench.grid.cells import Denoiser  # noqa: E402
 from bench.grid.metrics import psnr  # noqa: E402
-from bench.grid.runner import make_batches, run_cell  # noqa: E402
+from bench.grid.inputs import make_batches  # noqa: E402
+from bench.grid.runner import run_cell  # noqa: E402
 from bench.noise.degradations import GaussianDegradation  # noqa: E402
 from bench.plugins import get_plugin_set  # noqa: E402
 from bench.registry import Registry  # noqa: E402

@@ -14,7 +14,7 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_
 
 import bench
 from bench.data.datasets import skimage_color, skimage_gray
-from bench.grid.runner import make_batches
+from bench.grid.inputs import make_batches
 from bench.noise.degradations import GaussianDegradation
 from bench.plugins import get_plugin_set
 from bench.registry import Registry

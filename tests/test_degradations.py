@@ -6,7 +6,7 @@ import torch
 
 from bench.data.datasets import ImageSet, skimage_gray
 from bench.errors import UsageError
-from bench.grid.runner import make_batches
+from bench.grid.inputs import make_batches
 from bench.noise.degradations import GaussianDegradation, PoissonDegradation
 from bench.seeding import noise_seed
 

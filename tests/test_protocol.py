@@ -17,9 +17,9 @@ import torch
 from skimage import data, io
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench.data.datasets import folder
+from bench.data.datasets import folder, noise_name
 from bench.grid.outputs import output_dir
-from bench.grid.runner import make_batches
+from bench.grid.inputs import make_batches
 from bench.noise.degradations import GaussianDegradation
 from bench_plugins.basic_denoisers import GaussianFilter
 from conftest import rows
@@ -70,7 +70,7 @@ def test_paper_protocol_psnr_is_dpirs_psnr_on_8_bit_images(cli, store, image_fol
     for image_id, clean in zip(images.ids, images.images):
         truth = io.imread(image_folder / f"{image_id}.png")
         one = type(images)([image_id], [clean])
-        batch, = make_batches(one, dataset, GaussianDegradation(), SIGMA, 0, 0, 1, torch.device("cpu"))
+        batch, = make_batches(one, noise_name(dataset, images), GaussianDegradation(), SIGMA, 0, 0, 1, torch.device("cpu"))
         for name, output in (("gaussian-filter", model(batch.y, batch.sigma)), ("noisy", batch.y)):
             estimate = dpir_uint8(output[0])
             expected = dpir_psnr(estimate, truth)

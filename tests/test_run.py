@@ -9,7 +9,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
 from bench.data.datasets import skimage_gray
-from bench.grid.runner import make_batches
+from bench.grid.inputs import make_batches
 from bench.noise.degradations import GaussianDegradation
 
 from conftest import rows

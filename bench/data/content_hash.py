@@ -1,4 +1,8 @@
-"""SHA-256 of files, cached by (size, mtime) so a large folder is not re-read every run.
+"""SHA-256 of files, cached by (size, mtime, ctime, inode) so a large folder is not re-read every run.
+
+Size and mtime alone can be preserved while the bytes change (archives and ``cp -p``
+restore timestamps); the inode change time cannot be set by a user and changes
+whenever a file is written, replaced or extracted again, so such a file is re-hashed.
 
 The cache is one JSON file in the user's cache folder (``$XDG_CACHE_HOME`` or
 ``~/.cache``, then ``denoise-bench``); when it cannot be written, hashes are
@@ -30,8 +34,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_stamp(path: Path) -> list[int]:
+    """What must not change for a cached hash to stand: size, mtime, ctime and inode."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
 def sha256_files(paths: list[Path]) -> dict[Path, str]:
-    """The SHA-256 of each file, reusing cached hashes whose size and mtime still match."""
+    """The SHA-256 of each file, reusing cached hashes whose ``file_stamp`` still matches."""
     cache_file = cache_path()
     try:
         cache = json.loads(cache_file.read_text())
@@ -39,14 +49,13 @@ def sha256_files(paths: list[Path]) -> dict[Path, str]:
         cache = {}
     hashes, changed = {}, False
     for path in paths:
-        stat = path.stat()
         key = str(path.resolve())
-        stamp = [stat.st_size, stat.st_mtime_ns]
+        stamp = file_stamp(path)
         cached = cache.get(key)
-        if not cached or cached[:2] != stamp:
+        if not cached or cached[:-1] != stamp:
             cache[key] = stamp + [sha256_file(path)]
             changed = True
-        hashes[path] = cache[key][2]
+        hashes[path] = cache[key][-1]
     if changed:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import torch
 from bench.data.content_hash import sha256_files
 from bench.errors import UsageError
 from bench.seeding import identity_hash
+from bench.specs import without_paths
 
 SKIMAGE_GRAY = ("camera", "moon", "coins", "text", "page", "brick", "grass", "gravel", "clock", "cell")
 SKIMAGE_COLOR = ("astronaut", "chelsea", "coffee", "immunohistochemistry", "rocket")
@@ -39,12 +40,20 @@ class ImageSet:
     ids: list[str]
     images: list[torch.Tensor]
     content: dict[str, str] | None = field(default=None, kw_only=True)
+    #: Images in the whole set when this is its first ``len(self)`` (``limit``), else None.
+    subset_of: int | None = field(default=None, kw_only=True)
 
     def limit(self, n: int | None) -> "ImageSet":
-        if n is None:
+        """The first n images (the set itself when it has no more than n)."""
+        if n is None or n >= len(self):
             return self
         content = None if self.content is None else dict(list(self.content.items())[:n])
-        return ImageSet(self.ids[:n], self.images[:n], content=content)
+        return ImageSet(self.ids[:n], self.images[:n], content=content, subset_of=len(self))
+
+    @property
+    def subset(self) -> str | None:
+        """``first 3 of 12`` for a limited set, None for a whole one (tables label and rank by it)."""
+        return None if self.subset_of is None else f"first {len(self)} of {self.subset_of}"
 
     @cached_property
     def content_id(self) -> str | None:
@@ -53,6 +62,18 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def noise_name(label: str, images: ImageSet) -> str:
+    """The dataset's name in noise seeds and cell keys: its label, or where the label names a
+    place on disk and the files' content is known, the label without the place plus the content.
+
+    So a folder's noise follows its content, not the way its path is written.
+    """
+    placeless = without_paths(label)
+    if placeless is None or images.content_id is None:
+        return label
+    return f"{placeless}@{images.content_id}"
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:

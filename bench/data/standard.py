@@ -11,6 +11,7 @@ scripts): 0.2989 R + 0.5870 G + 0.1140 B, rounded to 8 bits.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,7 +200,9 @@ class TorchvisionDigits:
     def load(self, root: str | None = None, split: str = "test") -> ImageSet:
         data = self.open(root, split)
         images = data.data.float().div(255.0).unsqueeze(1)
-        return ImageSet([f"{split}{i:05d}" for i in range(len(images))], list(images))
+        pixels = hashlib.sha256(data.data.contiguous().numpy().tobytes()).hexdigest()
+        return ImageSet([f"{split}{i:05d}" for i in range(len(images))], list(images),
+                        content={f"{self.class_name} {split} pixels": pixels})
 
 
 MNIST = TorchvisionDigits("mnist", "MNIST")

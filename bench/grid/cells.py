@@ -6,18 +6,21 @@ is written, so a usage error leaves no trace.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
 from itertools import product
 
 from bench.config import RunConfig
 from bench.data import fetching
-from bench.data.datasets import ImageSet
+from bench.data.datasets import ImageSet, noise_name
 from bench.errors import Skip, UsageError
 from bench.noise.degradations import Degradation
-from bench.plugins import error_line
+from bench.plugins import error_line, source_fingerprint
 from bench.registry import Entry, Registry
 from bench.seeding import identity_hash
-from bench.specs import Spec, parse_noise, parse_spec
+from bench.specs import Spec, parse_noise, parse_spec, without_paths
 from bench.store.database import CellResult
 from bench.training.model_store import ModelContext, using_context
 
@@ -44,6 +47,8 @@ class Cell:
     model: str = field(compare=False)
     mode: str = field(compare=False)
     key: str = field(compare=False)
+    #: None for the whole dataset, else ``ImageSet.subset`` (``first 3 of 12``).
+    subset: str | None = field(default=None, compare=False)
 
     def describe(self) -> str:
         return f"{self.denoiser} on {self.dataset} {self.degradation}:{self.level:.4g} rep {self.repetition}"
@@ -120,9 +125,33 @@ def model_spec(spec: Spec, entry: Entry, dataset: str, degradation: str | None =
 
 
 def model_identity(denoiser: Denoiser) -> str:
-    """The built model's label, plus its ``fingerprint`` (e.g. a checkpoint's hash) if it has one."""
+    """The built model's label, plus its ``fingerprint`` (e.g. a checkpoint's hash) if it has one;
+    then a weights file's path is left out (the hash says which weights)."""
     fingerprint = getattr(denoiser.model, "fingerprint", None)
-    return denoiser.spec.label if fingerprint is None else f"{denoiser.spec.label}@{fingerprint}"
+    if fingerprint is None:
+        return denoiser.spec.label
+    return f"{without_paths(denoiser.spec.label) or denoiser.spec.label}@{fingerprint}"
+
+
+#: Harness modules whose code turns pixels into numbers: noise draws, transforms, clamping, scoring.
+NUMERIC_MODULES = ("bench.seeding", "bench.noise.degradations", "bench.noise.vst", "bench.noise.levels",
+                   "bench.data.datasets", "bench.grid.inputs", "bench.grid.scoring", "bench.grid.metrics")
+#: Distributions whose versions can change a number (absent ones count as absent).
+NUMERIC_LIBRARIES = ("torch", "numpy", "scipy", "scikit-image", "PyWavelets", "deepinv", "bm3d")
+
+
+@cache
+def numeric_code() -> dict:
+    """Source hashes of ``NUMERIC_MODULES`` and versions of ``NUMERIC_LIBRARIES``: part of every cell key."""
+    return {"modules": {name: source_fingerprint(importlib.import_module(name)) for name in NUMERIC_MODULES},
+            "libraries": {name: installed_version(name) for name in NUMERIC_LIBRARIES}}
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def call_mode(spec: Spec, entry: Entry, degradation: Degradation) -> tuple[str, str]:
@@ -138,22 +167,30 @@ def call_mode(spec: Spec, entry: Entry, degradation: Degradation) -> tuple[str, 
     return ("anscombe" if vst == "anscombe" else "sigma"), Spec(spec.name, {**params, "vst": vst}).label
 
 
-def dataset_identity(config: RunConfig, entry: Entry, label: str, *within) -> list:
-    """A dataset's part of a cell key: label, plugin, ``within`` (e.g. an image limit), and
-    the data folder where it decides the data (``uses_data_root``). Shared by sampler cells."""
+def dataset_identity(config: RunConfig, entry: Entry, label: str, *within, images: ImageSet | None = None) -> list:
+    """A dataset's part of a cell key: its name, plugin, ``within`` (e.g. an image limit).
+
+    With ``images`` whose files' content is known, the name is ``noise_name`` (no path, the
+    content instead); otherwise the data folder counts where it decides the data
+    (``uses_data_root``). Shared by sampler cells.
+    """
+    if images is not None and images.content_id is not None:
+        return [noise_name(label, images), entry.fingerprint, *within, images.content_id]
     return [label, entry.fingerprint, *within, config.data_root if entry.metadata.get("uses_data_root") else None]
 
 
-def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, degradation: Entry,
-             level: float, denoiser: Entry, row_label: str, model_label: str,
-             metrics: dict[str, tuple[object, Entry]], repetition: int,
-             content_id: str | None = None) -> str:
-    """Hash of everything that can change a cell's numbers (a folder's content too)."""
+def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: ImageSet, degradation: Entry,
+             level: float, denoiser: Denoiser, row_label: str,
+             metrics: dict[str, tuple[object, Entry]], repetition: int) -> str:
+    """Hash of everything that can change a cell's numbers: the data (its content, not its
+    path), the image subset, the plugins' code, the harness's numeric code and libraries."""
+    if getattr(denoiser.model, "fingerprint", None) is not None:  # the weights' hash, not their path
+        row_label = without_paths(row_label) or row_label
     identity = {
-        "dataset": dataset_identity(config, dataset, dataset_label, config.limit_images)
-        + ([content_id] if content_id else []),
+        "dataset": dataset_identity(config, dataset, dataset_label, images.subset, images=images),
         "degradation": [degradation.name, degradation.fingerprint, float(level).hex()],
-        "denoiser": [row_label, model_label, denoiser.fingerprint],
+        "denoiser": [row_label, model_identity(denoiser), denoiser.entry.fingerprint],
+        "harness": numeric_code(),
         "metrics": sorted([name, entry.fingerprint] for name, (_, entry) in metrics.items()),
         "seed": config.seed,
         "protocol": config.protocol,
@@ -208,8 +245,8 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
         if built.label not in denoisers:
             denoisers[built.label] = build_denoiser(registry, built)
         mode, row = call_mode(spec, entry, degradations[degradation][0])
-        key = cell_key(config, dataset_entries[dataset], dataset, degradations[degradation][1],
-                       level, entry, row, model_identity(denoisers[built.label]), metrics, repetition,
-                       datasets[dataset].content_id)
-        cells.append(Cell(dataset, degradation, level, row, repetition, built.label, mode, key))
+        key = cell_key(config, dataset_entries[dataset], dataset, datasets[dataset],
+                       degradations[degradation][1], level, denoisers[built.label], row, metrics, repetition)
+        cells.append(Cell(dataset, degradation, level, row, repetition, built.label, mode, key,
+                          datasets[dataset].subset))
     return Grid(config, datasets, dataset_entries, degradations, denoisers, metrics, cells)

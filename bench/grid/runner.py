@@ -3,91 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from bench.data.datasets import ImageSet
+from bench.data.datasets import noise_name
 from bench.device import synchronize
 from bench.grid.cells import Cell, Denoiser, Grid
+from bench.grid.inputs import Batch, make_batches
 from bench.grid.outputs import output_dir, save_outputs
 from bench.grid.sampler_runner import run_sampler_cell
-from bench.noise.degradations import Degradation
-from bench.noise.vst import AnscombeDenoiser
+from bench.grid.scoring import check_output, clamp_for_scoring, metric_values
 from bench.plugins import error_line
-from bench.seeding import noise_seed
 from bench.store.database import CellResult
-
-
-@dataclass
-class Batch:
-    """Images of one shape: ids, clean x, noisy y, Gaussian-equivalent sigma and level."""
-
-    ids: list[str]
-    x: torch.Tensor
-    y: torch.Tensor
-    sigma: torch.Tensor
-    level: torch.Tensor
-
-    def denoise(self, model, mode: str) -> torch.Tensor:
-        """Call a denoiser the way the cell's mode says (see ``bench.grid.cells.call_mode``)."""
-        if mode == "anscombe":
-            return AnscombeDenoiser(model)(self.y, self.level)
-        if mode == "peak":  # one that also serves Gaussian data takes the peak by name
-            return getattr(model, "denoise_poisson", model)(self.y, self.level)
-        return model(self.y, self.sigma)
-
-
-class DenoiserOutputError(Exception):
-    """A denoiser returned something that cannot be scored."""
-
-
-def shape_batches(images: ImageSet, batch_size: int) -> list[list[int]]:
-    """Indices of same-shaped images, in chunks of at most batch_size, in dataset order."""
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, image in enumerate(images.images):
-        groups[tuple(image.shape)].append(i)
-    return [idx[i:i + batch_size] for idx in groups.values() for i in range(0, len(idx), batch_size)]
-
-
-def make_batches(images: ImageSet, dataset: str, degradation: Degradation, level: float,
-                 repetition: int, base_seed: int, batch_size: int, device: torch.device) -> list[Batch]:
-    """Seeded noisy inputs for a whole dataset, drawn per image on the CPU."""
-    batches = []
-    for idx in shape_batches(images, batch_size):
-        ids = [images.ids[i] for i in idx]
-        clean = [images.images[i] for i in idx]
-        seeds = [noise_seed(base_seed, dataset, i, degradation.name, level, repetition) for i in ids]
-        y = degradation.apply(clean, level, seeds).to(device)
-        levels = torch.full((len(ids),), float(level), device=device)
-        batches.append(Batch(ids, torch.stack(clean).to(device), y, degradation.sigma(y, level), levels))
-    return batches
-
-
-def check_output(out, y: torch.Tensor) -> torch.Tensor:
-    """The denoiser's output as a float tensor shaped like y, or DenoiserOutputError."""
-    if isinstance(out, np.ndarray):
-        out = torch.from_numpy(out)
-    if not isinstance(out, torch.Tensor):
-        raise DenoiserOutputError(f"returned {type(out).__name__}, expected a tensor")
-    if out.shape != y.shape:
-        raise DenoiserOutputError(f"returned shape {tuple(out.shape)}, expected {tuple(y.shape)}")
-    if not out.is_floating_point():
-        raise DenoiserOutputError(f"returned dtype {out.dtype}, expected a float tensor")
-    if not torch.isfinite(out).all():
-        raise DenoiserOutputError("returned NaN or inf values")
-    return out.to(device=y.device, dtype=torch.float32)
-
-
-def clamp_for_scoring(images: torch.Tensor, protocol: str) -> torch.Tensor:
-    """Clamp to [0, 1]; the paper protocol also rounds to 8 bits (as DPIR's test script)."""
-    images = images.clamp(0.0, 1.0)
-    if protocol == "paper":
-        images = torch.round(images * 255.0) / 255.0
-    return images
 
 
 def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict, protocol: str,
@@ -114,7 +42,7 @@ def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict,
             if keep:
                 kept = [i for i, image_id in enumerate(batch.ids) if image_id in keep[1]]
                 save_outputs(keep[0], [batch.ids[i] for i in kept], out[kept])
-            values = {name: fn(out, clean).cpu().tolist() for name, (fn, _) in metrics.items()}
+            values = {name: metric_values(name, fn(out, clean), batch.ids) for name, (fn, _) in metrics.items()}
             for i, image_id in enumerate(batch.ids):
                 scores[image_id] = {name: v[i] for name, v in values.items()}
                 image_seconds[image_id] = per_image
@@ -146,7 +74,8 @@ class CellRunner:
         if cell.noisy_group != self._group:
             config = self.grid.config
             degradation = self.grid.degradations[cell.degradation][0]
-            self._batches = make_batches(self.grid.datasets[cell.dataset], cell.dataset, degradation,
+            images = self.grid.datasets[cell.dataset]
+            self._batches = make_batches(images, noise_name(cell.dataset, images), degradation,
                                          cell.level, cell.repetition, config.seed,
                                          config.batch_size, self.device)
             self._group = cell.noisy_group

@@ -4,7 +4,7 @@ Figures are built as ``matplotlib.figure.Figure`` objects, never through pyplot,
 so nothing depends on (or changes) the user's backend; saving renders with Agg.
 Galleries need no stored copies of clean or noisy images: the clean image is
 reloaded through the registry and the noisy one regenerated from the seeds,
-pixel for pixel what the denoisers saw (``bench.grid.runner.make_batches``).
+pixel for pixel what the denoisers saw (``bench.grid.inputs.make_batches``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from bench.data.datasets import ImageSet
 from bench.errors import UsageError
 from bench.grid.cells import load_dataset
 from bench.grid.outputs import output_dir
-from bench.grid.runner import clamp_for_scoring, make_batches
+from bench.grid.inputs import make_batches
+from bench.grid.scoring import clamp_for_scoring
 from bench.noise import levels
 from bench.noise.levels import LevelScale
 from bench.registry import Registry

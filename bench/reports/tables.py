@@ -28,7 +28,7 @@ from bench.reports import compare
 from bench.specs import Spec, parse_spec
 from bench.store.database import Store
 
-IDENTITY = ["dataset", "degradation", "level", "denoiser", "repetition", "seed", "protocol"]
+IDENTITY = ["dataset", "degradation", "level", "denoiser", "repetition", "seed", "protocol", "subset"]
 #: What tells one noise draw of an image from another.
 DRAW = ["seed", "repetition"]
 GROUP = ["dataset", "noise", "level", "denoiser"]
@@ -44,19 +44,44 @@ def selected(store: Store, cells: pd.DataFrame) -> pd.DataFrame:
     return store.selection.apply(cells, store) if store.selection and not cells.empty else cells
 
 
-def latest_by(cells: pd.DataFrame, identity: list[str]) -> pd.DataFrame:
-    """The latest attempt (by ``updated``) of each identity; ties keep the later row."""
-    return cells.sort_values("updated", kind="stable").drop_duplicates(identity, keep="last")
+def latest_by(cells: pd.DataFrame, identity: list[str], order: tuple[str, ...] = ("updated",)) -> pd.DataFrame:
+    """The latest attempt (by ``order``, default ``updated``) of each identity; ties keep the later row."""
+    return cells.sort_values(list(order), kind="stable").drop_duplicates(identity, keep="last")
+
+
+def current_attempts(store: Store) -> pd.DataFrame:
+    """The attempt of each identity that the code as it is now made: the cell the latest run
+    planning that identity computed or reused (``run_cells``), among the selected cells.
+
+    So after a plugin edit is reverted, the rerun's reused cells count again, not the
+    reverted code's newer ones. Pending cells were never attempted; cells made on a dataset
+    content that has since changed (a user's folder) do not count. A subset of a dataset
+    (``--limit-images``, column ``subset``) is another identity (``with_subset_labels``).
+    """
+    cells = selected(store, store.query(
+        "SELECT c.*, coalesce(max(r.rowid), own.rowid, -1) AS last_run FROM cells c "
+        "LEFT JOIN run_cells rc ON rc.cell_key = c.key LEFT JOIN runs r ON r.run_id = rc.run_id "
+        "LEFT JOIN runs own ON own.run_id = c.run_id "
+        "WHERE c.status != 'pending' GROUP BY c.key ORDER BY c.rowid"))
+    cells = cells[~cells["key"].isin(set(store.superseded_cells()["key"]))]
+    return latest_by(cells, IDENTITY, order=("last_run", "updated")).drop(columns="last_run")
+
+
+def with_subset_labels(cells: pd.DataFrame) -> pd.DataFrame:
+    """``dataset`` of subset cells read ``set12 (first 3 of 12)``: a table ranks and shows them
+    apart from the whole set, never against it."""
+    subset = cells["subset"].notna()
+    if not subset.any():
+        return cells
+    cells = cells.copy()
+    cells.loc[subset, "dataset"] = cells["dataset"][subset] + " (" + cells["subset"][subset] + ")"
+    return cells
 
 
 def latest_done_cells(store: Store) -> pd.DataFrame:
-    """The latest done cell of each identity, among the selected cells.
-
-    Cells made on a dataset content that has since changed (a user's folder) do not count.
-    """
-    cells = selected(store, store.query("SELECT * FROM cells WHERE status = 'done'"))
-    cells = cells[~cells["key"].isin(set(store.superseded_cells()["key"]))]
-    return latest_by(cells, IDENTITY)
+    """The current attempt of each identity (``current_attempts``) where it is done."""
+    cells = current_attempts(store)
+    return cells[cells["status"] == "done"]
 
 
 def latest_done_scores(store: Store, metric: str) -> pd.DataFrame:
@@ -98,7 +123,7 @@ def scores_for(store: Store, metric: str) -> pd.DataFrame:
         what = " matching the filters" if store.selection else ""
         raise UsageError(f"no finished denoiser cells{what} with {metric} scores in {store.path} "
                          "(sampler metrics: `leaderboard --samples`)")
-    return scores.rename(columns={"degradation": "noise"})
+    return with_subset_labels(scores).rename(columns={"degradation": "noise"})
 
 
 # long -------------------------------------------------------------------------------------
@@ -181,12 +206,11 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
 
 def failed_cells(store: Store) -> pd.DataFrame:
     """Cells whose latest attempt did not finish (error, timeout, skipped...), with the reason."""
-    cells = selected(store, store.query("SELECT * FROM cells"))
+    latest = current_attempts(store)
     columns = ["dataset", "noise", "level", "denoiser", "repetition", "status", "error"]
-    if cells.empty:
+    if latest.empty:
         return pd.DataFrame(columns=columns)
-    latest = latest_by(cells, IDENTITY)
-    failed = latest[latest["status"] != "done"].rename(columns={"degradation": "noise"})
+    failed = with_subset_labels(latest[latest["status"] != "done"]).rename(columns={"degradation": "noise"})
     return failed.sort_values(["status", "dataset", "noise", "level", "denoiser"])[columns] \
         .reset_index(drop=True)
 

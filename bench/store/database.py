@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: Bumped whenever SCHEMA gains a table or rows need moving; ``upgrade`` runs once per store and version.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, started TEXT, finished TEXT, status TEXT,
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY, run_id TEXT, dataset TEXT, degradation TEXT, level REAL,
     denoiser TEXT, repetition INTEGER, seed INTEGER, protocol TEXT, metrics TEXT,
     status TEXT, error TEXT, seconds REAL, denoise_seconds REAL, n_images INTEGER,
-    device TEXT, updated TEXT
+    device TEXT, updated TEXT,
+    subset TEXT  -- NULL: the whole dataset; else e.g. 'first 3 of 12' (--limit-images)
 );
 CREATE TABLE IF NOT EXISTS scores (
     cell_key TEXT, image_id TEXT, metric TEXT, value REAL,
@@ -213,10 +214,10 @@ class Store:
                                 [(run_id, c.key) for c in cells])
             self.db.executemany(
                 "INSERT OR IGNORE INTO cells (key, run_id, dataset, degradation, level, denoiser, "
-                "repetition, seed, protocol, metrics, status, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                "repetition, seed, protocol, metrics, status, updated, subset) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
                 [(c.key, run_id, c.dataset, c.degradation, c.level, c.denoiser, c.repetition, seed,
-                  protocol, json.dumps(metrics), now()) for c in cells])
+                  protocol, json.dumps(metrics), now(), c.subset) for c in cells])
 
     def record_cell(self, run_id: str, cell, seed: int, protocol: str, metrics: list[str],
                     device: str, result: CellResult) -> None:
@@ -232,10 +233,11 @@ class Store:
             self.db.execute("DELETE FROM scores WHERE cell_key = ?", (cell.key,))
             self.db.execute("DELETE FROM image_times WHERE cell_key = ?", (cell.key,))
             self.db.execute(
-                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (cell.key, run_id, cell.dataset, cell.degradation, cell.level, cell.denoiser,
                  cell.repetition, seed, protocol, json.dumps(metrics), result.status,
-                 result.error, result.seconds, result.denoise_seconds, n_images, device, now()))
+                 result.error, result.seconds, result.denoise_seconds, n_images, device, now(),
+                 cell.subset))
             if result.scores:
                 self.db.executemany(
                     "INSERT INTO scores VALUES (?, ?, ?, ?)",
@@ -348,8 +350,17 @@ def upgrade(db: sqlite3.Connection) -> None:
     if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     db.executescript(SCHEMA)
+    add_subset_column(db)
     migrate_sample_rows(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def add_subset_column(db: sqlite3.Connection) -> None:
+    """Version 2: ``cells.subset``. Older cells count as whole-set cells; their keys (which
+    lack the harness's code and library versions) no longer match, so they are recomputed once."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(cells)")}
+    if "subset" not in columns:
+        db.execute("ALTER TABLE cells ADD COLUMN subset TEXT")
 
 
 def migrate_sample_rows(db: sqlite3.Connection) -> None:

@@ -1,0 +1,65 @@
+"""The noisy inputs of a noise group: seeded per image, drawn on the CPU, one copy per denoiser.
+
+Part of every cell key (``bench.grid.cells.NUMERIC_MODULES``): a change here changes numbers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from bench.data.datasets import ImageSet
+from bench.noise.degradations import Degradation
+from bench.noise.vst import AnscombeDenoiser
+from bench.seeding import noise_seed
+
+
+@dataclass
+class Batch:
+    """Images of one shape: ids, clean x, noisy y, Gaussian-equivalent sigma and level."""
+
+    ids: list[str]
+    x: torch.Tensor
+    y: torch.Tensor
+    sigma: torch.Tensor
+    level: torch.Tensor
+
+    def denoise(self, model, mode: str) -> torch.Tensor:
+        """Call a denoiser the way the cell's mode says (see ``bench.grid.cells.call_mode``).
+
+        It gets its own copies of y, sigma and level: one that writes into its inputs
+        cannot change what the next denoiser of the group sees.
+        """
+        y, sigma, level = self.y.clone(), self.sigma.clone(), self.level.clone()
+        if mode == "anscombe":
+            return AnscombeDenoiser(model)(y, level)
+        if mode == "peak":  # one that also serves Gaussian data takes the peak by name
+            return getattr(model, "denoise_poisson", model)(y, level)
+        return model(y, sigma)
+
+
+def shape_batches(images: ImageSet, batch_size: int) -> list[list[int]]:
+    """Indices of same-shaped images, in chunks of at most batch_size, in dataset order."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, image in enumerate(images.images):
+        groups[tuple(image.shape)].append(i)
+    return [idx[i:i + batch_size] for idx in groups.values() for i in range(0, len(idx), batch_size)]
+
+
+def make_batches(images: ImageSet, dataset: str, degradation: Degradation, level: float,
+                 repetition: int, base_seed: int, batch_size: int, device: torch.device) -> list[Batch]:
+    """Seeded noisy inputs for a whole dataset, drawn per image on the CPU.
+
+    ``dataset`` is the name the seeds use (``bench.data.datasets.noise_name``).
+    """
+    batches = []
+    for idx in shape_batches(images, batch_size):
+        ids = [images.ids[i] for i in idx]
+        clean = [images.images[i] for i in idx]
+        seeds = [noise_seed(base_seed, dataset, i, degradation.name, level, repetition) for i in ids]
+        y = degradation.apply(clean, level, seeds).to(device)
+        levels = torch.full((len(ids),), float(level), device=device)
+        batches.append(Batch(ids, torch.stack(clean).to(device), y, degradation.sigma(y, level), levels))
+    return batches
