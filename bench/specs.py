@@ -73,19 +73,21 @@ class Spec:
 PATH_PARAMS = ("root", "path", "weights", "data_root")
 
 
-def without_paths(label: str) -> str | None:
-    """The label with every place on disk left out (``folder:PATH`` -> ``folder:``, ``root=``,
-    ``weights=`` ... dropped), or None when it names none. Identities use it with the content's hash
-    instead, so the same files spelt two ways (relative, absolute, ``~``) are one thing."""
+def without_paths(label: str, prefix_names_a_place: bool = False) -> str | None:
+    """The label with every place on disk left out (``root=``, ``weights=`` ... dropped; with
+    ``prefix_names_a_place``, ``folder:PATH`` -> ``folder:``), or None when it names none.
+    Identities use it with the content's hash instead, so the same files spelt two ways
+    (relative, absolute, ``~``) are one thing."""
     try:
         spec = parse_spec(label)
     except UsageError:
         return None
     params = {k: v for k, v in spec.params.items() if k not in PATH_PARAMS}
     prefix, colon, place = spec.name.partition(":")
-    if len(params) == len(spec.params) and not (colon and place):
+    placed = prefix_names_a_place and colon and place
+    if len(params) == len(spec.params) and not placed:
         return None
-    return Spec(prefix + colon, params).label
+    return Spec(prefix + colon if placed else spec.name, params).label
 
 
 def parse_spec(text: str, what: str = "plugin") -> Spec:

@@ -70,7 +70,7 @@ def noise_name(label: str, images: ImageSet) -> str:
 
     So a folder's noise follows its content, not the way its path is written.
     """
-    placeless = without_paths(label)
+    placeless = without_paths(label, prefix_names_a_place=True)
     if placeless is None or images.content_id is None:
         return label
     return f"{placeless}@{images.content_id}"

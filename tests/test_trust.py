@@ -1,0 +1,212 @@
+"""Numbers that stay right: isolated inputs, complete and path-free cell keys, tables of the
+current code, subsets apart, no silent missing values, hashes that see through kept mtimes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+
+import pytest
+import torch
+from skimage import data, io as skio
+
+from conftest import rows
+
+DATA = "skimage-gray[crop=32]"
+NOISE = "gaussian:25/255"
+
+INPLACE = '''
+import bench
+
+@bench.hookimpl
+def register_denoisers(register):
+    def zero_in_place(y, sigma):
+        y.mul_(0)
+        sigma.mul_(0)
+        return y
+    register("inplace-zero", lambda: zero_in_place, description="writes into its input")
+'''
+
+NAN_METRIC = '''
+import bench
+import torch
+
+@bench.hookimpl
+def register_metrics(register):
+    def nan_first(x_hat, x):
+        values = (x_hat - x).abs().flatten(1).mean(1).double()
+        values[0] = float("nan")
+        return values
+    register("nan-first", lambda: nan_first, higher_is_better=False, description="NaN on image 0")
+'''
+
+
+def scores(store, metric: str = "psnr") -> dict[str, list[float]]:
+    """Denoiser -> its per-image values, in image order."""
+    found: dict[str, list[float]] = {}
+    for denoiser, value in rows(store, "SELECT c.denoiser, s.value FROM scores s JOIN cells c ON c.key = s.cell_key "
+                                       f"WHERE s.metric = '{metric}' ORDER BY c.denoiser, s.image_id"):
+        found.setdefault(denoiser, []).append(value)
+    return found
+
+
+def leaderboard(cli, store) -> list[dict]:
+    result = cli("leaderboard", "--store", store, "--metric", "psnr", "--format", "csv")
+    assert result.code == 0, result.err
+    return list(csv.DictReader(io.StringIO(result.out)))
+
+
+def test_a_plugin_writing_into_its_input_changes_no_other_row(cli, write_plugin, tmp_path):
+    plugin = write_plugin(INPLACE, "inplace.py")
+    alone, shared = tmp_path / "alone.sqlite", tmp_path / "shared.sqlite"
+    common = ["-d", DATA, "-n", NOISE, "--limit-images", "3", "--quiet", "--metric", "psnr"]
+    assert cli("run", *common, "-m", "median", "-m", "noisy", "--store", alone).code == 0
+    result = cli("run", *common, "--plugin", plugin, "-m", "inplace-zero", "-m", "median", "-m", "noisy",
+                 "--store", shared)
+    assert result.code == 0, result.err
+    expected, got = scores(alone), scores(shared)
+    assert got["median"] == expected["median"] and got["noisy"] == expected["noisy"], \
+        "a denoiser that zeroes its input in place changed the inputs of the rows after it"
+    assert max(got["noisy"]) < 25 and min(got["median"]) > min(got["noisy"])
+
+
+def test_every_numeric_module_and_library_version_is_in_the_cell_key(tmp_path, monkeypatch):
+    import importlib
+    from importlib import metadata
+
+    from bench.config import RunConfig
+    from bench.grid import cells
+    from bench.plugins import get_plugin_set
+    from bench.registry import Registry
+
+    registry = Registry(get_plugin_set())
+    config = RunConfig(datasets=[DATA], noise=[NOISE], denoisers=["median"], limit_images=1)
+
+    def key() -> str:
+        cells.numeric_code.cache_clear()
+        return cells.build_grid(config, registry, quiet=True).cells[0].key
+
+    before = key()
+    for name in cells.NUMERIC_MODULES:  # e.g. PSNR code edited (+1 dB): the cell must be recomputed
+        module = importlib.import_module(name)
+        edited = tmp_path / f"{name}.py"
+        edited.write_text(open(module.__file__).read() + "\n# edited\n")
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "__file__", str(edited))
+            assert key() != before, f"editing {name} left the cell key unchanged"
+    for library in ("torch", "numpy", "scikit-image", "deepinv", "bm3d"):
+        real = metadata.version
+        with monkeypatch.context() as patch:
+            patch.setattr(metadata, "version", lambda d, lib=library: "0.0-other" if d == lib else real(d))
+            assert key() != before, f"another {library} version left the cell key unchanged"
+    assert key() == before
+
+
+def test_a_folder_is_one_dataset_however_its_path_is_written(cli, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    folder = home / "imgs"
+    folder.mkdir(parents=True)
+    skio.imsave(folder / "a.png", data.camera()[:32, :32], check_contrast=False)
+    skio.imsave(folder / "b.png", data.coins()[:32, :32], check_contrast=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(home)
+    store = tmp_path / "s.sqlite"
+    for spelling in (str(folder), "imgs", "./imgs", "~/imgs"):
+        result = cli("run", "-d", f"folder:{spelling}", "-n", NOISE, "-m", "median", "--store", store,
+                     "--metric", "psnr")
+        assert result.code == 0, result.err
+        if spelling != str(folder):
+            assert "1 from earlier runs" in result.err, f"folder:{spelling} was taken for another dataset"
+    assert len(rows(store, "SELECT key FROM cells")) == 1
+    # A copy of the files elsewhere is the same data: the same noise, so the same numbers.
+    shutil.copytree(folder, tmp_path / "copy")
+    result = cli("run", "-d", f"folder:{tmp_path / 'copy'}", "-n", NOISE, "-m", "median", "--store", store,
+                 "--metric", "psnr")
+    assert "1 from earlier runs" in result.err
+
+
+def test_a_weights_file_is_keyed_by_its_hash_not_its_path(tmp_path):
+    import deepinv
+
+    from bench.config import RunConfig
+    from bench.grid.cells import build_grid
+    from bench.plugins import get_plugin_set
+    from bench.registry import Registry
+
+    model = deepinv.models.DnCNN(in_channels=1, out_channels=1, depth=2, pretrained=None)
+    first, second = tmp_path / "a" / "w.pth", tmp_path / "b" / "same.pth"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    torch.save(model.state_dict(), first)
+    shutil.copy(first, second)
+    registry = Registry(get_plugin_set())
+    keys = [build_grid(RunConfig(datasets=[DATA], noise=[NOISE], limit_images=1, denoisers=[
+        f"deepinv:DnCNN[in_channels=1,out_channels=1,depth=2,weights={path}]"]), registry).cells[0].key
+        for path in (first, second)]
+    assert keys[0] == keys[1]
+
+
+def test_tables_show_the_code_as_it_is_now_after_a_revert(cli, write_plugin, store):
+    source = '''
+import bench
+
+@bench.hookimpl
+def register_denoisers(register):
+    register("shrink", lambda: (lambda y, sigma: y * {factor}), description="scaled input")
+'''
+    plugin_args = ["-d", DATA, "-n", NOISE, "-m", "shrink", "--store", store, "--limit-images", "2",
+                   "--metric", "psnr"]
+    means = []
+    for factor in ("1.0", "0.5", "1.0"):
+        plugin = write_plugin(source.format(factor=factor), "shrink.py")
+        result = cli("run", "--plugin", plugin, *plugin_args)
+        assert result.code == 0, result.err
+        means.append(float(leaderboard(cli, store)[0]["mean"]))
+    assert "1 from earlier runs" in result.err
+    assert means[0] != means[1] and means[2] == means[0], \
+        f"after the revert the table shows {means[2]:.2f}, the reverted code's number, not {means[0]:.2f}"
+    report = cli("report", "--store", store, "--output", store.parent / "report.html")
+    assert report.code == 0, report.err
+    assert f"{means[0]:.2f}" in (store.parent / "report.html").read_text()
+
+
+def test_a_limited_rerun_never_stands_in_for_the_whole_set(cli, store):
+    common = ["-d", DATA, "-n", NOISE, "--store", store, "--metric", "psnr", "--quiet"]
+    assert cli("run", *common, "-m", "median", "-m", "noisy").code == 0
+    assert cli("run", *common, "-m", "median", "--limit-images", "3").code == 0
+    table = leaderboard(cli, store)
+    full = [r for r in table if r["dataset"] == DATA]
+    subset = [r for r in table if r["dataset"] == f"{DATA} (first 3 of 10)"]
+    assert {r["denoiser"]: int(r["n"]) for r in full} == {"median": 10, "noisy": 10}
+    assert [(r["denoiser"], r["n"], r["rank"]) for r in subset] == [("median", "3", "1")]
+    # --limit-images at or above the set's size is the whole set: the same cells.
+    result = cli("run", *common, "-m", "median", "--limit-images", "10")
+    assert "1 from earlier runs" in result.err
+
+
+def test_a_non_finite_metric_value_makes_the_cell_an_error(cli, write_plugin, store):
+    plugin = write_plugin(NAN_METRIC, "nan_metric.py")
+    result = cli("run", "--plugin", plugin, "-d", DATA, "-n", NOISE, "-m", "median", "--metric", "psnr",
+                 "--metric", "nan-first", "--limit-images", "3", "--store", store)
+    assert result.code == 1
+    (status, error), = rows(store, "SELECT status, error FROM cells")
+    assert status == "error" and "metric nan-first is not finite (nan) for image camera" in error
+    assert rows(store, "SELECT count(*) FROM scores") == [(0,)]
+    shown = cli("status", "--store", store)
+    assert "nan-first is not finite" in shown.out + shown.err
+
+
+def test_a_file_rewritten_with_its_size_and_mtime_kept_is_hashed_again(tmp_path, monkeypatch):
+    from bench.data.content_hash import sha256_files
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "image.png"
+    path.write_bytes(b"A" * 64)
+    first = sha256_files([path])[path]
+    stat = path.stat()
+    path.write_bytes(b"B" * 64)  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored, as archives do
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert sha256_files([path])[path] != first
