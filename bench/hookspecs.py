@@ -56,6 +56,14 @@ FETCH = MetadataKey(_is_fetchable)
 
 DESCRIPTION = MetadataKey(str)
 
+
+def _is_bounds(value) -> bool:
+    return (isinstance(value, tuple) and len(value) == 2
+            and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value))
+
+
+_is_bounds.type_name = "a (low, high) tuple of numbers or None"
+
 #: Per kind (the part of the hook name after ``register_``): the metadata keys it may declare.
 METADATA: dict[str, dict[str, MetadataKey]] = {
     "denoisers": {"description": DESCRIPTION, "sigma_aware": MetadataKey(bool),
@@ -64,7 +72,8 @@ METADATA: dict[str, dict[str, MetadataKey]] = {
                   "published_as": MetadataKey(str), "fetch": FETCH},
     "datasets": {"description": DESCRIPTION, "uses_data_root": MetadataKey(bool), "fetch": FETCH},
     "degradations": {"description": DESCRIPTION},
-    "metrics": {"description": DESCRIPTION, "higher_is_better": MetadataKey(bool, required=True)},
+    "metrics": {"description": DESCRIPTION, "higher_is_better": MetadataKey(bool, required=True),
+                "bounds": MetadataKey(_is_bounds)},
     "samplers": {"description": DESCRIPTION},
 }
 
@@ -124,6 +133,8 @@ def register_metrics(register):
     Metadata:
 
     - ``higher_is_better`` (bool, required): how leaderboards rank by it.
+    - ``bounds`` ((low, high), None for unbounded): the values it can take; confidence
+      intervals are clipped to them (SSIM's to [0, 1]... or [-1, 1]).
     - ``description`` (str): one line shown by ``denoise-bench list``.
     """
 

@@ -16,11 +16,11 @@ def register_degradations(register):
 
 @bench.hookimpl
 def register_metrics(register):
-    register("psnr", lambda: metrics.psnr, higher_is_better=True,
+    register("psnr", lambda: metrics.psnr, higher_is_better=True, bounds=(0.0, None),
              description="peak signal-to-noise ratio, data range 1 (skimage's definition)")
-    register("ssim", lambda: metrics.ssim, higher_is_better=True,
+    register("ssim", lambda: metrics.ssim, higher_is_better=True, bounds=(-1.0, 1.0),
              description="structural similarity, Wang et al. settings (skimage's definition)")
-    register("mse", lambda: metrics.mse, higher_is_better=False,
+    register("mse", lambda: metrics.mse, higher_is_better=False, bounds=(0.0, 1.0),
              description="mean squared error")
 
 

@@ -102,3 +102,65 @@ def test_tables_are_byte_identical_whatever_order_cells_finished_in(tmp_path):
             _store(tmp_path / "b.sqlite", lambda xs: [xs[i] for i in shuffle(len(xs))]) as second:
         assert rendering.render(tables.leaderboard(first), "csv") == rendering.render(tables.leaderboard(second), "csv")
         assert rendering.render(tables.wide(first, ["psnr"]), "csv") == rendering.render(tables.wide(second, ["psnr"]), "csv")
+
+
+def group_scores(rows: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One group's per-image rows from denoiser -> per-image values."""
+    return pd.DataFrame([{"denoiser": name, "seed": 0, "repetition": 0, "image_id": f"im{i:02d}", "value": v}
+                         for name, values in rows.items() for i, v in enumerate(values)])
+
+
+def assert_monotone(rows: dict[str, np.ndarray], ranks: pd.Series) -> None:
+    by_mean = sorted(rows, key=lambda name: -rows[name].mean())
+    shown = [int(ranks[name]) for name in by_mean]
+    assert shown == sorted(shown), f"rank_tied contradicts the means: {dict(zip(by_mean, shown))}"
+
+
+def test_rank_tied_never_contradicts_the_means():
+    # C beats B on every image; A, noisy, beats neither significantly. The old count
+    # "1 + rows significantly better" put A (lower mean) ahead of B.
+    rng = np.random.default_rng(4)
+    base = rng.normal(30, 3, 10)
+    rows = {"C": base + 2.0 + rng.normal(0, 0.1, 10), "B": base + 1.0, "A": base + rng.normal(0.5, 4, 10)}
+    assert rows["B"].mean() > rows["A"].mean()
+    ranks = compare.tied_ranks(group_scores(rows), higher_is_better=True)
+    assert_monotone(rows, ranks)
+    for seed in range(30):  # and on random groups of every size
+        rng = np.random.default_rng(seed)
+        base = rng.normal(30, 3, 8)
+        rows = {f"r{k}": base + rng.normal(0.3 * k, rng.uniform(0, 2), 8) for k in range(rng.integers(2, 9))}
+        assert_monotone(rows, compare.tied_ranks(group_scores(rows), higher_is_better=True))
+
+
+def test_an_exact_gain_on_every_image_is_not_a_tie_and_unrelated_rows_do_not_move_ranks():
+    base = np.random.default_rng(5).normal(30, 3, 6)
+    rows = {"better": base + 0.5, "worse": base}  # zero spread of the differences
+    assert compare.tied_ranks(group_scores(rows), True).to_dict() == {"better": 1, "worse": 2}
+    widened = {**rows, "far-behind": base - 10 + np.random.default_rng(6).normal(0, 1, 6)}
+    ranks = compare.tied_ranks(group_scores(widened), True)
+    assert (ranks["better"], ranks["worse"], ranks["far-behind"]) == (1, 2, 3)
+
+
+def test_the_pooled_comparison_counts_an_image_once_across_levels():
+    rng = np.random.default_rng(7)
+    frames = []
+    for level in (0.1, 0.2, 0.3):
+        base = rng.normal(28, 2, 5)
+        frames += [{"dataset": "d", "noise": "gaussian", "level": level, "protocol": "default", "seed": 0,
+                    "repetition": 0, "image_id": f"im{i}", "value_a": b + 1 + rng.normal(0, 1),
+                    "value_b": b} for i, b in enumerate(base)]
+    table = compare.compare(pd.DataFrame(frames), higher_is_better=True, n_boot=2000)
+    pooled = table[table["dataset"] == "all"].iloc[0]
+    assert pooled["images"] == 5 and pooled["pairs"] == 15
+
+
+def test_intervals_of_a_bounded_metric_stay_in_its_range():
+    values = pd.Series([0.99, 0.60])  # two SSIMs: the t interval runs far above 1
+    row = tables.summarise(values, bounds=(-1.0, 1.0))
+    assert row["ci95_high"] == 1.0 and row["ci95_low"] >= -1.0
+    assert tables.summarise(values)["ci95_high"] > 1.0
+
+
+def test_values_that_round_to_zero_keep_enough_digits():
+    shown = rendering.float_text(pd.Series([-0.00002, 0.0, 0.1234, np.nan]), 3).tolist()
+    assert shown == ["-2e-05", "0.000", "0.123", ""]

@@ -33,7 +33,7 @@ def plan(grid: Grid, store: Store, run_id: str) -> dict[str, str]:
     """Record metric directions and every cell as pending; returns the statuses already stored."""
     config = grid.config
     for name, (_, entry) in grid.metrics.items():
-        store.set_metric_info(name, entry.metadata["higher_is_better"])
+        store.set_metric_info(name, entry.metadata["higher_is_better"], entry.metadata.get("bounds", (None, None)))
     for name, (degradation, _) in grid.degradations.items():
         store.set_level_scale(name, degradation.scale)
     contents = {label: images.content_id for label, images in grid.datasets.items() if images.content}

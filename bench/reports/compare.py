@@ -80,28 +80,40 @@ def per_image(scores: pd.DataFrame, denoisers: list[str]) -> pd.DataFrame:
 
 
 def tied_ranks(scores: pd.DataFrame, higher_is_better: bool) -> pd.Series:
-    """Rank per denoiser in one group, 1 + how many others are significantly better.
+    """Rank per denoiser in one group: rows in order of their means, tied in maximal runs of
+    neighbours that a Holm-corrected paired test cannot tell apart.
 
-    Significantly better: a paired t-test on per-image differences (the image is the
-    unit) rejects "no difference" after Holm's correction over every pair of the
-    group (family-wise 5%), so with many rows no tie breaks by chance. (A bootstrap
-    is too optimistic in the far tails Holm needs with few images.) Denoisers that
-    cannot be told apart share a rank. ``scores`` holds one group's per-image rows
-    (denoiser, seed, repetition, image_id, value).
+    Neighbours (adjacent in the order of means) are compared by a paired t-test on per-image
+    differences (the image is the unit); Holm corrects over those k - 1 neighbour tests of the
+    group (family-wise 5%). A run of rows with no significant break between neighbours shares
+    the rank of its first row, so ``rank_tied`` never contradicts the means, and a row added
+    far from two neighbours changes their verdict only through the family's size. Differences
+    with zero spread are exact: a difference on every image is a break, none is a tie.
+    ``scores`` holds one group's per-image rows (denoiser, seed, repetition, image_id, value).
     """
     names = sorted(set(scores["denoiser"]))  # a fixed order, whatever the row order
-    values = per_image(scores.sort_values(["denoiser"] + PAIR, kind="stable"), names).to_numpy()
-    pairs = [(i, j) for i in range(len(names)) for j in range(len(names)) if i < j]
-    better = np.zeros(len(names), dtype=int)
-    diffs = [values[:, i] - values[:, j] for i, j in pairs]
-    diffs = [d[~np.isnan(d)] for d in diffs]
-    p_values = np.array([stats.ttest_1samp(d, 0.0).pvalue if len(d) >= 2 and d.std() > 0 else 1.0
-                         for d in diffs])
+    values = per_image(scores.sort_values(["denoiser"] + PAIR, kind="stable"), names)
     sign = 1 if higher_is_better else -1
-    for (i, j), d, hit in zip(pairs, diffs, holm_reject(p_values)):
-        if hit:
-            better[j if sign * d.mean() > 0 else i] += 1
-    return pd.Series(better + 1, index=names)
+    means = values.mean()
+    order = sorted(names, key=lambda name: (-sign * means[name], name))
+    p_values = np.array([paired_p_value((values[a] - values[b]).dropna().to_numpy())
+                         for a, b in zip(order, order[1:])])
+    breaks = holm_reject(p_values) if len(p_values) else np.zeros(0, dtype=bool)
+    ranks, rank = {order[0]: 1} if order else {}, 1
+    for position, (name, broken) in enumerate(zip(order[1:], breaks), start=2):
+        rank = position if broken else rank
+        ranks[name] = rank
+    return pd.Series(ranks).reindex(names)
+
+
+def paired_p_value(differences: np.ndarray) -> float:
+    """Two-sided paired t-test p-value of "no difference"; exact when the differences do not vary
+    (0 for a constant non-zero difference, 1 for none), 1 with fewer than two images."""
+    if len(differences) < 2:
+        return 1.0
+    if np.ptp(differences) == 0:
+        return 0.0 if differences[0] != 0 else 1.0
+    return float(stats.ttest_1samp(differences, 0.0).pvalue)
 
 
 def paired(scores: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
@@ -114,9 +126,12 @@ def paired(scores: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
 
 def compare(pairs: pd.DataFrame, higher_is_better: bool, n_boot: int = N_BOOT,
             seed: int = 0) -> pd.DataFrame:
-    """One row per group, and a pooled ``all`` row (bootstrap stratified by group).
+    """One row per group, and a pooled ``all`` row.
 
-    diff = A - B; wins count pairs where A is better; verdict reads the CI.
+    diff = A - B; wins count pairs where A is better; verdict reads the CI. The pooled
+    row keeps the pairing of images: one image at several levels is one unit (its
+    differences averaged over levels), never several independent ones; the bootstrap
+    is stratified by dataset.
     """
     group = [c for c in COMPARE_GROUP if c in pairs.columns]
     pairs = pairs.assign(diff=pairs["value_a"] - pairs["value_b"])
@@ -124,8 +139,9 @@ def compare(pairs: pd.DataFrame, higher_is_better: bool, n_boot: int = N_BOOT,
     rows = [_row(dict(zip(group, key)), _images(matched, group), matched, None, sign, n_boot, seed)
             for key, matched in pairs.groupby(group, sort=False, dropna=False)]
     if len(rows) > 1:
-        units = _images(pairs, group)
-        strata = units.groupby(group, sort=False, dropna=False).ngroup().to_numpy()
+        by_dataset = [c for c in ("dataset",) if c in pairs.columns]
+        units = _images(pairs, by_dataset)
+        strata = units.groupby(by_dataset, sort=False).ngroup().to_numpy() if by_dataset else None
         rows.append(_row({c: "all" if c == "dataset" else None for c in group}, units, pairs,
                          strata, sign, n_boot, seed))
     return pd.DataFrame(rows)

@@ -101,10 +101,19 @@ def plain_value(value):
 
 
 def float_text(values: pd.Series, places: pd.Series | int) -> pd.Series:
-    """Floats with a fixed number of decimals (per row when ``places`` is a Series), NaN blank."""
+    """Floats with a fixed number of decimals (per row when ``places`` is a Series), NaN blank;
+    a non-zero value that would read 0.000 or -0.000 gets two significant digits (``-3.2e-05``)."""
     places = places if isinstance(places, pd.Series) else pd.Series(places, index=values.index)
-    return pd.Series([("" if pd.isna(v) else f"{v:.{p}f}") for v, p in zip(values, places)],
-                     index=values.index, dtype=object)
+    return pd.Series([float_cell(v, p) for v, p in zip(values, places)], index=values.index, dtype=object)
+
+
+def float_cell(value: float, places: int) -> str:
+    if pd.isna(value):
+        return ""
+    text = f"{value:.{places}f}"
+    if value != 0 and float(text) == 0:
+        return f"{value:.2g}"
+    return text
 
 
 def formatted(table: pd.DataFrame, style: str) -> pd.DataFrame:

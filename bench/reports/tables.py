@@ -128,14 +128,17 @@ def scores_for(store: Store, metric: str) -> pd.DataFrame:
 
 # long -------------------------------------------------------------------------------------
 
-def summarise(values: pd.Series) -> pd.Series:
-    """n, mean, std and t-based 95% CI of the mean of independent values (one per image)."""
+def summarise(values: pd.Series, bounds: tuple[float | None, float | None] = (None, None)) -> pd.Series:
+    """n, mean, std and t-based 95% CI of the mean of independent values (one per image),
+    the CI clipped to the values the metric can take (``bounds``)."""
     n = len(values)
     mean = values.mean()
     std = values.std(ddof=1) if n > 1 else float("nan")
     half = stats.t.ppf(0.975, n - 1) * std / np.sqrt(n) if n > 1 else float("nan")
+    low, high = bounds
     return pd.Series({"n": n, "mean": mean, "std": std,
-                      "ci95_low": mean - half, "ci95_high": mean + half})
+                      "ci95_low": mean - half if low is None else max(mean - half, low),
+                      "ci95_high": mean + half if high is None else min(mean + half, high)})
 
 
 def image_values(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -157,11 +160,13 @@ def draw_spread(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"reps": grouped.size(), "rep_std": grouped.std(ddof=1)}).reset_index()
 
 
-def summary_table(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per group: images (n), mean, std and 95% CI over image means, then reps and rep_std."""
+def summary_table(scores: pd.DataFrame, by: list[str],
+                  bounds: tuple[float | None, float | None] = (None, None)) -> pd.DataFrame:
+    """Per group: images (n), mean, std and 95% CI over image means (clipped to ``bounds``),
+    then reps and rep_std."""
     images = image_values(scores, by)
     table = (images.groupby(by, sort=True, dropna=False)["value"]
-             .apply(summarise).unstack().reset_index())
+             .apply(summarise, bounds=bounds).unstack().reset_index())
     table["n"] = table["n"].astype(int)
     table = table.merge(draw_spread(scores, by), on=by, how="left")
     table["reps"] = table["reps"].astype(int)
@@ -188,7 +193,8 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
     higher = check_metric(store, metric)
     scores = scores_for(store, metric)
     scales = store.level_scales()
-    table = add_level_label(summary_table(scores, GROUP + ["protocol"]), scales)
+    bounds = store.metric_bounds().get(metric, (None, None))
+    table = add_level_label(summary_table(scores, GROUP + ["protocol"], bounds), scales)
     within = ["dataset", "noise", "level", "protocol"]
     table["rank"] = (table.groupby(within, dropna=False)["mean"]
                      .rank(ascending=not higher, method="min").astype(int))

@@ -41,7 +41,10 @@ CREATE TABLE IF NOT EXISTS scores (
 CREATE TABLE IF NOT EXISTS image_times (
     cell_key TEXT, image_id TEXT, seconds REAL, PRIMARY KEY (cell_key, image_id)
 );
-CREATE TABLE IF NOT EXISTS metric_info (name TEXT PRIMARY KEY, higher_is_better INTEGER);
+CREATE TABLE IF NOT EXISTS metric_info (
+    name TEXT PRIMARY KEY, higher_is_better INTEGER,
+    low REAL, high REAL  -- the values the metric can take (NULL: unbounded); intervals are clipped to them
+);
 CREATE TABLE IF NOT EXISTS level_scales (degradation TEXT PRIMARY KEY, scale TEXT);
 CREATE TABLE IF NOT EXISTS dataset_contents (
     dataset TEXT, content_id TEXT, manifest TEXT, seen INTEGER, recorded TEXT,
@@ -153,10 +156,11 @@ class Store:
             self.db.execute("UPDATE runs SET finished = ?, status = ? WHERE run_id = ?",
                             (now(), status, run_id))
 
-    def set_metric_info(self, name: str, higher_is_better: bool) -> None:
+    def set_metric_info(self, name: str, higher_is_better: bool,
+                        bounds: tuple[float | None, float | None] = (None, None)) -> None:
         with self._transaction():
-            self.db.execute("INSERT OR REPLACE INTO metric_info VALUES (?, ?)",
-                            (name, int(higher_is_better)))
+            self.db.execute("INSERT OR REPLACE INTO metric_info (name, higher_is_better, low, high) "
+                            "VALUES (?, ?, ?, ?)", (name, int(higher_is_better), *bounds))
 
     def set_level_scale(self, degradation: str, scale: LevelScale) -> None:
         with self._transaction():
@@ -305,7 +309,11 @@ class Store:
         return pd.read_sql_query(sql, self.db, params=params)
 
     def higher_is_better(self) -> dict[str, bool]:
-        return {name: bool(v) for name, v in self.db.execute("SELECT * FROM metric_info")}
+        return {name: bool(v) for name, v in self.db.execute("SELECT name, higher_is_better FROM metric_info")}
+
+    def metric_bounds(self) -> dict[str, tuple[float | None, float | None]]:
+        """Metric -> (low, high) it can take, None where unbounded."""
+        return {name: (low, high) for name, low, high in self.db.execute("SELECT name, low, high FROM metric_info")}
 
 
 class _Transaction:
@@ -350,17 +358,19 @@ def upgrade(db: sqlite3.Connection) -> None:
     if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     db.executescript(SCHEMA)
-    add_subset_column(db)
+    add_columns_of_version_2(db)
     migrate_sample_rows(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def add_subset_column(db: sqlite3.Connection) -> None:
-    """Version 2: ``cells.subset``. Older cells count as whole-set cells; their keys (which
-    lack the harness's code and library versions) no longer match, so they are recomputed once."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(cells)")}
-    if "subset" not in columns:
-        db.execute("ALTER TABLE cells ADD COLUMN subset TEXT")
+def add_columns_of_version_2(db: sqlite3.Connection) -> None:
+    """Version 2: ``cells.subset`` and ``metric_info.low/high``. Older cells count as whole-set
+    cells; their keys (which lack the harness's code and library versions) no longer match, so
+    they are recomputed once; older metrics are unbounded until a run records them again."""
+    for table, column, kind in (("cells", "subset", "TEXT"), ("metric_info", "low", "REAL"),
+                                ("metric_info", "high", "REAL")):
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def migrate_sample_rows(db: sqlite3.Connection) -> None:
