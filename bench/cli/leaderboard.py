@@ -36,7 +36,7 @@ def configure(parser) -> None:
                         help="the samplers' table: one row per (dataset, score, sampler, chains) and metric, "
                              "CI over repetitions (default metrics: classifier FD, classes, ...)")
     parser.add_argument("--cost", action="store_true",
-                        help="add each denoiser's measured cost: parameters, GFLOPs, latency, peak memory "
+                        help="add each denoiser's measured cost: parameters, GMACs (multiply-adds), latency, peak memory "
                              "(from `run --cost`)")
     parser.add_argument("--show-failed", action="store_true",
                         help="list cells that did not finish (error, timeout, skipped) with their reason")

@@ -64,6 +64,11 @@ class ImageSet:
         return len(self.ids)
 
 
+def shown_name(dataset: str, subset: str | None) -> str:
+    """How tables name a dataset's cells: ``set12``, or ``set12 (first 3 of 12)`` for a subset."""
+    return dataset if subset is None else f"{dataset} ({subset})"
+
+
 def noise_name(label: str, images: ImageSet) -> str:
     """The dataset's name in noise seeds and cell keys: its label, or where the label names a
     place on disk and the files' content is known, the label without the place plus the content.

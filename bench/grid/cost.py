@@ -11,15 +11,15 @@
   ``torch.utils.benchmark.Timer`` (which synchronises the accelerator and runs
   at the process's thread count here); other callables through a plain
   ``perf_counter`` loop with ``bench.device.synchronize`` around each call.
-- Peak memory: the working memory of one call, beyond what was allocated
-  before it (weights and input are resident already; the parameter column
-  gives the weights, and other models of the grid on the same device must not
-  count). On CUDA ``torch.cuda.max_memory_allocated`` after
-  ``reset_peak_memory_stats``, minus ``memory_allocated`` before the call. On
-  the CPU the growth of the process's peak
-  resident set during one call: Linux's high-water mark (``VmHWM``) is reset
-  to the current RSS through ``/proc/self/clear_refs`` before the call and read
-  after it; ``None`` where that is unavailable.
+- Peak memory: the working memory of one call after a warm-up call, beyond
+  what was allocated before it (weights and input are resident already; the
+  parameter column gives the weights). On CUDA ``torch.cuda.max_memory_allocated``
+  after ``reset_peak_memory_stats``, minus ``memory_allocated`` before the call.
+  On the CPU the peak bytes of the tensors alive during the call, counted op by
+  op (``LiveTensorBytes``, a ``TorchDispatchMode``), plus the peak of Python and
+  NumPy allocations (``tracemalloc``): what the method itself allocates, so the
+  figure does not depend on what the allocator kept from models measured before
+  (the process's resident set did: 8 MB alone, 0 MB after a bigger model).
 
 Inputs are real: the dataset's first image of each shape (and that image
 resized to 256x256) with seeded Gaussian noise at sigma = 25/255.
@@ -31,11 +31,16 @@ import logging
 import platform
 import statistics
 import time
+import tracemalloc
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
+from bench.data.datasets import shown_name
 from bench.device import synchronize
 from bench.seeding import noise_seed
 
@@ -48,8 +53,7 @@ REPEATS = 5
 #: Least and most total seconds Timer spends timing a fast model.
 MIN_RUN_TIME, MAX_RUN_TIME = 0.5, 3.0
 CUDA_MEMORY = "torch.cuda.max_memory_allocated growth during one call (after reset_peak_memory_stats)"
-CPU_MEMORY = "peak RSS growth during one call (Linux VmHWM reset via /proc/self/clear_refs)"
-_CLEAR_REFS, _STATUS = Path("/proc/self/clear_refs"), Path("/proc/self/status")
+CPU_MEMORY = "peak bytes of live tensors (TorchDispatchMode) + peak Python/NumPy allocations (tracemalloc) in one call"
 
 
 @dataclass
@@ -119,16 +123,60 @@ def time_plain(call, device: torch.device, repeats: int) -> tuple[list[float], s
     return times, "time.perf_counter"
 
 
-def _status_bytes(field: str) -> int:
-    """A memory figure of this process from /proc/self/status (VmHWM: peak resident set, VmRSS: now)."""
-    for line in _STATUS.read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise OSError(f"no {field} in {_STATUS}")
+class LiveTensorBytes(TorchDispatchMode):
+    """Bytes of the tensor storages created by torch ops and still alive, and their peak.
+
+    A storage counts once however many views of it exist; it is released when the last
+    tensor seen on it is garbage (weakref finalizers). Inputs made before the mode are not counted.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.sizes: dict[int, int] = {}
+        self.holders: dict[int, int] = {}
+        self.now = self.peak = 0
+
+    def _release(self, pointer: int) -> None:
+        self.holders[pointer] -= 1
+        if self.holders[pointer] == 0:
+            self.now -= self.sizes.pop(pointer)
+            del self.holders[pointer]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_flatten(out)[0]:
+            if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
+                continue
+            storage = tensor.untyped_storage()
+            pointer = storage.data_ptr()
+            if pointer not in self.sizes:
+                self.sizes[pointer], self.holders[pointer] = storage.nbytes(), 0
+                self.now += storage.nbytes()
+                self.peak = max(self.peak, self.now)
+            self.holders[pointer] += 1
+            weakref.finalize(tensor, self._release, pointer)
+        return out
+
+
+def cpu_peak_bytes(call) -> int:
+    """Peak tensor bytes (``LiveTensorBytes``) plus peak Python/NumPy bytes (tracemalloc) of one call."""
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    baseline = tracemalloc.get_traced_memory()[0]
+    try:
+        with LiveTensorBytes() as tensors:
+            call()
+        python_peak = tracemalloc.get_traced_memory()[1] - baseline
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    return tensors.peak + max(0, python_peak)
 
 
 def peak_memory(call, device: torch.device) -> tuple[float | None, str]:
-    """Peak memory of one call, bytes, and how it was measured."""
+    """Peak memory of one call, bytes, and how it was measured (call it after a warm-up call)."""
     if device.type == "cuda":
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -136,13 +184,7 @@ def peak_memory(call, device: torch.device) -> tuple[float | None, str]:
         call()
         synchronize(device)
         return float(torch.cuda.max_memory_allocated(device) - before), CUDA_MEMORY
-    try:
-        _CLEAR_REFS.write_text("5")  # VmHWM := current RSS
-        before = _status_bytes("VmRSS")
-        call()
-        return float(max(0, _status_bytes("VmHWM") - before)), CPU_MEMORY
-    except OSError:
-        return None, "unavailable (needs Linux /proc/self/clear_refs)"
+    return float(cpu_peak_bytes(call)), CPU_MEMORY
 
 
 def device_name(device: torch.device) -> str:
@@ -183,8 +225,8 @@ def measure(model, image: torch.Tensor, shape: tuple[int, int, int], device: tor
         with torch.no_grad():
             return model(y, sigma)
 
-    flops = count_flops(call)
-    memory, method = peak_memory(call, device)  # also the warm-up call
+    flops = count_flops(call)  # also the warm-up call (lazy imports, caches)
+    memory, method = peak_memory(call, device)
     if isinstance(model, torch.nn.Module):
         times, timer = time_torch(call, repeats)
     else:
@@ -200,12 +242,13 @@ def measure(model, image: torch.Tensor, shape: tuple[int, int, int], device: tor
 class Request:
     """One measurement a grid needs: a built denoiser on one dataset's image shape."""
 
-    dataset: str
+    dataset: str  # as leaderboards name it (``bench.data.datasets.shown_name``)
     denoiser: str  # the row name without harness parameters (``vst``), as leaderboards join it
     model: str  # key of the built model in ``Grid.denoisers``
     shape: tuple[int, int, int]
     images: int  # images of the dataset with this shape (0 for the reference shape)
     image_index: int
+    source: str  # key of the images in ``Grid.datasets``
 
 
 def base_name(row: str) -> str:
@@ -238,7 +281,8 @@ def requests(grid) -> list[Request]:
             reference = (channels, REFERENCE_SIDE, REFERENCE_SIDE)
             if reference not in shapes:
                 wanted.append((reference, 0, first))
+        dataset = shown_name(cell.dataset, cell.subset)  # as the leaderboard names it
         for shape, count, first in wanted:
-            found.setdefault((cell.dataset, name, shape),
-                             Request(cell.dataset, name, cell.model, shape, count, first))
+            found.setdefault((dataset, name, shape), Request(dataset, name, cell.model, shape, count, first,
+                                                                    cell.dataset))
     return list(found.values())

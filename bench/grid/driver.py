@@ -107,7 +107,7 @@ def measure_costs(grid: Grid, store: Store, run_id: str, device, quiet: bool = F
             model = denoiser.model
             if isinstance(model, torch.nn.Module):
                 model = model.to(device).eval()
-            image = grid.datasets[request.dataset].images[request.image_index]
+            image = grid.datasets[request.source].images[request.image_index]
             try:
                 measured = cost.measure(model, image, request.shape, device, seed=grid.config.seed)
             except Exception as exc:  # a denoiser that fails here already failed its cells

@@ -1,11 +1,15 @@
-"""Cost columns for leaderboards: parameters, GFLOPs, latency and peak memory beside the scores.
+"""Cost columns for leaderboards: parameters, GMACs, latency and peak memory beside the scores.
+
+``gmacs``: billions of multiply-accumulates per image, what most papers call "FLOPs"
+(SwinIR's ``flops()``, thop, ptflops count MACs); the store keeps torch's count of
+FLOPs, two per multiply-add, and the column halves it.
 
 Measurements come from ``run --cost`` (``bench.grid.cost``, the store's ``costs``
 table). Per (dataset, denoiser) the latest device's figures are shown: at the
 dataset's own shapes (averaged per image when sizes differ; memory is the
 largest) and at the 256x256 reference shape. A latency taken while other cells
 ran beside it is never shown; a figure that was not measured, or does not
-apply (FLOPs of numpy code, parameters of a function), stays empty: "n/a" in
+apply (MACs of numpy code, parameters of a function), stays empty: "n/a" in
 text tables, null in JSON, never zero.
 """
 
@@ -20,11 +24,13 @@ from bench.reports.tables import latest_by
 from bench.store.database import Store
 
 #: Column -> decimals shown, in display order.
-COLUMNS = {"params": 0, "gflops": 4, "gflops_256": 4, "latency_ms": 3, "latency_iqr_ms": 3,
+COLUMNS = {"params": 0, "gmacs": 4, "gmacs_256": 4, "latency_ms": 3, "latency_iqr_ms": 3,
            "latency_ms_256": 3, "peak_mb": 2, "cost_device": None}
 #: Fewer is better for every cost figure (bold marks the cheapest in wide tables).
 LOWER_IS_BETTER = {name: False for name, places in COLUMNS.items() if places is not None}
 LATENCY = ("latency_ms", "latency_iqr_ms", "latency_ms_256")
+#: torch's FlopCounterMode counts two FLOPs per multiply-add; GMACs = FLOPs / 2 / 1e9.
+FLOPS_PER_GMAC = 2e9
 
 
 def latest_costs(store: Store) -> pd.DataFrame:
@@ -59,8 +65,8 @@ def per_dataset(store: Store) -> pd.DataFrame:
         rows.append({
             "dataset": dataset, "denoiser": denoiser,
             "params": group["parameters"].max(),
-            "gflops": _weighted(own["flops"], own["images"]) / 1e9,
-            "gflops_256": ref["flops"].mean(skipna=False) / 1e9 if len(ref) else np.nan,
+            "gmacs": _weighted(own["flops"], own["images"]) / FLOPS_PER_GMAC,
+            "gmacs_256": ref["flops"].mean(skipna=False) / FLOPS_PER_GMAC if len(ref) else np.nan,
             "latency_ms": _weighted(own["latency_median"], own["images"]) * 1e3,
             "latency_iqr_ms": _weighted(own["latency_iqr"], own["images"]) * 1e3,
             "latency_ms_256": ref["latency_median"].mean(skipna=False) * 1e3 if len(ref) else np.nan,
@@ -126,7 +132,7 @@ def add_to_wide(table: pd.DataFrame, store: Store) -> pd.DataFrame:
 def add_to_summary(table: pd.DataFrame, store: Store) -> pd.DataFrame:
     """The cross-dataset ranking with each denoiser's cost at 256x256, averaged over datasets."""
     costs = per_dataset(store)
-    reference = ["params", "gflops_256", "latency_ms_256"]
+    reference = ["params", "gmacs_256", "latency_ms_256"]
     by_denoiser = costs.groupby("denoiser")[reference].mean().reset_index()
     keyed = table.assign(_base=table["denoiser"].map(base_name))
     merged = keyed.merge(by_denoiser.rename(columns={"denoiser": "_base"}), on="_base", how="left")

@@ -132,7 +132,7 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
     sections = []
 
     summary = pd.concat([tables.ranking_summary(store, m) for m in metrics], ignore_index=True)
-    if cost_columns.measured(store):  # parameters, GFLOPs and latency at 256x256 beside the ranks
+    if cost_columns.measured(store):  # parameters, GMACs and latency at 256x256 beside the ranks
         summary = cost_columns.add(summary, store, "summary")
     sections.append(Section("Ranking", [
         '<p class="note">Mean rank of each denoiser over every (dataset, noise, level) it ran; '
@@ -147,8 +147,8 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
 
     if cost_columns.measured(store):
         sections.append(Section("Cost", [
-            '<p class="note">Per image, from <code>run --cost</code>: parameters, GFLOPs (as '
-            "<code>FlopCounterMode</code> counts them) and latency (median and IQR after a warm-up) at "
+            '<p class="note">Per image, from <code>run --cost</code>: parameters, GMACs (multiply-adds, '
+            "what papers call FLOPs; <code>FlopCounterMode</code>'s count halved) and latency (median and IQR after a warm-up) at "
             "the dataset's shapes and at 256x256, peak memory; n/a where a figure does not apply.</p>",
             html_table(cost_columns.table(store))]))
 

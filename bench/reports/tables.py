@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench.data.datasets import shown_name
 from bench.errors import UsageError
 from bench.noise import levels
 from bench.noise.levels import LevelScale
@@ -70,12 +71,10 @@ def current_attempts(store: Store) -> pd.DataFrame:
 def with_subset_labels(cells: pd.DataFrame) -> pd.DataFrame:
     """``dataset`` of subset cells read ``set12 (first 3 of 12)``: a table ranks and shows them
     apart from the whole set, never against it."""
-    subset = cells["subset"].notna()
-    if not subset.any():
+    if cells["subset"].isna().all():
         return cells
-    cells = cells.copy()
-    cells.loc[subset, "dataset"] = cells["dataset"][subset] + " (" + cells["subset"][subset] + ")"
-    return cells
+    return cells.assign(dataset=[shown_name(d, None if pd.isna(s) else s)
+                                 for d, s in zip(cells["dataset"], cells["subset"])])
 
 
 def latest_done_cells(store: Store) -> pd.DataFrame:
