@@ -210,3 +210,31 @@ def test_a_file_rewritten_with_its_size_and_mtime_kept_is_hashed_again(tmp_path,
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored, as archives do
     assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
     assert sha256_files([path])[path] != first
+
+
+def test_save_images_on_done_cells_saves_their_outputs_and_keeps_their_numbers(cli, store):
+    common = ["-d", DATA, "-n", NOISE, "-m", "median", "--store", store, "--limit-images", "3",
+              "--metric", "psnr"]
+    assert cli("run", *common).code == 0
+    before = rows(store, "SELECT key, updated FROM cells")
+    result = cli("run", *common, "--save-images", "2")
+    assert result.code == 0, result.err
+    assert "1 from earlier runs, outputs saved again for 1" in result.err
+    (key, _), = before
+    saved = sorted(p.name for p in (store.parent / "images" / key).iterdir())
+    assert saved == ["camera.png", "moon.png"]
+    assert rows(store, "SELECT key, updated FROM cells") == before
+    again = cli("run", *common, "--save-images", "2")
+    assert "outputs saved again" not in again.err  # nothing missing: nothing runs
+
+
+@pytest.mark.parametrize("image_id", ["a/b", "..", "../../escape", "x y", "/abs"])
+def test_image_ids_become_file_names_that_stay_in_their_folder(tmp_path, image_id):
+    from bench.grid.outputs import output_name, save_outputs
+
+    folder = tmp_path / "images" / "cell"
+    save_outputs(folder, [image_id, "plain-id_1.2"], torch.rand(2, 1, 4, 4))
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == sorted([output_name(image_id), "plain-id_1.2.png"])
+    assert all((folder / name).resolve().parent == folder.resolve() for name in written)
+    assert output_name(image_id) != output_name(image_id + "_")  # distinct ids, distinct files

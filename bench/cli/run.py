@@ -108,11 +108,14 @@ def start_cluster_early(config: RunConfig, args):
 
 
 def has_pending_cells(grid, store: str) -> bool:
-    """Whether any denoiser or sampler cell of the grid is not done in the store."""
+    """Whether any denoiser or sampler cell of the grid is not done in the store, or lacks the
+    outputs ``--save-images`` asks for."""
+    from bench.grid.driver import needs_outputs
+
     done = statuses_at(store, [cell.key for cell in grid.cells])
     samplers = grid.sampling.cells if grid.sampling else []
     done.update(statuses_at(store, [cell.key for cell in samplers], "sample_cells"))
-    return any(done.get(cell.key) != "done" for cell in [*grid.cells, *samplers])
+    return any(done.get(cell.key) != "done" or needs_outputs(grid, cell) for cell in [*grid.cells, *samplers])
 
 
 def executor_for(grid, device, args, early):
@@ -181,8 +184,9 @@ def print_boards(store: Store, grid, run_id: str) -> None:
 def print_summary(summary, store: str) -> None:
     """Counts by status, cost problems, and every skipped or failed cell with its reason (stderr)."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
-    print(f"{summary.counts.total()} cells: {counts} ({summary.cached} from earlier runs); store: {store}",
-          file=sys.stderr)
+    resaved = f", outputs saved again for {summary.resaved}" if summary.resaved else ""
+    print(f"{summary.counts.total()} cells: {counts} ({summary.cached} from earlier runs{resaved}); "
+          f"store: {store}", file=sys.stderr)
     for problem in summary.cost_problems:
         print(f"  cost not measured: {problem}", file=sys.stderr)
     for title, rows in (("skipped", summary.skipped), ("FAILED", summary.failed)):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from bench.grid.cells import Cell, Grid
+from bench.grid.outputs import missing_outputs, output_dir
 from bench.store.database import Store
 
 
@@ -15,6 +16,8 @@ from bench.store.database import Store
 class RunSummary:
     counts: Counter = field(default_factory=Counter)
     cached: int = 0
+    #: Done cells run again only to save the outputs ``--save-images`` asks for (numbers kept).
+    resaved: int = 0
     failed: list[tuple[Cell, str]] = field(default_factory=list)
     skipped: list[tuple[Cell, str]] = field(default_factory=list)
     cost_problems: list[str] = field(default_factory=list)
@@ -27,6 +30,14 @@ class RunSummary:
 def all_cells(grid: Grid) -> list:
     """Denoiser cells, then sampler cells."""
     return list(grid.cells) + (list(grid.sampling.cells) if grid.sampling else [])
+
+
+def needs_outputs(grid: Grid, cell) -> bool:
+    """Whether a denoiser cell lacks outputs ``--save-images N`` asks for."""
+    count = grid.config.save_images
+    if not count or not isinstance(cell, Cell):
+        return False
+    return missing_outputs(output_dir(grid.config.store, cell.key), grid.datasets[cell.dataset].ids[:count])
 
 
 def plan(grid: Grid, store: Store, run_id: str) -> dict[str, str]:
@@ -58,13 +69,21 @@ def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
     config = grid.config
     statuses = plan(grid, store, run_id)
     cells = all_cells(grid)
-    todo = [cell for cell in cells if statuses.get(cell.key) != "done"]
-    summary = RunSummary(cached=len(cells) - len(todo))
+    done = {cell.key for cell in cells if statuses.get(cell.key) == "done"}
+    todo = [cell for cell in cells if cell.key not in done or needs_outputs(grid, cell)]
+    summary = RunSummary(cached=len(done))
     summary.counts["done"] += summary.cached
     pending = {cell.key: cell for cell in todo}
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=quiet, dynamic_ncols=True) as bar:
         for key, result in (executor.results(list(pending)) if pending else ()):
             cell = pending[key]
+            bar.update()
+            if key in done:  # run again for its outputs only: the stored numbers stand
+                if result.status == "done":
+                    summary.resaved += 1
+                else:
+                    summary.failed.append((cell, f"saving its outputs failed: {result.error}"))
+                continue
             if isinstance(cell, Cell):
                 store.record_cell(run_id, cell, config.seed, config.protocol, list(grid.metrics),
                                   device, result)
@@ -76,7 +95,6 @@ def run_grid(grid: Grid, store: Store, run_id: str, executor, device: str,
             elif result.status == "skipped":
                 summary.skipped.append((cell, result.error))
             bar.set_postfix_str(cell.describe())
-            bar.update()
     return summary
 
 

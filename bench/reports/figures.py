@@ -25,7 +25,7 @@ from bench.config import RunConfig
 from bench.data.datasets import ImageSet
 from bench.errors import UsageError
 from bench.grid.cells import load_dataset
-from bench.grid.outputs import output_dir
+from bench.grid.outputs import output_dir, output_name
 from bench.grid.inputs import make_batches
 from bench.grid.scoring import clamp_for_scoring
 from bench.noise import levels
@@ -193,8 +193,10 @@ def saved_outputs(store: Store) -> pd.DataFrame:
     for cell in cells.itertuples():
         folder = output_dir(store.path, cell.key)
         if folder.is_dir():
-            rows += [{**cell._asdict(), "image_id": path.stem, "path": path}
-                     for path in sorted(folder.glob("*.png"))]
+            ids = store.query("SELECT DISTINCT image_id FROM scores WHERE cell_key = ?", (cell.key,))["image_id"]
+            files = {output_name(image_id): image_id for image_id in ids}
+            rows += [{**cell._asdict(), "image_id": files[path.name], "path": path}
+                     for path in sorted(folder.glob("*.png")) if path.name in files]
     columns = list(cells.columns) + ["image_id", "path"]
     return pd.DataFrame(rows, columns=columns).rename(columns={"degradation": "noise"})
 
