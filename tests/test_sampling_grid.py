@@ -257,7 +257,9 @@ def test_old_sampler_rows_move_out_of_the_denoiser_cells(tmp_path):
     """Earlier versions stored a sampler cell in ``cells`` with the number of chains as ``level``."""
     path = tmp_path / "old.sqlite"
     with Store(path) as store:
-        store.db.execute("INSERT INTO cells VALUES ('k1', 'r1', 'gmm2d', 'sample:noise', 200.0, "
+        store.db.execute("INSERT INTO cells (key, run_id, dataset, degradation, level, denoiser, repetition, "
+                         "seed, protocol, metrics, status, error, seconds, denoise_seconds, n_images, device, "
+                         "updated) VALUES ('k1', 'r1', 'gmm2d', 'sample:noise', 200.0, "
                          "'langevin[steps=200] score=oracle', 0, 0, 'default', '[]', 'done', NULL, "
                          "1.5, 1.2, 1, 'cpu', '2026-01-01')")
         store.db.execute("INSERT INTO scores VALUES ('k1', 'samples', 'mmd', 0.01)")

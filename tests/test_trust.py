@@ -238,3 +238,34 @@ def test_image_ids_become_file_names_that_stay_in_their_folder(tmp_path, image_i
     assert written == sorted([output_name(image_id), "plain-id_1.2.png"])
     assert all((folder / name).resolve().parent == folder.resolve() for name in written)
     assert output_name(image_id) != output_name(image_id + "_")  # distinct ids, distinct files
+
+
+def test_a_version_1_store_upgrades_in_place_and_its_cells_still_read(cli, tmp_path):
+    import sqlite3
+
+    from bench.store.database import SCHEMA_VERSION
+
+    path = tmp_path / "v1.sqlite"
+    with sqlite3.connect(path) as db:  # the tables as version 1 made them
+        db.executescript("""
+            CREATE TABLE runs (run_id TEXT PRIMARY KEY, started TEXT, finished TEXT, status TEXT,
+                               config TEXT, versions TEXT, device TEXT, argv TEXT);
+            CREATE TABLE cells (key TEXT PRIMARY KEY, run_id TEXT, dataset TEXT, degradation TEXT, level REAL,
+                denoiser TEXT, repetition INTEGER, seed INTEGER, protocol TEXT, metrics TEXT, status TEXT,
+                error TEXT, seconds REAL, denoise_seconds REAL, n_images INTEGER, device TEXT, updated TEXT);
+            CREATE TABLE scores (cell_key TEXT, image_id TEXT, metric TEXT, value REAL,
+                                 PRIMARY KEY (cell_key, image_id, metric));
+            CREATE TABLE metric_info (name TEXT PRIMARY KEY, higher_is_better INTEGER);
+            INSERT INTO runs VALUES ('r1', '2026-01-01', '2026-01-01', 'done', '{}', '{}', 'cpu', '[]');
+            INSERT INTO cells VALUES ('k1', 'r1', 'set', 'gaussian', 0.1, 'median', 0, 0, 'default', '["psnr"]',
+                                      'done', NULL, 1.0, 0.5, 2, 'cpu', '2026-01-01');
+            INSERT INTO scores VALUES ('k1', 'a', 'psnr', 30.0), ('k1', 'b', 'psnr', 32.0);
+            INSERT INTO metric_info VALUES ('psnr', 1);
+            PRAGMA user_version = 1;
+        """)
+    result = cli("leaderboard", "--store", path, "--format", "csv")
+    assert result.code == 0, result.err
+    (row,) = csv.DictReader(io.StringIO(result.out))
+    assert (row["dataset"], row["n"], float(row["mean"])) == ("set", "2", 31.0)
+    assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(path, "SELECT subset FROM cells") == [(None,)]
