@@ -61,6 +61,7 @@ METADATA: dict[str, dict[str, MetadataKey]] = {
     "denoisers": {"description": DESCRIPTION, "sigma_aware": MetadataKey(bool),
                   "native_poisson": MetadataKey(bool), "per_dataset": MetadataKey(bool),
                   "learned": MetadataKey(_is_learner), "per_level": MetadataKey(bool),
+                  "per_channels": MetadataKey(bool),
                   "published_as": MetadataKey(str), "fetch": FETCH},
     "datasets": {"description": DESCRIPTION, "uses_data_root": MetadataKey(bool), "fetch": FETCH},
     "degradations": {"description": DESCRIPTION},
@@ -87,6 +88,8 @@ def register_denoisers(register):
       (``denoise-bench train``).
     - ``per_level`` (bool): the factory is also passed ``degradation=<name>`` and
       ``level=<value>``: one model per level; a ``bench.Skip`` skips that level's cells only.
+    - ``per_channels`` (bool): the factory is also passed ``channels=<C>``, the dataset's
+      image channels (gray or colour models of one row).
     - ``published_as`` (str): the method's name in published tables (``leaderboard
       --published``), e.g. ``"BM3D"``; a family may give ``"{suffix}"`` (``deepinv:DRUNet``
       is ``DRUNet``).
