@@ -53,9 +53,18 @@ def shape_batches(images: ImageSet, batch_size: int) -> list[list[int]]:
     return [idx[i:i + batch_size] for idx in groups.values() for i in range(0, len(idx), batch_size)]
 
 
+def noisy_input(y: torch.Tensor, protocol: str) -> torch.Tensor:
+    """The noisy input as the protocol hands it over: as drawn (default, paper), clipped to [0, 1]
+    (clip: the FFDNet Clip demos), or clipped and rounded to 8 bits (uint8: the NTIRE challenges)."""
+    if protocol in ("clip", "uint8"):
+        y = y.clamp(0.0, 1.0)
+    return torch.round(y * 255.0) / 255.0 if protocol == "uint8" else y
+
+
 def make_batches(images: ImageSet, dataset: str, degradation: Degradation, level: float,
-                 repetition: int, base_seed: int, batch_size: int, device: torch.device) -> list[Batch]:
-    """Seeded noisy inputs for a whole dataset, drawn per image on the CPU."""
+                 repetition: int, base_seed: int, batch_size: int, device: torch.device,
+                 protocol: str = "default") -> list[Batch]:
+    """Seeded noisy inputs for a whole dataset, drawn per image on the CPU (``noisy_input`` of the protocol)."""
     batches = []
     for idx in shape_batches(images, batch_size):
         ids = [images.ids[i] for i in idx]
@@ -63,7 +72,8 @@ def make_batches(images: ImageSet, dataset: str, degradation: Degradation, level
         seeds = [noise_seed(base_seed, dataset, i, degradation.name, level, repetition) for i in ids]
         y = degradation.apply(clean, level, seeds).to(device)
         levels = torch.full((len(ids),), float(level), device=device)
-        batches.append(Batch(ids, torch.stack(clean).to(device), y, degradation.sigma(y, level), levels))
+        batches.append(Batch(ids, torch.stack(clean).to(device), noisy_input(y, protocol),
+                             degradation.sigma(y, level), levels))
     return batches
 
 
@@ -83,9 +93,9 @@ def check_output(out, y: torch.Tensor) -> torch.Tensor:
 
 
 def clamp_for_scoring(images: torch.Tensor, protocol: str) -> torch.Tensor:
-    """Clamp to [0, 1]; the paper protocol also rounds to 8 bits (as DPIR's test script)."""
+    """Clamp to [0, 1]; the papers' protocols also round to 8 bits (as DPIR's test script)."""
     images = images.clamp(0.0, 1.0)
-    if protocol == "paper":
+    if protocol != "default":
         images = torch.round(images * 255.0) / 255.0
     return images
 
@@ -148,7 +158,7 @@ class CellRunner:
             degradation = self.grid.degradations[cell.degradation][0]
             self._batches = make_batches(self.grid.datasets[cell.dataset], cell.dataset, degradation,
                                          cell.level, cell.repetition, config.seed,
-                                         config.batch_size, self.device)
+                                         config.batch_size, self.device, config.protocol)
             self._group = cell.noisy_group
         return self._batches
 
