@@ -78,6 +78,11 @@ class Family:
         present = [weights.folder() / f.name for f in self.all_files()]
         return all(p.is_file() for p in present), sum(p.stat().st_size for p in present if p.is_file())
 
+    def unpinned(self) -> list[str]:
+        """The files downloaded here whose hash no publisher or pin file vouches for."""
+        return [f.name for f in self.all_files()
+                if (weights.folder() / f.name).is_file() and not weights.is_pinned(f)]
+
     def pin(self) -> tuple:
         return weights.pin(self.all_files())
 

@@ -87,6 +87,7 @@ def test_a_changed_upstream_file_is_refused_once_recorded_or_pinned(cli, release
     assert result.code == 0 and "drunet-dpir: pinned drunet_gray.pth in" in result.out, result.err
     pins = json.loads((tmp_path / "team" / "pins.json").read_text())
     assert list(pins) == ["drunet_gray.pth"]
+    assert "drunet-dpir" in cli("list", "denoisers").out and sota.FAMILIES["drunet-dpir"].unpinned() == []
     releases.publish("drunet-dpir", seed=3)  # upstream changes the file
     # A fresh data folder downloads it again: the team's pin refuses it, nothing kept.
     result = run(cli, store, "drunet-dpir", "--data-root", tmp_path / "fresh")
@@ -98,6 +99,8 @@ def test_a_changed_upstream_file_is_refused_once_recorded_or_pinned(cli, release
 def test_unpinned_recorded_hash_also_refuses_a_changed_file(cli, releases, store):
     releases.publish("restormer")
     assert run(cli, store, "restormer").code == 0
+    listed = [line for line in cli("list", "denoisers").out.splitlines() if line.startswith("restormer ")]
+    assert "cached" in listed[0] and "1 unpinned" in listed[0], listed
     (weights.folder() / "gaussian_gray_denoising_blind.pth").unlink()
     releases.publish("restormer", seed=5)
     result = run(cli, store, "restormer")
