@@ -8,8 +8,9 @@
 The files are release assets: fetched by ``bench.data.weights`` (SHA-256 pinned where
 the publisher states one, else recorded at first download and pinned with ``fetch --pin``),
 loaded with ``weights_only=True`` after their hash matched. Gray or colour comes from the
-data's channels. Sizes the networks cannot take are padded by repeating the last rows and
-columns to a multiple of the network's step, and cropped back.
+data's channels. Sizes the networks cannot take are padded to a multiple of the network's
+step and cropped back: SwinIR as its test script does (mirrored, at least one step), the
+others by repeating the last rows and columns.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class Family:
     levels: tuple[int, ...] | None  # one model per level (sigma * 255), or None: one model for all
     multiple: int  # height and width must be multiples of this
     sigma_input: bool  # the network is told sigma (a noise-level map)
+    #: SwinIR's test script pads by mirroring (rows h-1, h-2, ...), always by at least one row.
+    mirror_pad: bool = False
     #: Extra architecture arguments (tests use small stand-ins; the rows use the papers').
     arguments: dict = field(default_factory=dict)
 
@@ -90,16 +93,25 @@ class Family:
 class ReleaseNetwork(torch.nn.Module):
     """A network with the authors' weights; ``fingerprint`` = their SHA-256 (``pinned`` says if a pin vouches)."""
 
-    def __init__(self, network: torch.nn.Module, verified: weights.Verified, multiple: int, sigma_input: bool):
+    def __init__(self, network: torch.nn.Module, verified: weights.Verified, family: "Family"):
         super().__init__()
-        self.network, self.multiple, self.sigma_input = network.eval(), multiple, sigma_input
+        self.network, self.family = network.eval(), family
         self.fingerprint, self.pinned = verified.sha256, verified.pinned
+
+    def pad(self, y: torch.Tensor) -> torch.Tensor:
+        height, width = y.shape[-2:]
+        step = self.family.multiple
+        if self.family.mirror_pad:  # main_test_swinir.py, as written
+            pad_h, pad_w = (height // step + 1) * step - height, (width // step + 1) * step - width
+            y = torch.cat([y, y.flip(-2)], -2)[..., :height + pad_h, :]
+            return torch.cat([y, y.flip(-1)], -1)[..., :width + pad_w]
+        pad_h, pad_w = -height % step, -width % step
+        return F.pad(y, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else y
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         height, width = y.shape[-2:]
-        pad_h, pad_w = -height % self.multiple, -width % self.multiple
-        padded = F.pad(y, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else y
-        out = self.network(padded, sigma) if self.sigma_input else self.network(padded)
+        padded = self.pad(y)
+        out = self.network(padded, sigma) if self.family.sigma_input else self.network(padded)
         return out[..., :height, :width]
 
 
@@ -113,7 +125,7 @@ def load(family: Family, color: bool, level: int | None) -> ReleaseNetwork:
     except Exception as exc:  # an unreadable or mismatched file is the user's to replace
         raise bench.UsageError(f"{verified.path.name} does not load into {family.name}: "
                                f"{' '.join(str(exc).split())[:200]}") from None
-    return ReleaseNetwork(network, verified, family.multiple, family.sigma_input)
+    return ReleaseNetwork(network, verified, family)
 
 
 def _release(base: str, name: str) -> weights.ReleaseFile:
@@ -129,7 +141,7 @@ FAMILIES = {
                      None, 8, True),
     "swinir": Family("swinir", _swinir, lambda color, level: _release(
         SWINIR, f"{'005_colorDN' if color else '004_grayDN'}_DFWB_s128w8_SwinIR-M_noise{level}.pth"), (15, 25, 50), 8,
-                     False),
+                     False, mirror_pad=True),
     "restormer": Family("restormer", _restormer, lambda color, level: _release(
         RESTORMER, f"gaussian_{_plane(color)}_denoising_blind.pth"), None, 8, False),
     "scunet": Family("scunet", _scunet, lambda color, level: _release(KAIR, f"scunet_{_plane(color)}_{level}.pth"),

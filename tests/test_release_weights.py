@@ -126,3 +126,15 @@ def test_a_checkpoint_that_is_not_only_tensors_is_refused(cli, releases, store):
 def test_pinning_is_for_release_weights_only(cli, mirror):
     result = cli("fetch", "set12", "--pin", "--quiet")
     assert result.code == 2 and "set12: nothing to pin" in result.err, result.err
+
+
+def test_swinir_pads_as_its_test_script_and_the_others_by_the_last_rows():
+    # main_test_swinir.py: h_pad = (h // 8 + 1) * 8 - h; img = cat([img, flip(img)])[:h + h_pad] (both axes).
+    y = torch.arange(6 * 8.0).reshape(1, 1, 6, 8)  # value = 8 * row + column
+    unused = weights.Verified(None, "0" * 64, False)
+    padded = sota.ReleaseNetwork(torch.nn.Identity(), unused, sota.FAMILIES["swinir"]).pad(y)
+    assert padded.shape == (1, 1, 8, 16)  # a multiple of 8 already still gets a full step
+    assert padded[0, 0, :, 0].tolist() == [8.0 * r for r in (0, 1, 2, 3, 4, 5, 5, 4)]
+    assert padded[0, 0, 0, :].tolist() == [*range(8), *range(7, -1, -1)]
+    replicated = sota.ReleaseNetwork(torch.nn.Identity(), unused, sota.FAMILIES["drunet-dpir"]).pad(y)
+    assert replicated.shape == (1, 1, 8, 8) and replicated[0, 0, 6:, 0].tolist() == [40.0, 40.0]
