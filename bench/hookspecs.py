@@ -91,8 +91,9 @@ def register_denoisers(register):
     - ``per_channels`` (bool): the factory is also passed ``channels=<C>``, the dataset's
       image channels (gray or colour models of one row).
     - ``published_as`` (str): the method's name in published tables (``leaderboard
-      --published``), e.g. ``"BM3D"``; a family may give ``"{suffix}"`` (``deepinv:DRUNet``
-      is ``DRUNet``).
+      --published``), e.g. ``"BM3D"``: declare it only where the row loads the paper's own
+      weights (a family's rows, such as ``deepinv:``, are never compared: their weights are
+      the library's).
     - ``fetch`` (an object with ``fetch()`` and ``status() -> (cached, bytes)``): what
       ``denoise-bench fetch NAME`` downloads ahead, and ``list`` reports as cached.
     """
