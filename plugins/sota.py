@@ -9,8 +9,8 @@ The files are release assets: fetched by ``bench.data.weights`` (SHA-256 pinned 
 the publisher states one, else recorded at first download and pinned with ``fetch --pin``),
 loaded with ``weights_only=True`` after their hash matched. Gray or colour comes from the
 data's channels. Sizes the networks cannot take are padded to a multiple of the network's
-step and cropped back: SwinIR as its test script does (mirrored, at least one step), the
-others by repeating the last rows and columns.
+step and cropped back as the authors' test scripts do: SwinIR mirrored (at least one
+step), Restormer reflected, DRUNet and SCUNet by repeating the last rows and columns.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ class Family:
     levels: tuple[int, ...] | None  # one model per level (sigma * 255), or None: one model for all
     multiple: int  # height and width must be multiples of this
     sigma_input: bool  # the network is told sigma (a noise-level map)
-    #: SwinIR's test script pads by mirroring (rows h-1, h-2, ...), always by at least one row.
-    mirror_pad: bool = False
+    #: How the authors' test script pads: "replicate" (the last row / column), "reflect" (Restormer),
+    #: "swinir" (mirrored, edge included, always by at least one step).
+    padding: str = "replicate"
     #: Extra architecture arguments (tests use small stand-ins; the rows use the papers').
     arguments: dict = field(default_factory=dict)
 
@@ -101,12 +102,12 @@ class ReleaseNetwork(torch.nn.Module):
     def pad(self, y: torch.Tensor) -> torch.Tensor:
         height, width = y.shape[-2:]
         step = self.family.multiple
-        if self.family.mirror_pad:  # main_test_swinir.py, as written
+        if self.family.padding == "swinir":  # main_test_swinir.py, as written
             pad_h, pad_w = (height // step + 1) * step - height, (width // step + 1) * step - width
             y = torch.cat([y, y.flip(-2)], -2)[..., :height + pad_h, :]
             return torch.cat([y, y.flip(-1)], -1)[..., :width + pad_w]
         pad_h, pad_w = -height % step, -width % step
-        return F.pad(y, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else y
+        return F.pad(y, (0, pad_w, 0, pad_h), mode=self.family.padding) if pad_h or pad_w else y
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         height, width = y.shape[-2:]
@@ -141,9 +142,9 @@ FAMILIES = {
                      None, 8, True),
     "swinir": Family("swinir", _swinir, lambda color, level: _release(
         SWINIR, f"{'005_colorDN' if color else '004_grayDN'}_DFWB_s128w8_SwinIR-M_noise{level}.pth"), (15, 25, 50), 8,
-                     False, mirror_pad=True),
+                     False, padding="swinir"),
     "restormer": Family("restormer", _restormer, lambda color, level: _release(
-        RESTORMER, f"gaussian_{_plane(color)}_denoising_blind.pth"), None, 8, False),
+        RESTORMER, f"gaussian_{_plane(color)}_denoising_blind.pth"), None, 8, False, padding="reflect"),
     "scunet": Family("scunet", _scunet, lambda color, level: _release(KAIR, f"scunet_{_plane(color)}_{level}.pth"),
                      (15, 25, 50), 64, False),
 }

@@ -138,3 +138,5 @@ def test_swinir_pads_as_its_test_script_and_the_others_by_the_last_rows():
     assert padded[0, 0, 0, :].tolist() == [*range(8), *range(7, -1, -1)]
     replicated = sota.ReleaseNetwork(torch.nn.Identity(), unused, sota.FAMILIES["drunet-dpir"]).pad(y)
     assert replicated.shape == (1, 1, 8, 8) and replicated[0, 0, 6:, 0].tolist() == [40.0, 40.0]
+    reflected = sota.ReleaseNetwork(torch.nn.Identity(), unused, sota.FAMILIES["restormer"]).pad(y)
+    assert reflected[0, 0, 6:, 0].tolist() == [32.0, 24.0]  # test_gaussian_*_denoising.py: F.pad 'reflect'
