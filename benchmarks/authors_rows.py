@@ -50,30 +50,40 @@ def mirror_tree(root: Path) -> None:
         shutil.copy(SHARED / source, root / path)
 
 
-def markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".2f")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="results/authors_rows.sqlite")
     parser.add_argument("--note", default="", help="a line added to the section (e.g. what shared the CPU)")
+    parser.add_argument("--tables-only", action="store_true", help="rewrite the section from an existing --store")
     args = parser.parse_args()
-    Path(args.store).unlink(missing_ok=True)
+    if not args.tables_only:
+        measure(args.store)
+    write_section(args.store, args.note)
+
+
+def measure(store: str) -> None:
+    """Serve, fetch, then run every row offline into a fresh store."""
+    Path(store).unlink(missing_ok=True)
     fetches = (["set12", "ffdnet", "fdncnn[color=false]", "fdncnn[color=true]", "dncnn-b", "dncnn-s[level=25/255]"],
                ["dncnn-s[level=25/255,color=true]"])
     with fetched_offline(mirror_tree, *fetches) as data:
         for dataset, noise, rows, protocol in RUNS:
             cli("run", "-d", dataset, "-n", noise, *[a for r in rows for a in ("-m", r)], "--protocol", protocol,
-                "--metric", "psnr", "--data-root", data, "--offline", "--store", args.store, "--quiet")
-    csv = cli("leaderboard", "--store", args.store, "--published", "--metric", "psnr", "--format", "csv")
+                "--metric", "psnr", "--data-root", data, "--offline", "--store", store, "--quiet")
+
+
+def write_section(store: str, note: str) -> None:
+    """``leaderboard --published`` and per-image times from the store, into benchmarks/RESULTS.md."""
+    csv = cli("leaderboard", "--store", store, "--published", "--metric", "psnr", "--format", "csv")
     table = pd.read_csv(io.StringIO(csv)).assign(sigma=lambda t: (t["level"] * 255).round().astype(int))
     table = table.sort_values(["dataset", "denoiser", "sigma"])
     shown = table[["dataset", "denoiser", "protocol", "sigma", "mean", "published", "delta"]].rename(
         columns={"mean": "PSNR here", "sigma": "sigma (/255)"})
+    for column, style in (("PSNR here", "{:.2f}"), ("published", "{:.2f}"), ("delta", "{:+.2f}")):
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else style.format(v))
     sources = table.dropna(subset=["published"]).drop_duplicates(["denoiser", "source"])[["denoiser", "source"]]
-    with Store(args.store) as store:
-        cells = store.query("SELECT dataset, denoiser, level, denoise_seconds, n_images FROM cells "
+    with Store(store) as opened:
+        cells = opened.query("SELECT dataset, denoiser, level, denoise_seconds, n_images FROM cells "
                             "WHERE status = 'done'")
     cells = cells[(cells["dataset"] == "set12") & ((cells["level"] * 255).round() == 25)]
     per_image = (cells["denoise_seconds"] / cells["n_images"]).groupby(cells["denoiser"]).mean()
@@ -84,10 +94,10 @@ def main() -> None:
             "fetched once (SHA-256 checked), then run `--offline` (seed 0, one noise draw per image). "
             "`delta` = PSNR here - published, shown only where weights, protocol and whole set match "
             "(skimage-color and the Clip row have no published number).\n\n"
-            + markdown(shown) + "\n\nSources:\n\n" + "\n".join(f"- {r.denoiser}: {r.source}"
+            + shown.to_markdown(index=False, disable_numparse=True) + "\n\nSources:\n\n" + "\n".join(f"- {r.denoiser}: {r.source}"
                                                                 for r in sources.itertuples())
             + "\n\nDenoising time per Set12 image at 25/255 (CPU), against DnCNN-S in the same run:\n\n"
-            + speed.to_markdown(index=False, floatfmt=".3f") + f"\n\n{args.note}")
+            + speed.to_markdown(index=False, floatfmt=".3f") + f"\n\n{note}")
     update_section("authors-rows", body)
     print(body)
 
