@@ -60,7 +60,7 @@ def test_the_files_load_and_their_hash_is_in_the_key_and_provenance(cli, release
     (status,), = rows(store, "SELECT status FROM cells")
     assert status == "done"
     board = json.loads(cli("leaderboard", "--store", store, "--format", "json").out)
-    assert digest in board["provenance"]["runs"][0]["versions"]["weights"].values()
+    assert f"{digest} (unpinned)" in board["provenance"]["runs"][0]["versions"]["weights"].values()
     recorded = json.loads((weights.folder() / "recorded.json").read_text())
     assert recorded[sota.FAMILIES[row].files(False, level).name] == digest
     # Another upstream file is another cell: the hash is in the key.
@@ -88,6 +88,10 @@ def test_a_changed_upstream_file_is_refused_once_recorded_or_pinned(cli, release
     pins = json.loads((tmp_path / "team" / "pins.json").read_text())
     assert list(pins) == ["drunet_gray.pth"]
     assert "drunet-dpir" in cli("list", "denoisers").out and sota.FAMILIES["drunet-dpir"].unpinned() == []
+    pinned_store = tmp_path / "pinned.sqlite"
+    assert run(cli, pinned_store, "drunet-dpir").code == 0
+    board = json.loads(cli("leaderboard", "--store", pinned_store, "--format", "json").out)
+    assert list(board["provenance"]["runs"][0]["versions"]["weights"].values()) == [pins["drunet_gray.pth"]]
     releases.publish("drunet-dpir", seed=3)  # upstream changes the file
     # A fresh data folder downloads it again: the team's pin refuses it, nothing kept.
     result = run(cli, store, "drunet-dpir", "--data-root", tmp_path / "fresh")
