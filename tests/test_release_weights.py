@@ -19,7 +19,8 @@ from conftest import MirrorServer, rows
 
 SMALL = {"drunet-dpir": {"nc": (8, 16, 32, 64), "nb": 1},
          "swinir": {"img_size": 32, "embed_dim": 12, "depths": (1,), "num_heads": (2,)},
-         "restormer": {"dim": 8, "num_blocks": (1, 1, 1, 1), "num_refinement_blocks": 1, "heads": (1, 1, 1, 1)}}
+         "restormer": {"dim": 8, "num_blocks": (1, 1, 1, 1), "num_refinement_blocks": 1, "heads": (1, 1, 1, 1)},
+         "scunet": {"config": (1,) * 7}}
 
 
 @pytest.fixture
@@ -69,6 +70,14 @@ def test_the_files_load_and_their_hash_is_in_the_key_and_provenance(cli, release
     (weights.folder() / "recorded.json").unlink()
     assert run(cli, store, row).code == 0
     assert len(rows(store, "SELECT key FROM cells")) == 2
+
+
+def test_scunet_loads_its_gaussian_model_for_the_level(cli, releases, store):
+    digest = releases.publish("scunet", level=15)
+    assert run(cli, store, "scunet", level="15/255").code == 0
+    (status,), = rows(store, "SELECT status FROM cells")
+    assert status == "done" and releases.requests == ["scunet_gray_15.pth"]
+    assert json.loads((weights.folder() / "recorded.json").read_text()) == {"scunet_gray_15.pth": digest}
 
 
 def test_swinir_has_one_model_per_level_and_colour_from_the_data(cli, releases, store):
