@@ -112,15 +112,17 @@ def build_denoiser(registry: Registry, spec: Spec) -> Denoiser:
 
 
 def model_spec(spec: Spec, entry: Entry, dataset: str, degradation: str | None = None,
-               level: float | None = None) -> Spec:
-    """What the factory gets: harness parameters removed; the dataset, or the noise and
-    level, added if it asks (``per_dataset``, ``per_level``)."""
+               level: float | None = None, channels: int | None = None) -> Spec:
+    """What the factory gets: harness parameters removed; the dataset, the noise and
+    level, or the images' channels, added if it asks (``per_dataset``, ``per_level``, ``per_channels``)."""
     params = {k: v for k, v in spec.params.items() if k not in HARNESS_PARAMS}
     if entry.metadata.get("per_dataset"):
         params.setdefault("dataset", dataset)
     if entry.metadata.get("per_level") and degradation is not None:
         params.setdefault("degradation", degradation)
         params.setdefault("level", level)
+    if entry.metadata.get("per_channels") and channels is not None:
+        params.setdefault("channels", channels)
     return Spec(spec.name, params)
 
 
@@ -241,7 +243,8 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
     cells = []
     for dataset, (degradation, level), repetition, (spec, entry) in product(
             datasets, levels, range(config.repetitions), denoiser_entries.items()):
-        built = model_spec(spec, entry, dataset, degradation, level)
+        images = datasets[dataset].images
+        built = model_spec(spec, entry, dataset, degradation, level, images[0].shape[0] if images else None)
         if built.label not in denoisers:
             denoisers[built.label] = build_denoiser(registry, built)
         mode, row = call_mode(spec, entry, degradations[degradation][0])
