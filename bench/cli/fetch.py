@@ -6,6 +6,7 @@ with ``--offline`` (or ``DENOISE_BENCH_OFFLINE=1``) on the same data folder.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from typing import TYPE_CHECKING
 
@@ -58,14 +59,16 @@ def fetch_one(registry: Registry, text: str, data_root: str | None) -> str:
 
 
 def main(args) -> int:
-    settings = fetching.settings()
+    settings = dataclasses.replace(fetching.settings(), command="fetch")
     if settings.offline:
-        raise UsageError(f"fetch downloads, but offline mode is on: unset {fetching.OFFLINE_ENV}")
+        raise UsageError(f"fetch downloads, but offline mode is on: unset {fetching.OFFLINE_ENV} "
+                         f"(or fetch on a machine with internet and copy the data folder to {settings.root})")
     from bench.plugins import load_plugins
     from bench.registry import Registry
 
     registry = Registry(load_plugins(args.plugins))
-    for name in args.names:
-        print(fetch_one(registry, name, args.data_root))
+    with fetching.using(settings):
+        for name in args.names:
+            print(fetch_one(registry, name, args.data_root))
     print(f"data folder: {settings.root}")
     return 0
