@@ -28,7 +28,12 @@ COMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line and exit code 2."""
+    """argparse, but usage errors are one line and exit code 2, and a flag is only its full name
+    (``--repetition`` is not taken for ``--repetitions``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message)

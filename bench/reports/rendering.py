@@ -170,8 +170,11 @@ def markdown_escape(text) -> str:
     return escaped.replace("](", "]\\(")
 
 
-#: A level symbol a degradation may give as LaTeX source (``$\\sigma$``); anything else is escaped.
-LATEX_SYMBOL = re.compile(r"\$\\[A-Za-z]+\$|[A-Za-z]+")
+#: A level symbol a degradation may give as LaTeX source (``$\\sigma$``, ``$w$``, ``$\\sigma_n$``: a Greek
+#: letter or plain letters, one subscript); anything else is escaped.
+GREEK = ("alpha|beta|gamma|Gamma|delta|Delta|epsilon|varepsilon|zeta|eta|theta|Theta|kappa|lambda|Lambda|mu|nu|"
+         "xi|Xi|pi|Pi|rho|sigma|Sigma|tau|phi|Phi|varphi|chi|psi|Psi|omega|Omega")
+LATEX_SYMBOL = re.compile(rf"\$(\\({GREEK})|[A-Za-z]+)(_[A-Za-z0-9]|_\{{[A-Za-z0-9]+\}})?\$|[A-Za-z]+")
 
 
 def latex_level(scales: dict[str, LevelScale], noise: str, level) -> str:
