@@ -266,10 +266,15 @@ def process_alive(pid: int) -> bool:
 def download(url: str, target: Path, pin: Pin, what: str, name: str, progress=None) -> str:
     """Stream ``url`` into a temporary file beside ``target``, check it against ``pin``, move it in place.
 
-    Returns the file's SHA-256. Any failure (network, the overall deadline, a size or checksum
+    Progress goes to ``progress(bytes)``, else to a bar of its own. Returns the file's
+    SHA-256. Any failure (network, the overall deadline, a size or checksum
     that does not match, a folder that cannot be written) is a FetchError and leaves nothing
     behind: no temporary file, no empty folder it created.
     """
+    if progress is None:  # a bar of its own (``fetch`` passes one for several files)
+        with tqdm(total=pin.bytes, unit="B", unit_scale=True, desc=f"fetching {target.name}",
+                  disable=not settings().progress, dynamic_ncols=True) as bar:
+            return download(url, target, pin, what, name, progress=bar.update)
     created = check_writable(target.parent)
     remove_stale_parts(target.parent)
     tmp = part_file(target)
@@ -416,9 +421,7 @@ def verified_checkpoint(url: str, path: Path, name: str) -> Path:
         problem = "is missing" if not path.is_file() else "has no recorded SHA-256 (not downloaded by denoise-bench)"
     if current.offline:
         raise UsageError(f"weights {path} {problem} and --offline is set: {fetch_hint(name)}")
-    with tqdm(unit="B", unit_scale=True, desc=f"fetching {path.name}", disable=not current.progress,
-              dynamic_ncols=True) as bar:
-        digest = download(url, path, Pin(), path.name, name, progress=bar.update)
+    digest = download(url, path, Pin(), path.name, name)
     from bench.files import atomic_write
 
     atomic_write(sidecar, lambda tmp: tmp.write_text(digest + "\n"))

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from bench.data import fetching
 from bench.data.datasets import IMAGE_SUFFIXES, ImageSet, center_crop, to_tensor
@@ -152,9 +151,7 @@ class Urban100:
         url, archive = self.archive_url(), root / self.archive
         created = fetching.check_writable(root)
         try:
-            with tqdm(unit="B", unit_scale=True, desc=f"fetching {self.name}", disable=not current.progress,
-                      dynamic_ncols=True) as bar:
-                fetching.download(url, archive, fetching.Pin(), self.archive, self.name, progress=bar.update)
+            fetching.download(url, archive, fetching.Pin(), self.archive, self.name)
             staging = fetching.extract_archive(archive, root)
             try:
                 images = staging / "Urban100_HR"
@@ -234,7 +231,6 @@ class TorchvisionDigits:
         The archives go through ``fetching.download`` (deadline, checksum, nothing kept on
         failure); each ``-ubyte`` file is written beside them atomically.
         """
-        current = fetching.settings()
         for filename, md5 in cls.resources:
             archive, target = raw / filename, raw / filename.removesuffix(".gz")
             if target.is_file() and archive.is_file() and file_md5(archive) == md5:
@@ -243,10 +239,8 @@ class TorchvisionDigits:
                 errors = []
                 for mirror in cls.mirrors:
                     try:
-                        with tqdm(unit="B", unit_scale=True, desc=f"fetching {filename}",
-                                  disable=not current.progress, dynamic_ncols=True) as bar:
-                            fetching.download(f"{mirror}{filename}", archive, fetching.Pin(md5=md5),
-                                              f"{cls.__name__}/raw/{filename}", self.name, progress=bar.update)
+                        fetching.download(f"{mirror}{filename}", archive, fetching.Pin(md5=md5),
+                                          f"{cls.__name__}/raw/{filename}", self.name)
                         break
                     except fetching.FetchError as exc:
                         errors.append(exc)
