@@ -228,3 +228,23 @@ def test_a_plain_archive_is_extracted_and_moved_in_place(cli, mirror, store, tmp
     assert sorted(p.name for p in (root / "Urban100_HR").iterdir()) == ["img_001.png", "img_002.png"]
     line = next(line for line in cli("list", "datasets").out.splitlines() if line.startswith("urban100 "))
     assert " cached, " in line and "not cached" not in line, line
+
+
+def test_a_swapped_checkpoint_with_the_same_size_and_mtime_is_caught(cli, store, hub_url):
+    """The hash checked before loading is computed afresh, not read from the (size, mtime) cache."""
+    import os
+
+    import deepinv
+
+    torch.manual_seed(0)
+    torch.save(deepinv.models.DnCNN(in_channels=1, out_channels=1, pretrained=None).state_dict(),
+               hub_url / CHECKPOINT)
+    assert run_deepinv(cli, store).code == 0
+    path = cached_checkpoint()
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # inside the tensor data: still loads, different weights
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    result = run_deepinv(cli, store, "--offline")
+    assert result.code == 2 and "does not match the SHA-256 recorded" in result.err, result.err

@@ -36,7 +36,7 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
-from bench.data.content_hash import sha256_files
+from bench.data.content_hash import sha256_file, sha256_files
 from bench.errors import UsageError
 from bench.scoped import set_for_block
 
@@ -414,7 +414,9 @@ def verified_checkpoint(url: str, path: Path, name: str) -> Path:
     current = settings()
     sidecar = recorded_hash(path)
     if path.is_file() and sidecar.is_file():
-        if sha256_files([path])[path] == sidecar.read_text().strip():
+        # Hashed afresh, not from the (size, mtime) cache: a file swapped in with the same
+        # size and mtime must not pass.
+        if sha256_file(path) == sidecar.read_text().strip():
             return path
         problem = "does not match the SHA-256 recorded when it was downloaded"
     else:
