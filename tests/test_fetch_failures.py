@@ -148,3 +148,14 @@ def test_a_rejected_mnist_download_leaves_no_archive(cli, mirror, store):
     result = cli("fetch", "mnist", "--quiet")
     one_line_exit_2(result, "checksum mismatch for MNIST/raw/train-images-idx3-ubyte.gz")
     assert leftovers() == []
+
+
+def test_fetching_weights_that_cannot_be_downloaded_is_one_line(cli, monkeypatch):
+    import deepinv
+
+    url = unreachable_url()
+    monkeypatch.setattr(deepinv.models.dncnn, "get_weights_url", lambda model_name, file_name: f"{url}/{file_name}")
+    result = cli("fetch", "deepinv:DnCNN[in_channels=1,out_channels=1,pretrained=download]", "--quiet")
+    one_line_exit_2(result, "cannot be fetched")
+    assert "Connection refused" in result.err and "on a machine with internet" in result.err, result.err
+    assert not (fetching.settings().root / "torch-hub" / "checkpoints").exists()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from bench.cli.options import add_data_arguments, add_plugins
 from bench.data import fetching
-from bench.errors import UsageError
+from bench.errors import Skip, UsageError
 from bench.specs import parse_spec
 
 if TYPE_CHECKING:  # the registry pulls in torch: every command's start-up imports this module
@@ -54,7 +54,10 @@ def fetch_one(registry: Registry, text: str, data_root: str | None) -> str:
     if kind == "datasets":
         images = registry.load_dataset(spec, data_root)
         return f"{spec.label}: {len(images)} images ready"
-    registry.build("denoisers", spec)  # downloads what the model needs (torch hub, ...)
+    try:
+        registry.build("denoisers", spec)  # downloads what the model needs (deepinv's weights, ...)
+    except Skip as exc:  # in a run its cells would be skipped; here it is what was asked for
+        raise UsageError(f"{spec.label}: cannot be fetched: {exc}") from None
     return f"{spec.label}: ready"
 
 
