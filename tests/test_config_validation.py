@@ -83,7 +83,8 @@ def test_a_dataset_parameter_of_the_wrong_type(cli, store):
 
 
 def test_repetition_is_not_an_abbreviation_of_repetitions(cli, store):
-    refused(cli("run", *TINY, "--repetition", "3", "--store", store), store, "unrecognized arguments: --repetition")
+    refused(cli("run", *TINY, "--repetition", "3", "--store", store), store,
+            "unrecognized arguments: --repetition (did you mean --repetitions?)")
 
 
 # --- plugin factories that raise ---------------------------------------------------------------------
