@@ -61,14 +61,11 @@ def check_metadata(kind: str, name: str, metadata: dict) -> None:
         raise ValueError(f"{what}: missing required metadata {', '.join(map(repr, missing))}")
 
 
-def plugin_failure(what: str, exc: Exception) -> UsageError:
-    return UsageError(f"{what} failed: {error_line(exc)}")
-
-
-def guarded(function: Callable, what: str) -> Callable:
+def guarded(function: Callable, what: str, kind: str | None = None) -> Callable:
     """``function`` whose unexpected errors become one UsageError naming ``what`` (its plugin).
 
-    UsageError and Skip pass through. A degradation's ``parse_level`` is guarded the same way.
+    UsageError and Skip pass through. For a factory of ``kind``: a metric it makes is checked
+    (``checked_metric``), a degradation's ``parse_level`` is guarded the same way.
     """
     @functools.wraps(function)
     def call(*args, **kwargs):
@@ -77,11 +74,11 @@ def guarded(function: Callable, what: str) -> Callable:
         except (UsageError, Skip):
             raise
         except Exception as exc:
-            raise plugin_failure(what, exc) from None
-        if what.startswith("metric"):
+            raise UsageError(f"{what} failed: {error_line(exc)}") from None
+        if kind == "metrics":
             return checked_metric(made, what)
         parse_level = getattr(made, "parse_level", None)
-        if callable(parse_level) and what.startswith("degradation"):
+        if callable(parse_level) and kind == "degradations":
             try:
                 made.parse_level = guarded(parse_level, f"{what}.parse_level")
             except (AttributeError, TypeError):  # frozen or slotted: left as it is
@@ -176,7 +173,7 @@ class Registry:
                     raise TypeError(f"factory for {entry_name!r} is not callable")
                 check_metadata(kind, entry_name, metadata)
                 if kind in PLANNED_KINDS:
-                    factory = guarded(factory, f"{kind[:-1]} {entry_name!r} (plugin {name})")
+                    factory = guarded(factory, f"{kind[:-1]} {entry_name!r} (plugin {name})", kind)
                 if entry_name in self._entries[kind] or entry_name in found:
                     owner = self._entries[kind].get(entry_name, found.get(entry_name)).plugin
                     raise ValueError(f"{kind[:-1]} {entry_name!r} already registered by {owner}")
