@@ -312,11 +312,12 @@ def _stream(url: str, tmp: Path, size: int | None, name: str, progress) -> tuple
         with requests.get(url, stream=True, timeout=(CONNECT_TIMEOUT, min(READ_TIMEOUT, limit)),
                           headers={"Accept-Encoding": "identity"}) as response:
             response.raise_for_status()
-            announced = int(response.headers.get("Content-Length") or 0) or None
+            encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+            announced = None if encoded else int(response.headers.get("Content-Length") or 0) or None
             if size is None and announced and not os.environ.get(DEADLINE_ENV):
                 limit = deadline_seconds(announced)
             with open(tmp, "wb") as out:
-                while chunk := response.raw.read1(CHUNK):
+                while chunk := response.raw.read1(CHUNK, decode_content=True):  # the file, as served
                     out.write(chunk)
                     sha256.update(chunk)
                     md5.update(chunk)
