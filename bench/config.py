@@ -1,8 +1,15 @@
-"""Run configuration: a TOML file, overridden by command-line flags."""
+"""Run configuration: a TOML file, overridden by command-line flags, checked against its schema.
+
+The schema is ``RunConfig``'s own field types: every value (from a file or a flag) is
+checked against them, then against its range, before anything is built or written.
+A grid larger than ``max_cells`` (``DEFAULT_MAX_CELLS`` unless given) is refused.
+"""
 
 from __future__ import annotations
 
 import tomllib
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -15,6 +22,13 @@ DEFAULT_STORE = "results/bench.sqlite"
 PROTOCOLS = ("default", "paper", "clip", "uint8")
 EXECUTORS = ("local", "dask")
 DEVICES = ("auto", "cpu", "cuda")
+#: The largest grid run without ``--max-cells`` (a typo such as ``repetitions = 1000000``
+#: would otherwise write a million pending rows).
+DEFAULT_MAX_CELLS = 20_000
+#: How deep a config's values may nest (``[[sampling]]`` tables are two levels).
+MAX_DEPTH = 4
+#: Seeds are hashed into 64-bit noise seeds.
+SEED_RANGE = (0, 2**63 - 1)
 
 
 @dataclass
@@ -45,6 +59,8 @@ class RunConfig:
     cost: bool = False
     #: ``[[sampling]]`` tables: sampler cells beside the denoiser grid (see ``bench.grid.sampler_cells``).
     sampling: list[dict] = field(default_factory=list)
+    #: The largest grid this run may have (None: ``DEFAULT_MAX_CELLS``); ``--max-cells`` lifts it.
+    max_cells: int | None = None
 
     @property
     def has_denoising(self) -> bool:
@@ -52,25 +68,101 @@ class RunConfig:
         return bool(self.datasets or self.noise or self.denoisers or not self.sampling)
 
     def validate(self) -> None:
+        """UsageError (one line) for a value of the wrong type or range, or a grid too large."""
+        check_types(asdict(self))
         names = ("datasets", "noise", "denoisers", "metrics") if self.has_denoising else ("metrics",)
         for name in names:
             if not getattr(self, name):
                 raise UsageError(f"the grid has no {name}: give them in the config or with flags")
-        if self.repetitions < 1:
-            raise UsageError(f"repetitions must be >= 1, got {self.repetitions}")
-        if self.batch_size < 1:
-            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.save_images < 0:
-            raise UsageError(f"save_images must be >= 0, got {self.save_images}")
-        if self.limit_images is not None and self.limit_images < 1:
-            raise UsageError(f"limit_images must be >= 1, got {self.limit_images}")
+        for name, minimum in (("repetitions", 1), ("batch_size", 1), ("save_images", 0),
+                              ("limit_images", 1), ("max_cells", 1)):
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise UsageError(f"{name} must be >= {minimum}, got {value}")
+        if not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            raise UsageError(f"seed must be between {SEED_RANGE[0]} and 2**63 - 1, got {self.seed}")
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"unknown protocol {self.protocol!r}; choose {', '.join(PROTOCOLS)}")
         if self.device not in DEVICES:
             raise UsageError(f"unknown device {self.device!r}; choose {', '.join(DEVICES)}")
+        limit = self.max_cells or DEFAULT_MAX_CELLS
+        planned = planned_cells(self)
+        if planned > limit:
+            raise UsageError(f"the grid has {planned:,} cells, more than the limit of {limit:,}: "
+                             f"check repetitions and the lists, or lift it with --max-cells {planned}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+ITEM_NAMES = {str: "strings", dict: "tables", int: "integers"}
+
+
+def type_name(kind) -> str:
+    """``int``, ``list of str``, ``int or nothing``: a declared type as a user reads it."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return " or ".join(type_name(k) for k in typing.get_args(kind) if k is not type(None))
+    if typing.get_origin(kind) is list:
+        item = typing.get_args(kind)[0]
+        return f"a list of {ITEM_NAMES.get(item, getattr(item, '__name__', item))}"
+    return {int: "an integer", str: "a string", bool: "true or false", float: "a number",
+            dict: "a table"}.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def matches(value, kind) -> bool:
+    """Whether ``value`` is of the declared ``kind`` (bool is not an int; a list's items are checked)."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return any(matches(value, k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if typing.get_origin(kind) is list:
+        return isinstance(value, list) and all(matches(v, typing.get_args(kind)[0]) for v in value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_types(values: dict) -> None:
+    """UsageError naming the first value whose type is not the one ``RunConfig`` declares."""
+    hints = typing.get_type_hints(RunConfig)
+    for name, value in values.items():
+        if name in hints and not matches(value, hints[name]):
+            raise UsageError(f"{name} must be {type_name(hints[name])}, got {type(value).__name__} "
+                             f"{_short(value)}")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def depth(value) -> int:
+    """How deeply lists and tables nest in a parsed value (a scalar is 0)."""
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+def planned_cells(config: RunConfig) -> int:
+    """How many cells the config's grid has (denoiser and sampler cells), computed from its lists alone."""
+    from bench.specs import parse_noise
+
+    levels = sum(len(parse_noise(text).levels) for text in config.noise) if config.has_denoising else 0
+    total = len(config.datasets) * levels * len(config.denoisers) * config.repetitions
+
+    def count(table: dict, *names: str) -> int:
+        value = next((table[n] for n in names if n in table), [])
+        return 1 if isinstance(value, str) else len(value) if isinstance(value, list) else 0
+
+    for table in config.sampling:
+        if isinstance(table, dict):
+            repetitions = table.get("repetitions", 1)
+            repetitions = repetitions if isinstance(repetitions, int) and repetitions > 0 else 1
+            total += count(table, "dataset", "datasets") * count(table, "scores") * \
+                count(table, "samplers") * repetitions
+    return total
 
 
 def default_config_path() -> Path:
@@ -81,11 +173,20 @@ def load_config(path: str | Path) -> dict:
     """Read a TOML config into a dict of RunConfig fields; UsageError on any problem."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a UTF-8 BOM is allowed
     except FileNotFoundError:
         raise UsageError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"config file {path} is a folder") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"config file {path}: values nest too deeply (at most {MAX_DEPTH} levels)") from None
+    too_deep = [key for key, value in data.items() if depth(value) > MAX_DEPTH - 1]
+    if too_deep:
+        raise UsageError(f"config file {path}: {too_deep[0]} nests too deeply (at most {MAX_DEPTH} levels)")
     known = {f.name for f in fields(RunConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -94,6 +195,10 @@ def load_config(path: str | Path) -> dict:
     for key in ("datasets", "noise", "denoisers", "metrics", "plugins"):
         if key in data and isinstance(data[key], str):
             data[key] = [data[key]]
+    try:
+        check_types(data)
+    except UsageError as exc:
+        raise UsageError(f"config file {path}: {exc}") from None
     if "plugins" in data:  # plugin paths are relative to the config file
         data["plugins"] = [str((path.parent / p).resolve()) for p in data["plugins"]]
     return data

@@ -7,6 +7,7 @@ nothing else.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -52,16 +53,36 @@ def source_fingerprint(module: ModuleType) -> str:
 
 
 def error_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    lines = f"{type(exc).__name__}: {exc}".splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def unknown_hooks(pm: pluggy.PluginManager, module: ModuleType) -> str:
+    """``unknown hook 'register_denoiser' (did you mean 'register_denoisers'?)``: no module names."""
+    known = sorted(name for name in dir(hookspecs) if name.startswith("register_"))
+    wrong = sorted(caller.name for caller in pm.get_hookcallers(module) or [] if not caller.has_spec())
+    parts = []
+    for name in wrong:
+        close = difflib.get_close_matches(name, known, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (f"unknown hook{'s' if len(parts) > 1 else ''} {', '.join(parts) or '?'}; "
+            f"hooks: {', '.join(known)}")
+
+
+def local_error(info: PluginInfo) -> UsageError:
+    return UsageError(f"plugin {info.source} failed to load: {info.error}")
 
 
 class PluginSet:
     """A pluggy manager plus what we know about each plugin, broken ones included."""
 
-    def __init__(self):
+    def __init__(self, strict_local: bool = False):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        #: A command's own plugin files must load and register cleanly (``load_plugins``);
+        #: ``list`` shows them broken instead.
+        self.strict_local = strict_local
 
     def add(self, module: ModuleType, info: PluginInfo) -> None:
         """Register a module; a misspelt hook marks it broken and unregisters it."""
@@ -70,17 +91,23 @@ class PluginSet:
         self.pm.register(module, name=info.name)
         try:
             self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
+        except pluggy.PluginValidationError:
+            info.error = unknown_hooks(self.pm, module)
             self.pm.unregister(name=info.name)
-            info.error = f"unknown hook: {exc}"
             return
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(module) or [])
 
     def mark_broken(self, name: str, error: str) -> None:
-        """A plugin whose hook raised: drop it from the manager, keep it listed."""
+        """A plugin whose hook raised: drop it from the manager, keep it listed.
+
+        With ``strict_local``, a plugin file the user named is a UsageError instead, whether
+        or not the grid uses its rows.
+        """
         self.infos[name].error = error
         if self.pm.get_plugin(name) is not None:
             self.pm.unregister(name=name)
+        if self.strict_local and self.infos[name].local:
+            raise local_error(self.infos[name])
 
     def broken_local(self) -> list[PluginInfo]:
         return [info for info in self.infos.values() if info.local and info.broken]
@@ -130,16 +157,17 @@ def _load_file(plugins: PluginSet, path: str) -> None:
 
 def load_plugins(files: tuple[str, ...] | list[str] = ()) -> PluginSet:
     """Every plugin, for a command: a broken plugin file the user named is a UsageError (exit 2)."""
-    plugins = get_plugin_set(files)
+    plugins = get_plugin_set(files, strict_local=True)
     broken = plugins.broken_local()
     if broken:
-        raise UsageError(f"plugin {broken[0].source} failed to load: {broken[0].error}")
+        raise local_error(broken[0])
     return plugins
 
 
-def get_plugin_set(files: tuple[str, ...] | list[str] = (), entry_points: bool = True) -> PluginSet:
+def get_plugin_set(files: tuple[str, ...] | list[str] = (), entry_points: bool = True,
+                   strict_local: bool = False) -> PluginSet:
     """Load every plugin: entry points (unless disabled) then local files."""
-    plugins = PluginSet()
+    plugins = PluginSet(strict_local)
     if entry_points:
         _load_entry_points(plugins)
     for path in files:

@@ -138,8 +138,10 @@ def needs_weights(cls: type) -> bool:
 def build_model(cls: type, weights: str | None, params: dict) -> tuple[torch.nn.Module, str | None]:
     """``cls(**params)``, with local weights or a pretrained choice, and the fingerprint of its weights.
 
-    The fingerprint hashes ``weights``, or is the SHA-256 of the checkpoint deepinv downloaded
-    (``pretrained=download``, through torch hub into the data folder).
+    The fingerprint hashes ``weights``, or is the SHA-256 of the checkpoint deepinv asked for
+    (``pretrained=download``): fetched by ``fetching.torch_hub_files`` into the data folder with the
+    project's downloader, its hash recorded and checked before every load, read with
+    ``weights_only=True`` (never torch hub's own loader).
     """
     name = cls.__name__
     params = dict(params)
@@ -167,6 +169,9 @@ def build_model(cls: type, weights: str | None, params: dict) -> tuple[torch.nn.
             model = cls(**params)
     except ImportError as exc:
         raise bench.Skip(f"deepinv.models.{name} needs a missing package: {exc}") from None
+    except fetching.FetchError as exc:  # the verified download failed; nothing was kept
+        raise bench.Skip(f"deepinv.models.{name}(pretrained={pretrained}) could not fetch its "
+                         f"weights: {exc}") from None
     except OSError as exc:  # urllib's errors are OSErrors: a download that failed
         raise bench.Skip(f"deepinv.models.{name}(pretrained={pretrained}) could not fetch its "
                          f"weights: {exc}") from None

@@ -269,3 +269,18 @@ def test_a_version_1_store_upgrades_in_place_and_its_cells_still_read(cli, tmp_p
     assert (row["dataset"], row["n"], float(row["mean"])) == ("set", "2", 31.0)
     assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert rows(path, "SELECT subset FROM cells") == [(None,)]
+
+
+def test_a_meta_tensor_output_is_named_as_such(cli, write_plugin, store):
+    plugin = write_plugin('''
+import bench
+import torch
+
+@bench.hookimpl
+def register_denoisers(register):
+    register("meta-out", lambda: (lambda y, sigma: torch.empty(y.shape, device="meta")), description="no data")
+''', "meta_out.py")
+    result = cli("run", "--plugin", plugin, "-d", DATA, "-n", NOISE, "-m", "meta-out", "--limit-images", "1",
+                 "--store", store, "--metric", "psnr")
+    assert result.code == 1
+    assert rows(store, "SELECT error FROM cells") == [("returned a tensor without data (device 'meta')",)]

@@ -7,7 +7,9 @@ plugins...), so ``--help`` and ``--version`` answer at once.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import sys
 
 from bench import __version__
@@ -28,10 +30,26 @@ COMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line and exit code 2."""
+    """argparse, but usage errors are one line and exit code 2, and a flag is only its full name
+    (``--repetition`` is not taken for ``--repetitions``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
-        raise UsageError(message)
+        raise UsageError(message + self.suggestion(message))
+
+    def suggestion(self, message: str) -> str:
+        """`` (did you mean --repetitions?)`` for an unrecognized flag close to a known one."""
+        match = re.match(r"unrecognized arguments: (-[^\s=]+)", message)
+        if not match:
+            return ""
+        parsers = [self] + [choice for action in self._actions
+                            if isinstance(action, argparse._SubParsersAction) for choice in action.choices.values()]
+        known = [flag for parser in parsers for flag in parser._option_string_actions]
+        close = difflib.get_close_matches(match.group(1), known, n=1)
+        return f" (did you mean {close[0]}?)" if close else ""
 
 
 def chosen_command(argv: list[str]) -> str | None:

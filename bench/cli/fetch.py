@@ -6,12 +6,13 @@ with ``--offline`` (or ``DENOISE_BENCH_OFFLINE=1``) on the same data folder.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from typing import TYPE_CHECKING
 
 from bench.cli.options import add_data_arguments, add_plugins
 from bench.data import fetching
-from bench.errors import UsageError
+from bench.errors import Skip, UsageError
 from bench.specs import parse_spec
 
 if TYPE_CHECKING:  # the registry pulls in torch: every command's start-up imports this module
@@ -56,7 +57,10 @@ def fetch_one(registry: Registry, text: str, data_root: str | None) -> str:
     if kind == "datasets":
         images = registry.load_dataset(spec, data_root)
         return f"{spec.label}: {len(images)} images ready"
-    registry.build("denoisers", spec)  # downloads what the model needs (torch hub, ...)
+    try:
+        registry.build("denoisers", spec)  # downloads what the model needs (deepinv's weights, ...)
+    except Skip as exc:  # in a run its cells would be skipped; here it is what was asked for
+        raise UsageError(f"{spec.label}: cannot be fetched: {exc}") from None
     return f"{spec.label}: ready"
 
 
@@ -71,16 +75,18 @@ def pin_one(registry: Registry, text: str) -> str:
 
 
 def main(args) -> int:
-    settings = fetching.settings()
+    settings = dataclasses.replace(fetching.settings(), command="fetch")
     if settings.offline:
-        raise UsageError(f"fetch downloads, but offline mode is on: unset {fetching.OFFLINE_ENV}")
+        raise UsageError(f"fetch downloads, but offline mode is on: unset {fetching.OFFLINE_ENV} "
+                         f"(or fetch on a machine with internet and copy the data folder to {settings.root})")
     from bench.plugins import load_plugins
     from bench.registry import Registry
 
     registry = Registry(load_plugins(args.plugins))
-    for name in args.names:
-        print(fetch_one(registry, name, args.data_root))
-        if args.pin:
-            print(pin_one(registry, name))
+    with fetching.using(settings):
+        for name in args.names:
+            print(fetch_one(registry, name, args.data_root))
+            if args.pin:
+                print(pin_one(registry, name))
     print(f"data folder: {settings.root}")
     return 0

@@ -7,7 +7,7 @@ imports: every command's start-up reads this module.
 
 from __future__ import annotations
 
-from bench.config import DEFAULT_STORE
+from bench.config import DEFAULT_MAX_CELLS, DEFAULT_STORE
 from bench.data import fetching
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -23,6 +23,13 @@ def add_plugins(parser, help: str = "also load a local plugin file (repeatable)"
     """``--plugin PATH`` (repeatable) into ``args.plugins``; the default is [] unless given."""
     parser.add_argument("--plugin", action="append", dest="plugins", metavar="PATH",
                         default=[] if default is None else default, help=help)
+
+
+def add_max_cells(parser) -> None:
+    """``--max-cells N``: lift the grid-size limit (a run config's ``max_cells``)."""
+    parser.add_argument("--max-cells", type=int, metavar="N",
+                        help=f"run a grid of up to N cells (default limit {DEFAULT_MAX_CELLS:,}: "
+                             "a larger grid is refused before anything is written)")
 
 
 def add_device(parser, default: str | None = "auto") -> None:

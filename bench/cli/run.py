@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.cli.options import add_data_arguments, add_device, add_plugins, add_store
+from bench.cli.options import add_data_arguments, add_device, add_max_cells, add_plugins, add_store
 from bench.config import (EXECUTORS, PROTOCOLS, RunConfig, check_executor_options,
                           default_config_path, load_config, make_config)
 from bench.errors import UsageError
@@ -23,6 +23,7 @@ def configure(parser) -> None:
     parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC")
     parser.add_argument("--repetitions", type=int)
     parser.add_argument("--seed", type=int)
+    add_max_cells(parser)
     add_store(parser, default=None)  # None: the config's (flags replace its values)
     add_plugins(parser, help="load a local plugin file (repeatable)", default=None)
     add_device(parser, default=None)
@@ -58,7 +59,7 @@ def add_executor_flags(parser) -> None:
 
 OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
              "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "offline",
-             "save_images", "models", "no_train", "cost")
+             "save_images", "models", "no_train", "cost", "max_cells")
 
 
 def main(args) -> int:

@@ -3,15 +3,19 @@
 ``set12``, ``bsd68`` (gray) and ``cbsd68``, ``kodak24``, ``mcmaster`` (colour)
 are the files behind the published tables, pinned by the FFDNet manifest
 (``bench/data/ffdnet-testsets.json``) and fetched with ``bench.data.fetching``.
-``urban100`` comes through ``deepinv.datasets.Urban100HR`` and ``mnist`` /
-``fashion-mnist`` through torchvision, each with its owner's checksums.
+``urban100`` is deepinv's ``Urban100HR`` archive and ``mnist`` / ``fashion-mnist``
+torchvision's files, each checked against its owner's checksums (deepinv's folder
+MD5, torchvision's archive MD5) and fetched with the same downloader.
 ``gray=1`` turns a colour set gray as MATLAB's ``rgb2gray`` does (the papers'
 scripts): 0.2989 R + 0.5870 G + 0.1140 B, rounded to 8 bits.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import torch
 from bench.data import fetching
 from bench.data.datasets import IMAGE_SUFFIXES, ImageSet, center_crop, to_tensor
 from bench.errors import UsageError
+from bench.files import atomic_write
 
 FFDNET_MANIFEST = "ffdnet-testsets"
 #: MATLAB's rgb2gray coefficients (the first row of the inverse NTSC transform), printed as
@@ -107,13 +112,12 @@ class Urban100:
     def root(self) -> Path:
         return fetching.settings().root / "Urban100"
 
-    def dataset_class(self) -> type:
+    def archive_url(self) -> str:
+        """deepinv's URL of the archive, or the mirror's copy."""
         from deepinv.datasets import Urban100HR
 
         mirror = fetching.settings().mirror
-        if not mirror:
-            return Urban100HR
-        return _with_mirror(Urban100HR, "_archive_urls", {self.archive: f"{mirror.rstrip('/')}/{self.archive}"})
+        return f"{mirror.rstrip('/')}/{self.archive}" if mirror else Urban100HR._archive_urls[self.archive]
 
     @staticmethod
     def checksum() -> str:
@@ -122,39 +126,72 @@ class Urban100:
 
         return Urban100HR._checksums["Urban100_HR"]
 
-    def verified(self) -> bool:
+    @staticmethod
+    def folder_md5(folder: Path) -> str:
         from deepinv.datasets.utils import calculate_md5_for_folder
 
-        return calculate_md5_for_folder(str(self.root() / "Urban100_HR")) == self.checksum()
+        return calculate_md5_for_folder(str(folder))
+
+    def verified(self) -> bool:
+        return self.folder_md5(self.root() / "Urban100_HR") == self.checksum()
 
     def fetch(self) -> Path:
-        """The verified image folder; downloaded (unless offline) when missing or wrong."""
-        import requests
+        """The verified image folder; downloaded (unless offline) when missing or wrong.
 
+        The archive is fetched with ``fetching.download``, extracted by ``fetching.extract_archive``
+        (plain files and folders only) into a temporary folder, and its image folder moved in place
+        only once deepinv's MD5 matches; a failure leaves the data folder as it was.
+        """
         current = fetching.settings()
-        root = self.root()
-        if not self.verified():
-            if current.offline:
-                raise fetching.offline_error("urban100 (deepinv Urban100HR)", root, self.name)
-            fetching.check_writable(root)
+        root, target = self.root(), self.root() / "Urban100_HR"
+        if self.verified():
+            return target
+        if current.offline:
+            raise fetching.offline_error("urban100 (deepinv Urban100HR)", root, self.name)
+        url, archive = self.archive_url(), root / self.archive
+        created = fetching.check_writable(root)
+        try:
+            fetching.download(url, archive, fetching.Pin(), self.archive, self.name)
+            staging = fetching.extract_archive(archive, root)
             try:
-                with fetching.library_output(current):
-                    self.dataset_class()(root=str(root), download=True)
-            except (RuntimeError, ValueError, requests.RequestException) as exc:
-                raise UsageError(f"urban100 (deepinv Urban100HR) under {root}: {fetching.one_line(exc)}; "
-                                 f"remove {root} and {fetching.fetch_hint(self.name)}") from None
-        return root / "Urban100_HR"
+                images = staging / "Urban100_HR"
+                if not images.is_dir() or self.folder_md5(images) != self.checksum():
+                    raise fetching.FetchError(f"urban100: the archive from {url} does not hold deepinv's "
+                                              f"Urban100_HR (its folder MD5 differs); nothing was kept")
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(images, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        except BaseException:
+            archive.unlink(missing_ok=True)
+            fetching.remove_empty(created)
+            raise
+        archive.unlink(missing_ok=True)
+        return target
 
     def status(self) -> tuple[bool, int]:
         folder = self.root() / "Urban100_HR"
-        return (folder.is_dir() and len(list(folder.glob("*.png"))) == URBAN100_IMAGES,
-                fetching.folder_bytes(folder))
+        return folder.is_dir() and self.verified(), fetching.folder_bytes(folder)
 
     def load(self, crop: int | None = None, gray: bool = False) -> ImageSet:
         folder = self.fetch()
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         return ImageSet([p.stem for p in files], read_images(files, crop, bool(gray)),
                         content={"Urban100_HR (deepinv MD5)": self.checksum()})
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def decompress(archive: Path, out: Path) -> None:
+    with gzip.open(archive, "rb") as source, open(out, "wb") as sink:
+        shutil.copyfileobj(source, sink)
 
 
 class TorchvisionDigits:
@@ -181,21 +218,46 @@ class TorchvisionDigits:
         except RuntimeError:
             if current.offline:
                 raise fetching.offline_error(f"{self.name} ({cls.__name__}/raw)", folder, self.name) from None
-        fetching.check_writable(folder)
+        self.download(cls, folder / cls.__name__ / "raw")
         try:
-            with fetching.library_output(current):
-                return cls(str(folder), train=split == "train", download=True)
-        except (RuntimeError, OSError) as exc:
-            raise UsageError(f"{self.name} not found under {folder} ({cls.__name__}/raw/*-ubyte) and "
-                             f"the download failed: {fetching.one_line(exc)}") from None
+            return cls(str(folder), train=split == "train", download=False)
+        except RuntimeError as exc:
+            raise UsageError(f"{self.name} not readable under {folder} ({cls.__name__}/raw/*-ubyte) after "
+                             f"the download: {fetching.one_line(exc)}") from None
+
+    def download(self, cls: type, raw: Path) -> None:
+        """Each archive torchvision lists, fetched with its MD5 (mirrors in turn), then decompressed.
+
+        The archives go through ``fetching.download`` (deadline, checksum, nothing kept on
+        failure); each ``-ubyte`` file is written beside them atomically.
+        """
+        for filename, md5 in cls.resources:
+            archive, target = raw / filename, raw / filename.removesuffix(".gz")
+            if target.is_file() and archive.is_file() and file_md5(archive) == md5:
+                continue
+            if not (archive.is_file() and file_md5(archive) == md5):
+                errors = []
+                for mirror in cls.mirrors:
+                    try:
+                        fetching.download(f"{mirror}{filename}", archive, fetching.Pin(md5=md5),
+                                          f"{cls.__name__}/raw/{filename}", self.name)
+                        break
+                    except fetching.FetchError as exc:
+                        errors.append(exc)
+                else:
+                    raise errors[-1]
+            atomic_write(target, lambda tmp, archive=archive: decompress(archive, tmp))
 
     def fetch(self) -> None:
         self.open(None, "train")
 
     def status(self) -> tuple[bool, int]:
-        raw = fetching.settings().root / self.class_name / "raw"
-        present = raw.is_dir() and len(list(raw.glob("*-ubyte"))) == 4
-        return present, fetching.folder_bytes(raw)
+        """(every archive present with torchvision's MD5 and decompressed, size of the raw folder)."""
+        cls = self.dataset_class()
+        raw = fetching.settings().root / cls.__name__ / "raw"
+        verified = all((raw / f).is_file() and file_md5(raw / f) == md5 and (raw / f.removesuffix(".gz")).is_file()
+                       for f, md5 in cls.resources)
+        return verified, fetching.folder_bytes(raw)
 
     def load(self, root: str | None = None, split: str = "test") -> ImageSet:
         data = self.open(root, split)

@@ -25,6 +25,8 @@ def check_output(out, y: torch.Tensor) -> torch.Tensor:
         out = torch.from_numpy(out)
     if not isinstance(out, torch.Tensor):
         raise DenoiserOutputError(f"returned {type(out).__name__}, expected a tensor")
+    if out.device.type == "meta":
+        raise DenoiserOutputError("returned a tensor without data (device 'meta')")
     if out.shape != y.shape:
         raise DenoiserOutputError(f"returned shape {tuple(out.shape)}, expected {tuple(y.shape)}")
     if not out.is_floating_point():

@@ -2,12 +2,17 @@
 
 Markdown, LaTeX and JSON carry their provenance (``bench.reports.tables.provenance``);
 CSV stays plain RFC 4180. Wide tables get one column per (noise, level, metric),
-the best value per column in bold."""
+the best value per column in bold. Every string a renderer prints (cells, headers,
+provenance lines) is escaped for its format: Markdown's ``|``, inline markup and raw
+HTML, LaTeX's ten special characters, and control characters in every text format
+(CSV and JSON are escaped by their own writers)."""
 
 from __future__ import annotations
 
 import html
 import json
+import re
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -144,7 +149,10 @@ def formatted(table: pd.DataFrame, style: str) -> pd.DataFrame:
             text = text.where(mask[column], text.map(latex_escape))
             text = text.where(~mask[column], text.map(lambda t: rf"\textbf{{{latex_escape(t)}}}"))
         elif style == "markdown":
+            text = text.map(markdown_escape)
             text = text.where(~mask[column], "**" + text + "**")
+        elif style == "table":
+            text = text.map(printable)
         elif style == "html":
             text = text.map(html.escape)
             text = text.where(~mask[column], "<strong>" + text + "</strong>")
@@ -154,13 +162,46 @@ def formatted(table: pd.DataFrame, style: str) -> pd.DataFrame:
     return shown
 
 
+def printable(text) -> str:
+    """Control and invisible format characters as escapes (``\\x1b``, ``\\n``): a name can neither
+    rewrite a terminal nor end a comment line."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c)[0] == "C" else c for c in str(text))
+
+
+#: Characters that can start Markdown inline markup or raw HTML (all may be backslash-escaped);
+#: ``_`` only where it can (not inside a word: ``rank_tied`` stays as it is).
+MARKDOWN_SPECIAL = re.compile(r"([\\`*|<>~&])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def markdown_escape(text) -> str:
+    """Plain text for a Markdown table cell: markup, raw HTML and ``|`` shown as typed."""
+    escaped = MARKDOWN_SPECIAL.sub(lambda m: "\\" + m.group(0), printable(text))
+    return escaped.replace("](", "]\\(")
+
+
+#: A level symbol a degradation may give as LaTeX source (``$\\sigma$``, ``$w$``, ``$\\sigma_n$``: a Greek
+#: letter or plain letters, one subscript); anything else is escaped.
+GREEK = ("alpha|beta|gamma|Gamma|delta|Delta|epsilon|varepsilon|zeta|eta|theta|Theta|kappa|lambda|Lambda|mu|nu|"
+         "xi|Xi|pi|Pi|rho|sigma|Sigma|tau|phi|Phi|varphi|chi|psi|Psi|omega|Omega")
+LATEX_SYMBOL = re.compile(rf"\$(\\({GREEK})|[A-Za-z]+)(_[A-Za-z0-9]|_\{{[A-Za-z0-9]+\}})?\$|[A-Za-z]+")
+
+
+def latex_level(scales: dict[str, LevelScale], noise: str, level) -> str:
+    """A level's LaTeX label: the degradation's own symbol when it is a plain ``$\\name$``, else escaped."""
+    symbol = levels.scale_of(scales, noise).symbols.get("latex")
+    if symbol is not None and LATEX_SYMBOL.fullmatch(symbol):
+        return levels.label(scales, noise, level, "latex")
+    return latex_escape(levels.label(scales, noise, level, "ascii"))
+
+
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters in plain text."""
+    """Escape LaTeX's special characters in plain text (control characters shown as escapes first)."""
     out = []
-    for char in str(text):
+    for char in printable(text):
         out.append({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                     "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                    "^": r"\textasciicircum{}"}.get(char, char))
+                    "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+                    "|": r"\textbar{}"}.get(char, char))
     return "".join(out)
 
 
@@ -181,7 +222,7 @@ def to_latex(table: pd.DataFrame) -> str:
         header = [_span_row(lead, [c[0] for c in table.columns], lambda n: latex_escape(n)),
                   _cmidrules(len(lead), [c[0] for c in table.columns]),
                   _span_row([""] * len(lead), [(c[0], c[1]) for c in table.columns],
-                            lambda c: levels.label(table.attrs.get("level_scales", {}), c[0], c[1], "latex")),
+                            lambda c: latex_level(table.attrs.get("level_scales", {}), c[0], c[1])),
                   " & ".join([""] * len(lead) + [latex_escape(c[2].upper()) for c in table.columns]) + r" \\"]
         align = "l" * len(lead) + "r" * len(table.columns)
     else:
@@ -239,19 +280,22 @@ def render(table: pd.DataFrame, fmt: str, provenance: dict | None = None) -> str
         if provenance is None:
             return json.dumps(rows, indent=2) + "\n"
         return json.dumps({"provenance": provenance, "rows": rows}, indent=2) + "\n"
+    lines = [printable(line) for line in lines]
     if fmt == "latex":
         return "".join(f"% {line}\n" for line in lines) + to_latex(table)
+    escape = markdown_escape if fmt == "markdown" else printable
     shown = formatted(table, "markdown" if fmt == "markdown" else "table")
     align = ["right" if pd.api.types.is_numeric_dtype(table[c]) else "left" for c in table.columns
              if c in shown.columns]
     if is_wide(table):
         shown.columns = header_names(table, "unicode")
-        shown = pd.concat([table.index.to_frame(index=False), shown.reset_index(drop=True)], axis=1)
+        index = table.index.to_frame(index=False).map(escape)
+        shown = pd.concat([index, shown.reset_index(drop=True)], axis=1)
         align = ["left"] * table.index.nlevels + align
-    if fmt == "markdown":  # a pipe inside a cell would end it
-        shown = shown.map(lambda cell: str(cell).replace("|", r"\|"))
+    shown.columns = [escape(c) for c in shown.columns]
     text = shown.to_markdown(index=False, disable_numparse=True, colalign=align,
                              tablefmt="github" if fmt == "markdown" else "simple") + "\n"
-    if fmt == "markdown":
-        return ("<!--\n" + "\n".join(lines) + "\n-->\n" if lines else "") + text
+    if fmt == "markdown":  # "--" would end the comment early
+        return ("<!--\n" + "\n".join(line.replace("--", "- -") for line in lines) + "\n-->\n"
+                if lines else "") + text
     return text + "".join(f"  {line}\n" for line in lines)

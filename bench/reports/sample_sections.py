@@ -44,10 +44,20 @@ def latest_sample_cells(store: Store) -> pd.DataFrame:
 
 
 def load_samples(store: Store, key: str) -> torch.Tensor | None:
+    """A cell's saved samples, read with ``weights_only=True`` (a crafted file cannot run code)."""
     path = samples_dir(store.path, key) / "samples.pt"
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)["samples"]
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        raise UsageError(f"samples file {path} refused by torch.load(weights_only=True) ({first}); "
+                         "delete it and rerun its cell") from None
+    samples = saved.get("samples") if isinstance(saved, dict) else None
+    if not isinstance(samples, torch.Tensor):
+        raise UsageError(f"samples file {path} holds no 'samples' tensor; delete it and rerun its cell")
+    return samples
 
 
 def sample_grid_figures(store: Store) -> list[tuple[str, object]]:
