@@ -283,4 +283,4 @@ def register_denoisers(register):
     result = cli("run", "--plugin", plugin, "-d", DATA, "-n", NOISE, "-m", "meta-out", "--limit-images", "1",
                  "--store", store, "--metric", "psnr")
     assert result.code == 1
-    assert rows(store, "SELECT error FROM cells") == [("returned a tensor without data (device 'meta')",)]
+    assert rows(store, "SELECT error FROM cells") == [("DenoiserOutputError: returned a tensor without data (device 'meta')",)]
