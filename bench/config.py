@@ -41,6 +41,8 @@ class RunConfig:
     no_train: bool = False
     #: After the cells, measure each denoiser's cost (parameters, FLOPs, latency, memory).
     cost: bool = False
+    #: The level each sigma-aware denoiser receives, a grid axis (``bench.noise.sigma_in``).
+    sigma_in: list[str] = field(default_factory=lambda: ["oracle"])
     #: ``[[sampling]]`` tables: sampler cells beside the denoiser grid (see ``bench.grid.sampler_cells``).
     sampling: list[dict] = field(default_factory=list)
 
@@ -66,6 +68,8 @@ class RunConfig:
             raise UsageError(f"unknown protocol {self.protocol!r}; choose {', '.join(PROTOCOLS)}")
         if self.device not in DEVICES:
             raise UsageError(f"unknown device {self.device!r}; choose {', '.join(DEVICES)}")
+        if not self.sigma_in:
+            raise UsageError("sigma_in is empty: give oracle, xF, N/255 or estimate:NAME")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,7 +93,7 @@ def load_config(path: str | Path) -> dict:
     if unknown:
         raise UsageError(f"config file {path}: unknown key(s) {', '.join(unknown)}; "
                          f"known: {', '.join(sorted(known))}")
-    for key in ("datasets", "noise", "denoisers", "metrics", "plugins"):
+    for key in ("datasets", "noise", "denoisers", "metrics", "plugins", "sigma_in"):
         if key in data and isinstance(data[key], str):
             data[key] = [data[key]]
     if "plugins" in data:  # plugin paths are relative to the config file

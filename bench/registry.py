@@ -13,7 +13,7 @@ from bench.hookspecs import METADATA
 from bench.plugins import PluginSet, error_line
 from bench.specs import Spec
 
-KINDS = ("denoisers", "datasets", "degradations", "metrics", "samplers")
+KINDS = ("denoisers", "datasets", "degradations", "metrics", "samplers", "estimators")
 #: A registered name ending with this is a family: ``folder:`` serves ``folder:PATH``.
 FAMILY_MARK = ":"
 

@@ -28,6 +28,10 @@ def configure(parser) -> None:
     add_device(parser, default=None)
     parser.add_argument("--limit-images", type=int)
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--sigma-in", type=comma_list, metavar="CHOICES",
+                        help="the level sigma-aware denoisers receive, a grid axis: comma list of oracle "
+                             "(default), xF (x0.5: F times the true level), N/255 (fixed), estimate:NAME "
+                             "(an estimator's per-image estimate; `denoise-bench list estimators`)")
     parser.add_argument("--protocol", choices=PROTOCOLS,
                         help="paper: round outputs to 8 bits before scoring, as DPIR's test script")
     add_data_arguments(parser)
@@ -45,6 +49,10 @@ def configure(parser) -> None:
     parser.set_defaults(func=main)
 
 
+def comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def add_executor_flags(parser) -> None:
     parser.add_argument("--executor", choices=EXECUTORS, default="local",
                         help="local (this process) or dask (a distributed cluster)")
@@ -57,7 +65,7 @@ def add_executor_flags(parser) -> None:
 
 OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
              "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "offline",
-             "save_images", "models", "no_train", "cost")
+             "save_images", "models", "no_train", "cost", "sigma_in")
 
 
 def main(args) -> int:
