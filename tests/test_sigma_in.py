@@ -126,3 +126,21 @@ def test_bad_sigma_in_is_one_line_exit_2_and_nothing_written(cli, store, args, m
     result = cli(*base, *args)
     assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
     assert not store.exists()
+
+
+def test_the_report_draws_the_robustness_figure_and_the_table_pairs_deltas(cli, store, tmp_path):
+    result = cli("run", "-d", DATA, "-n", "gaussian:25/255", "-m", "gaussian-filter", "-m", "noisy",
+                 "--metric", "psnr", "--sigma-in", "oracle,x0.5,x2", "--limit-images", "3", "--store", store,
+                 "--quiet")
+    assert result.code == 0, result.err
+    table = {r["denoiser"]: r for r in csv.DictReader(io.StringIO(
+        cli("leaderboard", "--store", store, "--format", "csv").out))}
+    half, oracle = table["gaussian-filter @ x0.5"], table["gaussian-filter"]
+    assert float(half["delta_vs_oracle"]) == pytest.approx(float(half["mean"]) - float(oracle["mean"]), abs=1e-9)
+    assert float(half["delta_ci95_low"]) <= float(half["delta_vs_oracle"]) <= float(half["delta_ci95_high"])
+    assert oracle["delta_vs_oracle"] == "" and table["noisy"]["sigma_in"] == "blind"
+    figures = tmp_path / "figures"
+    report = cli("report", "--store", store, "--output", tmp_path / "r.html", "--figures", figures)
+    assert report.code == 0, report.err
+    assert (figures / "psnr_vs_sigma_in.png").is_file()
+    assert "robustness to the level given" in (tmp_path / "r.html").read_text()

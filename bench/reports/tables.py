@@ -132,7 +132,8 @@ def scores_for(store: Store, metric: str) -> pd.DataFrame:
         what = " matching the filters" if store.selection else ""
         raise UsageError(f"no finished denoiser cells{what} with {metric} scores in {store.path} "
                          "(sampler metrics: `leaderboard --samples`)")
-    scores = scores.assign(denoiser=[row_name(d, g) for d, g in zip(scores["denoiser"], scores["sigma_in"])])
+    scores = scores.assign(base=scores["denoiser"],
+                           denoiser=[row_name(d, g) for d, g in zip(scores["denoiser"], scores["sigma_in"])])
     return with_subset_labels(scores).rename(columns={"degradation": "noise"})
 
 
@@ -212,12 +213,29 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
                       .assign(**dict(zip(within, key)))
                       for key, group in scores.groupby(within, sort=True, dropna=False)])
     table = table.merge(tied, on=["denoiser"] + within, how="left")
+    if not set(table["sigma_in"]) <= {ORACLE, BLIND}:
+        table = table.merge(deltas_vs_oracle(scores, within, bounds), on=["denoiser"] + within, how="left")
     table.insert(0, "metric", metric)
     table = table.sort_values(["dataset", "noise", "level", "rank", "denoiser"]).reset_index(drop=True)
     table = without_default_protocol(table)
     table.attrs["higher_is_better"] = {metric: higher}
     table.attrs["level_scales"] = scales
     return table
+
+
+def deltas_vs_oracle(scores: pd.DataFrame, within: list[str], bounds) -> pd.DataFrame:
+    """Per row given another level than the true one: its mean difference from the same denoiser
+    given the true level, paired over images (``delta_vs_oracle``, t-based 95% CI), NaN elsewhere."""
+    images = image_values(scores.assign(given=scores["sigma_in"]), within + ["base", "given", "denoiser"])
+    oracle = images[images["given"] == ORACLE].drop(columns=["given", "denoiser"])
+    paired = images[~images["given"].isin([ORACLE, BLIND])].merge(
+        oracle, on=within + ["base", "image_id"], suffixes=("", "_oracle"))
+    rows = []
+    for key, group in paired.groupby(within + ["denoiser"], sort=True, dropna=False):
+        summary = summarise(group["value"] - group["value_oracle"])
+        rows.append({**dict(zip(within + ["denoiser"], key)), "delta_vs_oracle": summary["mean"],
+                     "delta_ci95_low": summary["ci95_low"], "delta_ci95_high": summary["ci95_high"]})
+    return pd.DataFrame(rows, columns=within + ["denoiser", "delta_vs_oracle", "delta_ci95_low", "delta_ci95_high"])
 
 
 def failed_cells(store: Store) -> pd.DataFrame:
