@@ -10,7 +10,9 @@ from pathlib import Path
 from bench.errors import UsageError
 
 DEFAULT_STORE = "results/bench.sqlite"
-PROTOCOLS = ("default", "paper")
+#: default: float noisy input, float outputs scored; paper: outputs rounded to 8 bits (the DnCNN,
+#: FFDNet, DPIR, SwinIR test scripts); clip and uint8 also clip (and round) the noisy input.
+PROTOCOLS = ("default", "paper", "clip", "uint8")
 EXECUTORS = ("local", "dask")
 DEVICES = ("auto", "cpu", "cuda")
 

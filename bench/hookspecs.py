@@ -69,6 +69,7 @@ METADATA: dict[str, dict[str, MetadataKey]] = {
     "denoisers": {"description": DESCRIPTION, "sigma_aware": MetadataKey(bool),
                   "native_poisson": MetadataKey(bool), "per_dataset": MetadataKey(bool),
                   "learned": MetadataKey(_is_learner), "per_level": MetadataKey(bool),
+                  "per_channels": MetadataKey(bool),
                   "published_as": MetadataKey(str), "fetch": FETCH},
     "datasets": {"description": DESCRIPTION, "uses_data_root": MetadataKey(bool), "fetch": FETCH},
     "degradations": {"description": DESCRIPTION},
@@ -97,9 +98,12 @@ def register_denoisers(register):
       (``denoise-bench train``).
     - ``per_level`` (bool): the factory is also passed ``degradation=<name>`` and
       ``level=<value>``: one model per level; a ``bench.Skip`` skips that level's cells only.
+    - ``per_channels`` (bool): the factory is also passed ``channels=<C>``, the dataset's
+      image channels (gray or colour models of one row).
     - ``published_as`` (str): the method's name in published tables (``leaderboard
-      --published``), e.g. ``"BM3D"``; a family may give ``"{suffix}"`` (``deepinv:DRUNet``
-      is ``DRUNet``).
+      --published``), e.g. ``"BM3D"``: declare it only where the row loads the paper's own
+      weights (a family's rows, such as ``deepinv:``, are never compared: their weights are
+      the library's).
     - ``fetch`` (an object with ``fetch()`` and ``status() -> (cached, bytes)``): what
       ``denoise-bench fetch NAME`` downloads ahead, and ``list`` reports as cached.
     """

@@ -22,6 +22,8 @@ def versions(plugins: PluginSet) -> dict:
 
 
 def weights(denoisers: dict) -> dict[str, str]:
-    """Model label -> fingerprint (e.g. SHA-256) of the weights each built denoiser loaded."""
-    return {label: denoiser.model.fingerprint for label, denoiser in denoisers.items()
-            if getattr(denoiser.model, "fingerprint", None)}
+    """Model label -> fingerprint (e.g. SHA-256) of the weights each built denoiser loaded;
+    `` (unpinned)`` after it where only a first download vouches for the hash (``model.pinned`` False)."""
+    return {label: denoiser.model.fingerprint + (" (unpinned)" if getattr(denoiser.model, "pinned", True) is False
+                                                 else "")
+            for label, denoiser in denoisers.items() if getattr(denoiser.model, "fingerprint", None)}

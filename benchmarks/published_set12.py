@@ -12,6 +12,7 @@ the shipped manifests' SHA-256), runs the harness and writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.server
 import io
@@ -59,6 +60,21 @@ def serve(root: Path) -> http.server.ThreadingHTTPServer:
     return server
 
 
+@contextlib.contextmanager
+def fetched_offline(build_tree, *fetches: list[str]):
+    """A fresh data folder holding what each ``fetches`` list fetches from a local server of
+    ``build_tree(root)``'s files (checked against the manifests); the server is stopped before it is used."""
+    with tempfile.TemporaryDirectory() as tmp:
+        mirror, data = Path(tmp) / "mirror", Path(tmp) / "data"
+        build_tree(mirror)
+        server = serve(mirror)
+        os.environ[fetching.MIRROR_ENV] = f"http://127.0.0.1:{server.server_address[1]}"
+        for names in fetches:
+            cli("fetch", *names, "--data-root", data, "--quiet")
+        server.shutdown()  # from here on, only the verified cache
+        yield data
+
+
 def cli(*args: str) -> str:
     """Run denoise-bench in-process; its stdout, or exit with its code."""
     out = io.StringIO()
@@ -78,13 +94,7 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a line added to the section (e.g. what shared the CPU)")
     args = parser.parse_args()
     Path(args.store).unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        mirror, data = Path(tmp) / "mirror", Path(tmp) / "data"
-        mirror_tree(mirror)
-        server = serve(mirror)
-        os.environ[fetching.MIRROR_ENV] = f"http://127.0.0.1:{server.server_address[1]}"
-        cli("fetch", "set12", "dncnn-s[level=25/255]", "--data-root", data, "--quiet")
-        server.shutdown()  # from here on, only the verified cache
+    with fetched_offline(mirror_tree, ["set12", "dncnn-s[level=25/255]"]) as data:
         seconds = {}
         for run in RUNS:
             start = time.perf_counter()

@@ -1,183 +1,137 @@
-"""DnCNN from its authors' trained models: ``dncnn-s`` (one per gray level) and ``dncnn-b`` (blind).
+"""DnCNN from its authors' trained models: ``dncnn-s`` (one per level), ``dncnn-b`` (blind), ``fdncnn``.
 
 The MatConvNet files of the DnCNN repository (``bench/data/dncnn-models.json``:
-URL and SHA-256 per file) are fetched with ``bench.data.fetching``, converted once
-to a state dict for ``deepinv.models.DnCNN`` and cached beside them. The files
-are MATLAB v7.3 (HDF5): ``net/layers`` lists ``conv`` layers, each but the last
-followed by ``relu``; a conv weight reads (C_out, C_in, W, H) through h5py, the
-last layer (C_in, W, H). MatConvNet's network predicts the noise (x = y - net(y));
-deepinv's DnCNN adds its last layer to the input, so that layer is negated.
-A level with no model of its own is a skip with the reason, never the nearest model.
+URL and SHA-256 per file) are read by ``bench_plugins.matconvnet``. DnCNN-S and
+DnCNN-B predict the noise (x = y - net(y)); deepinv's DnCNN adds its last layer to
+the input, so that layer is negated. FDnCNN takes the noise-level map as a second
+input channel at full size (image first) and outputs the denoised image itself.
+Gray or colour models are chosen from the data's channels (``color=`` still picks
+one outside a run). A level with no model of its own is a skip with the reason,
+never the nearest model.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 
 import bench
-from bench.data import fetching
-from bench.files import atomic_write
+from bench_plugins.matconvnet import AuthorsModels, color_choice, conv_stack
 
 MANIFEST = "dncnn-models"
-#: DnCNN-S models exist for these gray noise levels (sigma on the 0-255 scale).
+#: DnCNN-S models exist for these gray noise levels (sigma on the 0-255 scale) ...
 SPECIFIC_LEVELS = tuple(range(10, 80, 5))
+#: ... and CDnCNN-S models for these colour levels.
+COLOR_LEVELS = (5, 10, 15, 25, 35, 50)
 BLIND = {False: "model/GD_Gray_Blind.mat", True: "model/GD_Color_Blind.mat"}
 #: How close sigma * 255 must be to a model's level to use it.
 LEVEL_TOLERANCE = 1e-6
 
 
-def specific_file(level_255: int) -> str:
-    return f"model/specifics/sigma={level_255}.mat"
+def specific_file(level_255: int, color: bool = False) -> str:
+    return f"model/specifics_color/color_sigma={level_255:02d}.mat" if color else \
+        f"model/specifics/sigma={level_255}.mat"
 
 
-def _text(dataset) -> str:
-    return "".join(chr(c) for c in np.asarray(dataset).flatten())
+def flexible_file(color: bool, clip: bool) -> str:
+    return f"model/FDnCNN_{'Clip_' if clip else ''}{'color' if color else 'gray'}.mat"
 
 
-def read_layers(path: Path) -> list[tuple[str, list[np.ndarray], dict]]:
-    """A MatConvNet simplenn file's layers as (type, weight arrays as h5py reads them, options)."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        layers = []
-        for ref in f["net"]["layers"][()].flatten():
-            layer = f[ref]
-            weights = [np.array(f[w]) for w in layer["weights"][()].flatten()] if "weights" in layer else []
-            options = {k: np.array(layer[k]).flatten().tolist() for k in ("pad", "stride") if k in layer}
-            layers.append((_text(layer["type"]), weights, options))
-    return layers
-
-
-def conv_weight(array: np.ndarray) -> torch.Tensor:
-    """(C_out, C_in, W, H) or (C_in, W, H) as h5py reads it -> PyTorch's (C_out, C_in, H, W)."""
-    if array.ndim == 3:
-        array = array[None]
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 1, 3, 2))).float()
-
-
-def fold_bnorm(weight: torch.Tensor, bias: torch.Tensor, arrays: list[np.ndarray]):
-    """A MatConvNet ``bnorm`` (test mode: mult * (x - mean) / std + bias) folded into the conv before it."""
-    mult, shift, moments = (torch.from_numpy(np.asarray(a, dtype=np.float32)).flatten() for a in arrays)
-    mean, std = moments.view(2, -1)
-    scale = mult / std
-    return weight * scale.view(-1, 1, 1, 1), (bias - mean) * scale + shift
-
-
-def convert(layers: list[tuple[str, list[np.ndarray], dict]]) -> tuple[dict, int, int]:
-    """(state dict for deepinv's DnCNN, depth, channels) from simplenn layers."""
-    convs: list[list[torch.Tensor]] = []
-    for kind, weights, options in layers:
-        if kind == "conv":
-            if any(p != 1 for p in options.get("pad", [1])) or any(s != 1 for s in options.get("stride", [1])):
-                raise ValueError(f"conv layer with pad {options.get('pad')} / stride {options.get('stride')}; "
-                                 "DnCNN uses pad 1, stride 1")
-            convs.append([conv_weight(weights[0]), torch.from_numpy(np.asarray(weights[1])).float().flatten()])
-        elif kind == "bnorm":
-            convs[-1] = list(fold_bnorm(*convs[-1], weights))
-        elif kind != "relu":
-            raise ValueError(f"unsupported MatConvNet layer type {kind!r} (expected conv, bnorm, relu)")
-    (w_in, b_in), *middle, (w_out, b_out) = convs
+def convert_residual(layers) -> dict:
+    """State dict for deepinv's DnCNN (last layer negated: deepinv adds it to y), depth, channels."""
+    (w_in, b_in), *middle, (w_out, b_out) = conv_stack(layers)
     state = {"in_conv.weight": w_in, "in_conv.bias": b_in,
-             "out_conv.weight": -w_out, "out_conv.bias": -b_out}  # deepinv adds it: x = y + out
+             "out_conv.weight": -w_out, "out_conv.bias": -b_out}
     for i, (w, b) in enumerate(middle):
         state[f"conv_list.{i}.weight"], state[f"conv_list.{i}.bias"] = w, b
-    return state, len(convs), w_in.shape[1]
+    return {"state": state, "depth": len(middle) + 2, "channels": w_in.shape[1]}
 
 
-def build_network(state: dict, depth: int, channels: int) -> torch.nn.Module:
+def build_residual(saved: dict) -> torch.nn.Module:
     from deepinv.models import DnCNN
 
-    model = DnCNN(in_channels=channels, out_channels=channels, depth=depth, pretrained=None)
-    model.load_state_dict(state)
-    return model.eval()
+    channels = int(saved["channels"])
+    model = DnCNN(in_channels=channels, out_channels=channels, depth=int(saved["depth"]), pretrained=None)
+    model.load_state_dict(saved["state"])
+    return model
 
 
-def converted(mat: Path, digest: str) -> tuple[dict, int, int]:
-    """The state dict of a verified .mat file, converted once and cached beside it (keyed by its hash)."""
-    cache = mat.with_name(f"{mat.stem}-{digest[:16]}.pt")
-    if cache.is_file():
-        try:
-            saved = torch.load(cache, map_location="cpu", weights_only=True)
-            return saved["state"], int(saved["depth"]), int(saved["channels"])
-        except Exception:  # a damaged cache is rebuilt from the verified .mat
-            pass
-    state, depth, channels = convert(read_layers(mat))
-    try:
-        atomic_write(cache, lambda tmp: torch.save({"state": state, "depth": depth, "channels": channels}, tmp))
-    except OSError:  # a read-only data folder only costs the conversion next time
-        pass
-    return state, depth, channels
+def convert_flexible(layers) -> dict:
+    """State dict of ``MapDnCNN``: the conv stack as the file has it."""
+    convs = conv_stack(layers, structural=("concat",))
+    state = {}
+    for i, (w, b) in enumerate(convs):
+        state[f"convs.{i}.weight"], state[f"convs.{i}.bias"] = w, b
+    return {"state": state, "depth": len(convs), "channels": convs[-1][0].shape[0]}
 
 
-class DnCNNDenoiser(torch.nn.Module):
-    """The authors' network as a row: x_hat = y - residual; ``fingerprint`` = the .mat's SHA-256."""
+class MapDnCNN(torch.nn.Module):
+    """FDnCNN: DnCNN on [image, noise-level map] (3x3 convs + ReLU), the output is the estimate itself."""
 
-    def __init__(self, network: torch.nn.Module, fingerprint: str):
+    def __init__(self, channels: int, depth: int, width: int = 64):
         super().__init__()
-        self.network, self.fingerprint = network, fingerprint
+        sizes = [channels + 1] + [width] * (depth - 1) + [channels]
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(a, b, 3, padding=1) for a, b in zip(sizes, sizes[1:]))
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return self.network(y)
+        level = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1, 1, 1, 1)
+        x = torch.cat([y, level.expand(y.shape[0], 1, *y.shape[2:])], dim=1)
+        for conv in self.convs[:-1]:
+            x = torch.relu(conv(x))
+        return self.convs[-1](x)
 
 
-class AuthorsModels:
-    """A set of the DnCNN repository's files: fetched, verified and converted on demand."""
-
-    def __init__(self, name: str, files: list[str]):
-        self.name, self.files = name, files
-
-    def manifest(self) -> fetching.Manifest:
-        return fetching.load_manifest(MANIFEST)
-
-    def load(self, file: str) -> DnCNNDenoiser:
-        manifest = self.manifest()
-        mat, = fetching.fetch(manifest, [file], self.name)
-        digest = manifest.files[file].sha256
-        try:
-            network = build_network(*converted(mat, digest))
-        except (ValueError, KeyError, OSError) as exc:
-            raise bench.UsageError(f"{file} is not a DnCNN MatConvNet model: {exc}") from None
-        return DnCNNDenoiser(network, digest)
-
-    def fetch(self) -> None:
-        for file in self.files:
-            self.load(file)
-
-    def status(self) -> tuple[bool, int]:
-        manifest = self.manifest()
-        return fetching.is_cached(manifest, self.files), sum(manifest.files[f].bytes for f in self.files)
+def build_flexible(saved: dict) -> torch.nn.Module:
+    model = MapDnCNN(int(saved["channels"]), int(saved["depth"]))
+    model.load_state_dict(saved["state"])
+    return model
 
 
-SPECIFIC = AuthorsModels("dncnn-s", [specific_file(level) for level in SPECIFIC_LEVELS])
-BLIND_MODELS = AuthorsModels("dncnn-b", list(BLIND.values()))
+def residual_models(name: str, files: list[str]) -> AuthorsModels:
+    return AuthorsModels(name, MANIFEST, files, convert_residual, build_residual)
 
 
-def dncnn_s(degradation: str = "gaussian", level: float | None = None) -> DnCNNDenoiser:
-    """DnCNN-S: the authors' model trained for exactly this gray noise level (a run passes it)."""
+SPECIFIC = residual_models("dncnn-s", [specific_file(level) for level in SPECIFIC_LEVELS]
+                           + [specific_file(level, color=True) for level in COLOR_LEVELS])
+BLIND_MODELS = residual_models("dncnn-b", list(BLIND.values()))
+FLEXIBLE = AuthorsModels("fdncnn", MANIFEST, [flexible_file(color, clip) for clip in (False, True)
+                                              for color in (False, True)], convert_flexible, build_flexible)
+
+
+def dncnn_s(degradation: str = "gaussian", level: float | None = None, channels: int | None = None,
+            color: bool | None = None):
+    """DnCNN-S (gray) or CDnCNN-S (colour): the authors' model trained for exactly this noise level."""
     if level is None:
         raise bench.UsageError("dncnn-s picks its model by the run's noise level; "
                                "outside a run give it, e.g. dncnn-s[level=25/255]")
+    use_color = color_choice("dncnn-s", channels, color)
     if degradation != "gaussian":
         raise bench.Skip(f"dncnn-s has models for Gaussian noise only, not {degradation}")
+    levels = COLOR_LEVELS if use_color else SPECIFIC_LEVELS
     level_255 = level * 255
-    match = [n for n in SPECIFIC_LEVELS if abs(level_255 - n) < LEVEL_TOLERANCE]
+    match = [n for n in levels if abs(level_255 - n) < LEVEL_TOLERANCE]
     if not match:
-        raise bench.Skip(f"dncnn-s has no model for sigma = {level_255:.4g}/255 (the authors trained "
-                         f"sigma = {SPECIFIC_LEVELS[0]}, {SPECIFIC_LEVELS[1]}, ..., {SPECIFIC_LEVELS[-1]})")
-    return SPECIFIC.load(specific_file(match[0]))
+        raise bench.Skip(f"dncnn-s has no model for sigma = {level_255:.4g}/255 on {'colour' if use_color else 'gray'} "
+                         f"data (the authors trained sigma = {', '.join(map(str, levels))})")
+    return SPECIFIC.load(specific_file(match[0], use_color))
 
 
-def dncnn_b(color: bool = False) -> DnCNNDenoiser:
-    """DnCNN-B: the authors' blind model (gray; color=true for CDnCNN-B)."""
-    return BLIND_MODELS.load(BLIND[bool(color)])
+def dncnn_b(color: bool | None = None, channels: int | None = None):
+    """DnCNN-B: the authors' blind model (gray; CDnCNN-B on colour data, or color=true)."""
+    return BLIND_MODELS.load(BLIND[color_choice("dncnn-b", channels, color)])
+
+
+def fdncnn(color: bool | None = None, clip: bool = False, channels: int | None = None):
+    """FDnCNN: told the noise level by a map; clip=true for the models trained on inputs clipped to [0, 1]."""
+    return FLEXIBLE.load(flexible_file(color_choice("fdncnn", channels, color), bool(clip)))
 
 
 @bench.hookimpl
 def register_denoisers(register):
-    register("dncnn-s", dncnn_s, per_level=True, published_as="DnCNN", fetch=SPECIFIC,
-             description="DnCNN-S, the authors' model for the run's gray sigma (10, 15, ..., 75 /255)")
-    register("dncnn-b", dncnn_b, fetch=BLIND_MODELS,
-             description="DnCNN-B, the authors' blind model (gray; color=true for colour)")
+    register("dncnn-s", dncnn_s, per_level=True, per_channels=True, published_as="DnCNN", fetch=SPECIFIC,
+             description="DnCNN-S, the authors' model for the run's sigma (gray 10, 15, ..., 75; "
+                         "colour CDnCNN-S 5, 10, 15, 25, 35, 50 /255)")
+    register("dncnn-b", dncnn_b, per_channels=True, published_as="DnCNN-B", fetch=BLIND_MODELS,
+             description="DnCNN-B, the authors' blind model (gray, or CDnCNN-B on colour data)")
+    register("fdncnn", fdncnn, sigma_aware=True, per_channels=True, published_as="FDnCNN", fetch=FLEXIBLE,
+             description="FDnCNN, the authors' model told sigma by a noise-level map (clip=true: "
+                         "trained on clipped inputs)")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from bench.data import fetching
 from bench.data.content_hash import sha256_file
 from bench.errors import Skip, UsageError
-from bench_plugins import dncnn
+from bench_plugins import dncnn, matconvnet
 from conftest import TEST_DATA, rows
 
 MAT = TEST_DATA / "dncnn" / "sigma=25.mat"
@@ -32,11 +32,11 @@ def test_the_test_copy_is_the_pinned_file():
 
 
 def test_conversion_reads_17_conv_layers_and_matconvnet_cross_correlation():
-    layers = dncnn.read_layers(MAT)
+    layers = matconvnet.read_layers(MAT)
     assert [kind for kind, _, _ in layers].count("conv") == 17 and len(layers) == 33
-    state, depth, channels = dncnn.convert(layers)
-    assert (depth, channels) == (17, 1)
-    network = dncnn.build_network(state, depth, channels)
+    saved = dncnn.convert_residual(layers)
+    assert (saved["depth"], saved["channels"]) == (17, 1)
+    network = dncnn.build_residual(saved)
     # Reference: the first layer by hand, as MatConvNet computes it on the raw arrays
     # (cross-correlation, weights indexed [out, in, x (width), y (height)] through h5py).
     weights, bias = layers[0][1]
@@ -58,7 +58,7 @@ def test_bnorm_folds_into_the_conv_as_matconvnet_applies_it():
     weight, bias = torch.randn(4, 2, 3, 3), torch.randn(4)
     mult, shift = rng.normal(size=(1, 4)), rng.normal(size=(1, 4))
     moments = np.stack([rng.normal(size=4), rng.uniform(0.5, 2, size=4)])  # h5py reads (2, C)
-    folded_w, folded_b = dncnn.fold_bnorm(weight, bias, [mult, shift, moments])
+    folded_w, folded_b = matconvnet.fold_bnorm(weight, bias, [mult, shift, moments])
     x = torch.randn(1, 2, 6, 6)
     conv = F.conv2d(x, weight, bias, padding=1)
     mean, std = torch.tensor(moments[0]).float(), torch.tensor(moments[1]).float()

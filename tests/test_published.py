@@ -34,8 +34,14 @@ def registry():
 def test_built_in_rows_declare_their_counterparts(registry):
     assert published.counterpart(registry, "bm3d") == "BM3D"
     assert published.counterpart(registry, "dncnn-s") == "DnCNN"
-    assert published.counterpart(registry, "deepinv:DRUNet[pretrained=download]") == "DRUNet"
-    assert published.counterpart(registry, "deepinv:FFDNet[pretrained=download]") == "FFDNet"
+    assert published.counterpart(registry, "dncnn-b[color=true]") == "DnCNN-B"
+    assert published.counterpart(registry, "ffdnet") == "FFDNet"
+    assert published.counterpart(registry, "fdncnn") == "FDnCNN"
+    # deepinv's downloads are deepinv's training; tuned or Clip rows are variants.
+    assert published.counterpart(registry, "deepinv:DRUNet[pretrained=download]") is None
+    assert published.counterpart(registry, "deepinv:DRUNet") is None
+    assert published.counterpart(registry, "bm3d[profile=refilter]") is None
+    assert published.counterpart(registry, "ffdnet[clip=true]") is None
     assert published.counterpart(registry, "deepinv:DRUNet[pretrained=none]") is None
     assert published.counterpart(registry, "nlm") is None
     assert published.counterpart(registry, "gone-plugin[x=1]") is None
@@ -72,7 +78,7 @@ def test_published_values_and_deltas_on_set12(cli, mirror, store, write_plugin):
 def test_a_users_table_adds_and_wins(cli, mirror, store, write_plugin, tmp_path):
     plugin = write_plugin(PLUGIN)
     assert cli("run", "-d", "set12", "-n", "gaussian:25/255", "-m", "my-bm3d", "-m", "noisy", "--plugin", plugin,
-               "--metric", "psnr", "--store", store, "--quiet").code == 0
+               "--metric", "psnr", "--protocol", "paper", "--store", store, "--quiet").code == 0
     mine = tmp_path / "mine.csv"
     mine.write_text("dataset,channels,sigma_255,method,psnr,ssim,source\n"
                     "set12,1,25,BM3D,30.00,,my rerun\n")
@@ -96,7 +102,8 @@ def test_aliases_colour_bm3d_and_gray_urban100(registry):
         "level": [25 / 255, 50 / 255, 15 / 255, 25 / 255],
         "denoiser": ["bm3d", "bm3d", "bm3d", "bm3d"],
         "n": [68, 100, 68, 68],
-        "mean": [30.5, 26.0, 0.87, 20.0]})
+        "mean": [30.5, 26.0, 0.87, 20.0],
+        "protocol": "paper"})
     out = published.add_published(table, published.references(), registry)
     # By hand from bench/data/published-awgn.csv: CBM3D 30.71 (DPIR Table 3), BM3D urban100-gray
     # 25.95 (DPIR Table 2), BM3D BSD68 SSIM 0.8722 (DnCNN README); Poisson rows have no reference.

@@ -26,6 +26,9 @@ def configure(parser) -> None:
     add_data_arguments(parser, offline=False)
     add_plugins(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--pin", action="store_true",
+                        help="also write the SHA-256 of each name's unpinned release weights into the pin file "
+                             "($DENOISE_BENCH_PINS, else pins.json in the data folder)")
     parser.set_defaults(func=main)
 
 
@@ -57,6 +60,16 @@ def fetch_one(registry: Registry, text: str, data_root: str | None) -> str:
     return f"{spec.label}: ready"
 
 
+def pin_one(registry: Registry, text: str) -> str:
+    """Pin a fetched name's release weights (``fetch`` metadata with a ``pin()``); the line to print."""
+    spec = parse_spec(text)
+    fetchable = find(registry, spec.name)[1].metadata.get("fetch")
+    if not callable(getattr(fetchable, "pin", None)):
+        raise UsageError(f"{spec.name}: nothing to pin (its files are pinned by a shipped manifest or its library)")
+    path, names = fetchable.pin()
+    return f"{spec.name}: pinned {', '.join(names) or 'nothing new'} in {path}"
+
+
 def main(args) -> int:
     settings = fetching.settings()
     if settings.offline:
@@ -67,5 +80,7 @@ def main(args) -> int:
     registry = Registry(load_plugins(args.plugins))
     for name in args.names:
         print(fetch_one(registry, name, args.data_root))
+        if args.pin:
+            print(pin_one(registry, name))
     print(f"data folder: {settings.root}")
     return 0

@@ -93,6 +93,7 @@ def main(args) -> int:
     with open_existing(args.store) as store:
         store.selection = selection.from_args(args)
         table = build_table(store, args)
+        notes = table.attrs.get("published_notes", [])
         if args.cost:
             table = cost_columns.add(table, store, "wide" if args.wide else "summary" if args.summary else "long")
         provenance = sample_tables.sample_provenance(store) if args.samples else tables.provenance(store)
@@ -110,6 +111,8 @@ def main(args) -> int:
     else:
         sys.stdout.write(text)
     write_texts(files)
+    for note in notes:  # under the table, off stdout so CSV and JSON stay clean
+        print(f"--published: {note}", file=sys.stderr)
     if not failed.empty:
         counts = ", ".join(f"{n} {status}" for status, n in failed["status"].value_counts().sort_index().items())
         if args.show_failed:

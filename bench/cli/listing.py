@@ -33,7 +33,9 @@ def cache_column(entry) -> str:
     if fetchable is None:
         return ""
     cached, size = fetchable.status()
-    return f"{'cached' if cached else 'not cached'}, {size / 1e6:.1f} MB" if size else "not cached"
+    unpinned = getattr(fetchable, "unpinned", list)()  # release weights whose hash only a download recorded
+    note = f", {len(unpinned)} unpinned" if unpinned else ""
+    return f"{'cached' if cached else 'not cached'}, {size / 1e6:.1f} MB{note}" if size else "not cached"
 
 
 def entry_rows(registry: Registry, kind: str) -> list[dict]:

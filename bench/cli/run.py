@@ -33,7 +33,8 @@ def configure(parser) -> None:
                              "(default), xF (x0.5: F times the true level), N/255 (fixed), estimate:NAME "
                              "(an estimator's per-image estimate; `denoise-bench list estimators`)")
     parser.add_argument("--protocol", choices=PROTOCOLS,
-                        help="paper: round outputs to 8 bits before scoring, as DPIR's test script")
+                        help="paper: round outputs to 8 bits before scoring, as DPIR's test script; "
+                             "clip: also clip the noisy input to [0, 1]; uint8: clip and round it to 8 bits")
     add_data_arguments(parser)
     parser.add_argument("--save-images", type=int, metavar="N",
                         help="keep the denoised outputs of the first N images (PNG, for galleries)")

@@ -119,15 +119,17 @@ def build_denoiser(registry: Registry, spec: Spec) -> Denoiser:
 
 
 def model_spec(spec: Spec, entry: Entry, dataset: str, degradation: str | None = None,
-               level: float | None = None) -> Spec:
-    """What the factory gets: harness parameters removed; the dataset, or the noise and
-    level, added if it asks (``per_dataset``, ``per_level``)."""
+               level: float | None = None, channels: int | None = None) -> Spec:
+    """What the factory gets: harness parameters removed; the dataset, the noise and
+    level, or the images' channels, added if it asks (``per_dataset``, ``per_level``, ``per_channels``)."""
     params = {k: v for k, v in spec.params.items() if k not in HARNESS_PARAMS}
     if entry.metadata.get("per_dataset"):
         params.setdefault("dataset", dataset)
     if entry.metadata.get("per_level") and degradation is not None:
         params.setdefault("degradation", degradation)
         params.setdefault("level", level)
+    if entry.metadata.get("per_channels") and channels is not None:
+        params.setdefault("channels", channels)
     return Spec(spec.name, params)
 
 
@@ -305,9 +307,11 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
     for dataset, (degradation, level), repetition, (spec, entry) in product(
             datasets, levels, range(config.repetitions), denoiser_entries.items()):
         mode, row = call_mode(spec, entry, degradations[degradation][0])
+        images = datasets[dataset].images
+        channels = images[0].shape[0] if images else None
         for choice in received_choices(choices, entry, mode):
             name = build_for_choice(registry, denoisers, spec, entry, dataset, degradation,
-                                    degradations[degradation][0].family, level, choice)
+                                    degradations[degradation][0].family, level, choice, channels)
             key = cell_key(config, dataset_entries[dataset], dataset, datasets[dataset],
                            degradations[degradation][1], level, denoisers[name], row, metrics, repetition,
                            choice, estimator_entries.get(choice.estimator))
@@ -319,7 +323,8 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
 
 
 def build_for_choice(registry: Registry, denoisers: dict[str, Denoiser], spec: Spec, entry: Entry,
-                     dataset: str, degradation: str, family: str, level: float, choice: SigmaIn) -> str:
+                     dataset: str, degradation: str, family: str, level: float, choice: SigmaIn,
+                     channels: int | None) -> str:
     """Build (once) the model a cell at this choice uses; returns its key in ``denoisers``.
 
     A per-level model is the one of the level the row receives (x2 at 25/255 runs the 50/255
@@ -331,7 +336,7 @@ def build_for_choice(registry: Registry, denoisers: dict[str, Denoiser], spec: S
             denoisers.setdefault(name, Denoiser(spec, entry, skip_reason=reason))
             return name
         level = received
-    built = model_spec(spec, entry, dataset, degradation, level)
+    built = model_spec(spec, entry, dataset, degradation, level, channels)
     if built.label not in denoisers:
         denoisers[built.label] = build_denoiser(registry, built)
     return built.label

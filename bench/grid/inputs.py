@@ -51,9 +51,18 @@ def shape_batches(images: ImageSet, batch_size: int) -> list[list[int]]:
     return [idx[i:i + batch_size] for idx in groups.values() for i in range(0, len(idx), batch_size)]
 
 
+def noisy_input(y: torch.Tensor, protocol: str) -> torch.Tensor:
+    """The noisy input as the protocol hands it over: as drawn (default, paper), clipped to [0, 1]
+    (clip: the FFDNet Clip demos), or clipped and rounded to 8 bits (uint8: the NTIRE challenges)."""
+    if protocol in ("clip", "uint8"):
+        y = y.clamp(0.0, 1.0)
+    return torch.round(y * 255.0) / 255.0 if protocol == "uint8" else y
+
+
 def make_batches(images: ImageSet, dataset: str, degradation: Degradation, level: float,
-                 repetition: int, base_seed: int, batch_size: int, device: torch.device) -> list[Batch]:
-    """Seeded noisy inputs for a whole dataset, drawn per image on the CPU.
+                 repetition: int, base_seed: int, batch_size: int, device: torch.device,
+                 protocol: str = "default") -> list[Batch]:
+    """Seeded noisy inputs for a whole dataset, drawn per image on the CPU (``noisy_input`` of the protocol).
 
     ``dataset`` is the name the seeds use (``bench.data.datasets.noise_name``).
     """
@@ -64,5 +73,6 @@ def make_batches(images: ImageSet, dataset: str, degradation: Degradation, level
         seeds = [noise_seed(base_seed, dataset, i, degradation.name, level, repetition) for i in ids]
         y = degradation.apply(clean, level, seeds).to(device)
         levels = torch.full((len(ids),), float(level), device=device)
-        batches.append(Batch(ids, torch.stack(clean).to(device), y, degradation.sigma(y, level), levels))
+        batches.append(Batch(ids, torch.stack(clean).to(device), noisy_input(y, protocol),
+                             degradation.sigma(y, level), levels))
     return batches

@@ -86,7 +86,7 @@ class CellRunner:
             images = self.grid.datasets[cell.dataset]
             self._batches = make_batches(images, noise_name(cell.dataset, images), degradation,
                                          cell.level, cell.repetition, config.seed,
-                                         config.batch_size, self.device)
+                                         config.batch_size, self.device, config.protocol)
             self._group, self._estimates = cell.noisy_group, {}
         return self._batches
 

@@ -47,8 +47,8 @@ def metric_values(name: str, values, ids: list[str]) -> list[float]:
 
 
 def clamp_for_scoring(images: torch.Tensor, protocol: str) -> torch.Tensor:
-    """Clamp to [0, 1]; the paper protocol also rounds to 8 bits (as DPIR's test script)."""
+    """Clamp to [0, 1]; the papers' protocols also round to 8 bits (as DPIR's test script)."""
     images = images.clamp(0.0, 1.0)
-    if protocol == "paper":
+    if protocol != "default":
         images = torch.round(images * 255.0) / 255.0
     return images

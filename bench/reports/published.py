@@ -1,15 +1,24 @@
 """Published references beside a leaderboard: the papers' PSNR/SSIM, and each row's difference.
 
 ``bench/data/published-awgn.csv`` (columns ``dataset, channels, sigma_255,
-method, psnr, ssim, source``) holds what BM3D, DnCNN, FFDNet and DRUNet report
-on the standard sets under Gaussian noise; a user's table in the same columns
-adds to it (and wins where both give the same dataset, sigma and method).
-A leaderboard row matches a reference when its dataset label is the table's
-dataset (``urban100[gray=1]`` is ``urban100-gray``), its noise is Gaussian with
-sigma * 255 equal to ``sigma_255``, it covers the whole set, and its denoiser is
-the reference's method: the ``published_as`` metadata of its registration (a
-family such as ``deepinv:`` may declare ``"{suffix}"``: ``deepinv:DRUNet`` is
-``DRUNet``; CBM3D counts as BM3D, whose ``bm3d`` row runs bm3d_rgb on colour).
+method, psnr, ssim, source``, and ``protocol``) holds what BM3D, DnCNN, FDnCNN,
+FFDNet and DRUNet report on the standard sets under Gaussian noise; a user's
+table in the same columns adds to it (and wins where both give the same
+dataset, sigma, method and protocol; a table without ``protocol`` means ``paper``).
+A delta means something only like with like, so a row matches a reference when
+
+- its dataset label is the table's dataset (``urban100[gray=1]`` is
+  ``urban100-gray``), its noise Gaussian with sigma * 255 equal to ``sigma_255``,
+  and it covers the whole set;
+- it ran under the reference's protocol (``paper``, ``clip``, ``uint8``; never ``default``);
+- its denoiser is the reference's method with the paper's own weights: the
+  ``published_as`` of its registration, declared by rows that load the authors'
+  files (CBM3D counts as BM3D, whose ``bm3d`` row runs bm3d_rgb on colour;
+  CDnCNN-B as DnCNN-B), and run without parameters beyond ``color=`` (a tuned
+  or ``clip=true`` row is another method). A family's rows (``deepinv:DnCNN``)
+  carry the library's own training, never a paper's, whatever they declare.
+
+``why_unmatched`` gives, for rows that get no reference, the one-line reason.
 """
 
 from __future__ import annotations
@@ -25,12 +34,17 @@ from bench.registry import Registry
 from bench.specs import parse_spec
 
 COLUMNS = ("dataset", "channels", "sigma_255", "method", "psnr", "ssim", "source")
-KEY = ["dataset", "sigma_255", "method"]
+#: Optional column: the noisy-input convention of the paper's test script (default ``paper``).
+PROTOCOL = "protocol"
+PAPER_PROTOCOL = "paper"
+KEY = ["dataset", "sigma_255", "method", PROTOCOL]
+#: Row parameters that only pick among the paper's own models (gray or colour).
+SAME_METHOD_PARAMS = frozenset({"color"})
 METRICS = ("psnr", "ssim")
 #: Leaderboard dataset labels whose published name differs.
 DATASET_ALIASES = {"urban100[gray=1]": "urban100-gray"}
 #: Papers name BM3D on colour images CBM3D (the ``bm3d`` row runs bm3d_rgb there).
-METHOD_ALIASES = {"CBM3D": "BM3D"}
+METHOD_ALIASES = {"CBM3D": "BM3D", "CDnCNN-B": "DnCNN-B"}
 #: Sigma * 255 within this of a reference's level matches it.
 LEVEL_TOLERANCE = 1e-6
 SHIPPED = "published-awgn.csv"
@@ -56,7 +70,10 @@ def read_table(path: Path | str, label: str) -> pd.DataFrame:
                              f"(line {bad.idxmax() + 2}) is not a number")
         table[column] = values
     table["source"] = table["source"].fillna("").astype(str)
-    return table[list(COLUMNS)]
+    if PROTOCOL not in table.columns:
+        table[PROTOCOL] = PAPER_PROTOCOL
+    table[PROTOCOL] = table[PROTOCOL].fillna(PAPER_PROTOCOL).astype(str)
+    return table[list(COLUMNS) + [PROTOCOL]]
 
 
 def references(files: list[str] = ()) -> pd.DataFrame:
@@ -70,17 +87,28 @@ def references(files: list[str] = ()) -> pd.DataFrame:
     return table.drop_duplicates(KEY, keep="last")
 
 
-def counterpart(registry: Registry, row: str) -> str | None:
-    """The published method a leaderboard row stands for, or None."""
+def method_of(registry: Registry, row: str) -> tuple[str | None, str]:
+    """(the published method a leaderboard row stands for, or None; why not, if None)."""
     try:
         spec = parse_spec(row)
         entry = registry.get("denoisers", spec.name)
     except UsageError:
-        return None
+        return None, f"{row}: no such denoiser is loaded"
     declared = entry.metadata.get("published_as")
-    if not declared or str(spec.params.get("pretrained", "")).lower() == "none":
-        return None  # random weights are nobody's published numbers
-    return declared.format(suffix=spec.name[len(entry.name):]) if entry.is_family else declared
+    if not declared:
+        return None, f"{row}: declares no published counterpart"
+    if entry.is_family:
+        return None, (f"{row}: a {entry.name} row carries the library's own weights and settings, "
+                      "not the paper's")
+    variant = sorted(set(spec.params) - SAME_METHOD_PARAMS)
+    if variant:
+        return None, f"{row}: {', '.join(variant)}= makes it a variant of {declared}, not the published model"
+    return declared, ""
+
+
+def counterpart(registry: Registry, row: str) -> str | None:
+    """The published method a leaderboard row stands for, or None."""
+    return method_of(registry, row)[0]
 
 
 def set_sizes() -> dict[str, int]:
@@ -93,24 +121,44 @@ def set_sizes() -> dict[str, int]:
 
 
 def add_published(table: pd.DataFrame, refs: pd.DataFrame, registry: Registry) -> pd.DataFrame:
-    """``published``, ``delta`` (mean - published) and ``source`` columns for a long leaderboard."""
-    methods = {row: counterpart(registry, row) for row in table["denoiser"].unique()}
+    """``published``, ``delta`` (mean - published) and ``source`` columns for a long leaderboard.
+
+    ``out.attrs["published_notes"]``: one line per reason a reported method's row got no number.
+    """
+    methods = {row: method_of(registry, row) for row in table["denoiser"].unique()}
     sizes = set_sizes()
-    published, sources = [], []
-    for row in table.itertuples(index=False):
+    protocols = table["protocol"] if "protocol" in table.columns else pd.Series("default", index=table.index)
+    published, sources, notes = [], [], {}
+    for row, protocol in zip(table.itertuples(index=False), protocols):
         dataset = DATASET_ALIASES.get(row.dataset, row.dataset)
-        match = refs[(refs["dataset"] == dataset) & (refs["method"] == methods[row.denoiser])
-                     & ((refs["sigma_255"] - row.level * 255).abs() < LEVEL_TOLERANCE)] \
-            if row.noise == "gaussian" and row.metric in METRICS else refs.iloc[:0]
+        level = (refs["dataset"] == dataset) & ((refs["sigma_255"] - row.level * 255).abs() < LEVEL_TOLERANCE) \
+            if row.noise == "gaussian" and row.metric in METRICS else pd.Series(False, index=refs.index)
+        method, why = methods[row.denoiser]
+        reported = refs[level & (refs["method"] == method)]
+        match = reported[reported[PROTOCOL] == protocol]
         whole = dataset not in sizes or row.n % sizes[dataset] == 0
-        value = match[row.metric].iloc[0] if len(match) and whole else np.nan
+        value = match[row.metric].iloc[0] if len(match) and whole and pd.notna(match[row.metric].iloc[0]) \
+            else np.nan
         published.append(value)
         sources.append(match["source"].iloc[0] if not np.isnan(value) else "")
+        if method is None and level.any() and why:
+            notes.setdefault(why, None)
+        elif len(reported) and not len(match):
+            notes.setdefault(f"{row.denoiser}: {method} is published under --protocol "
+                             f"{'/'.join(sorted(set(reported[PROTOCOL])))}, this row ran under {protocol}", None)
+        elif len(match) and not whole:
+            notes.setdefault(f"{row.denoiser} on {row.dataset}: {row.n} of {sizes[dataset]} images scored; "
+                             "a published mean covers the whole set", None)
     out = table.copy()
     at = list(out.columns).index("mean") + 1
     out.insert(at, "published", published)
     out.insert(at + 1, "delta", out["mean"] - out["published"])
     out.insert(at + 2, "source", sources)
+    out.attrs["published_notes"] = list(notes)
+    if not any(pd.notna(v) for v in published) and not notes:
+        out.attrs["published_notes"] = ["no row has a published counterpart: published tables cover Gaussian "
+                                        "noise on the standard sets (set12, bsd68, cbsd68, kodak24, mcmaster, "
+                                        "urban100)"]
     return out
 
 
@@ -120,4 +168,7 @@ def beside(table: pd.DataFrame, files: list[str], plugin_files: list[str],
     from bench.plugins import get_plugin_set
 
     out = add_published(table, references(files), Registry(get_plugin_set(plugin_files)))
-    return out if with_source else out.drop(columns="source")
+    notes = out.attrs.get("published_notes", [])
+    out = out if with_source else out.drop(columns="source")
+    out.attrs["published_notes"] = notes
+    return out
