@@ -213,11 +213,17 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: Imag
     return identity_hash(identity)
 
 
+def takes_a_level(entry: Entry) -> bool:
+    """Whether a row's output depends on the level it is given: it uses sigma, or it is one model
+    per level (``per_level``: the level picks the model)."""
+    return bool(entry.metadata.get("sigma_aware") or entry.metadata.get("per_level"))
+
+
 def received_choices(choices: list[SigmaIn], entry: Entry, mode: str) -> list[SigmaIn]:
     """The levels a row is run at: every choice for a sigma-aware row given a sigma; one cell,
     ``blind``, for a row that ignores sigma (it reads the same for every choice); the oracle peak
     for a native Poisson row."""
-    if not entry.metadata.get("sigma_aware"):
+    if not takes_a_level(entry):
         return [SigmaIn(BLIND)]
     if mode == "peak":
         return [SigmaIn(ORACLE)]
@@ -240,7 +246,7 @@ def sigma_in_setup(config: RunConfig, registry: Registry, entries: dict, degrada
     """The grid's sigma_in choices, the estimators they name (built) and their entries; UsageError for
     a choice no row can take or an estimator the noise does not suit (nothing written)."""
     choices = parse_all(config.sigma_in)
-    if any(not c.is_oracle for c in choices) and not any(e.metadata.get("sigma_aware") for e in entries.values()):
+    if any(not c.is_oracle for c in choices) and not any(takes_a_level(e) for e in entries.values()):
         raise UsageError(f"--sigma-in {','.join(config.sigma_in)}: no row of the grid is sigma-aware "
                          f"({', '.join(spec.label for spec in entries)} ignore sigma)")
     estimators, estimator_entries = {}, {}
