@@ -57,6 +57,8 @@ class RunConfig:
     no_train: bool = False
     #: After the cells, measure each denoiser's cost (parameters, FLOPs, latency, memory).
     cost: bool = False
+    #: The level each sigma-aware denoiser receives, a grid axis (``bench.noise.sigma_in``).
+    sigma_in: list[str] = field(default_factory=lambda: ["oracle"])
     #: ``[[sampling]]`` tables: sampler cells beside the denoiser grid (see ``bench.grid.sampler_cells``).
     sampling: list[dict] = field(default_factory=list)
     #: The largest grid this run may have (None: ``DEFAULT_MAX_CELLS``); ``--max-cells`` lifts it.
@@ -85,6 +87,8 @@ class RunConfig:
             raise UsageError(f"unknown protocol {self.protocol!r}; choose {', '.join(PROTOCOLS)}")
         if self.device not in DEVICES:
             raise UsageError(f"unknown device {self.device!r}; choose {', '.join(DEVICES)}")
+        if not self.sigma_in:
+            raise UsageError("sigma_in is empty: give oracle, xF, N/255 or estimate:NAME")
         limit = self.max_cells or DEFAULT_MAX_CELLS
         planned = planned_cells(self)
         if planned > limit:
@@ -150,7 +154,7 @@ def planned_cells(config: RunConfig) -> int:
     from bench.specs import parse_noise
 
     levels = sum(len(parse_noise(text).levels) for text in config.noise) if config.has_denoising else 0
-    total = len(config.datasets) * levels * len(config.denoisers) * config.repetitions
+    total = len(config.datasets) * levels * len(config.denoisers) * config.repetitions * max(1, len(config.sigma_in))
 
     def count(table: dict, *names: str) -> int:
         value = next((table[n] for n in names if n in table), [])
@@ -192,7 +196,7 @@ def load_config(path: str | Path) -> dict:
     if unknown:
         raise UsageError(f"config file {path}: unknown key(s) {', '.join(unknown)}; "
                          f"known: {', '.join(sorted(known))}")
-    for key in ("datasets", "noise", "denoisers", "metrics", "plugins"):
+    for key in ("datasets", "noise", "denoisers", "metrics", "plugins", "sigma_in"):
         if key in data and isinstance(data[key], str):
             data[key] = [data[key]]
     try:

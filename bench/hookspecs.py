@@ -76,6 +76,7 @@ METADATA: dict[str, dict[str, MetadataKey]] = {
     "metrics": {"description": DESCRIPTION, "higher_is_better": MetadataKey(bool, required=True),
                 "bounds": MetadataKey(_is_bounds)},
     "samplers": {"description": DESCRIPTION},
+    "estimators": {"description": DESCRIPTION, "gaussian_only": MetadataKey(bool)},
 }
 
 
@@ -153,4 +154,19 @@ def register_samplers(register):
     Metadata:
 
     - ``description`` (str): one line shown by ``denoise-bench list``.
+    """
+
+
+@hookspec
+def register_estimators(register):
+    """Register noise-level estimators: ``factory(**params)`` returns ``estimate(y) -> (B,) tensor``,
+    the Gaussian noise std of each noisy image of ``y`` (B, C, H, W), in [0, 1] units.
+
+    ``--sigma-in estimate:NAME`` hands each image's estimate to sigma-aware denoisers;
+    ``leaderboard --estimators`` scores the estimates against the true level.
+
+    Metadata:
+
+    - ``description`` (str): one line shown by ``denoise-bench list``.
+    - ``gaussian_only`` (bool): it assumes Gaussian noise (refused on a Poisson grid).
     """

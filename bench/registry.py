@@ -16,10 +16,10 @@ from bench.hookspecs import METADATA
 from bench.plugins import PluginSet, error_line
 from bench.specs import Spec
 
-KINDS = ("denoisers", "datasets", "degradations", "metrics", "samplers")
+KINDS = ("denoisers", "datasets", "degradations", "metrics", "samplers", "estimators")
 #: Kinds whose factories run while a grid is planned: an error there is one line naming the
 #: plugin (a denoiser's fails its cells instead, see ``bench.grid.cells.build_denoiser``).
-PLANNED_KINDS = ("datasets", "degradations", "metrics")
+PLANNED_KINDS = ("datasets", "degradations", "metrics", "estimators")
 #: A registered name ending with this is a family: ``folder:`` serves ``folder:PATH``.
 FAMILY_MARK = ":"
 

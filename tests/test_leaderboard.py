@@ -69,7 +69,7 @@ def test_long_table_statistics_match_a_hand_computation(store):
     gaussian = table[table["noise"] == "gaussian"]
     assert set(gaussian["level_label"]) == {"sigma=15", "sigma=50"}
     assert table.loc[table["noise"] == "poisson", "level_label"].tolist() == ["peak=16", "peak=16"]
-    assert list(table.columns) == ["metric", "dataset", "noise", "level", "level_label", "denoiser",
+    assert list(table.columns) == ["metric", "dataset", "noise", "level", "level_label", "denoiser", "sigma_in",
                                    "n", "mean", "std", "ci95_low", "ci95_high", "reps", "rep_std",
                                    "rank", "rank_tied"]
 

@@ -11,7 +11,7 @@ import pandas as pd
 from bench.cli.options import add_plugins, add_store
 from bench.errors import UsageError
 from bench.files import write_texts
-from bench.reports import cost_columns, published, rendering, sample_tables, tables
+from bench.reports import cost_columns, estimators, published, rendering, sample_tables, tables
 from bench.store import selection
 from bench.store.database import open_existing
 
@@ -35,6 +35,10 @@ def configure(parser) -> None:
     layout.add_argument("--samples", action="store_true",
                         help="the samplers' table: one row per (dataset, score, sampler, chains) and metric, "
                              "CI over repetitions (default metrics: classifier FD, classes, ...)")
+    layout.add_argument("--estimators", action="store_true",
+                        help="the noise estimators' table: bias, mean absolute error (95%% CI over images) "
+                             "and relative error of each estimator's per-image level, per dataset and level "
+                             "(from runs with --sigma-in estimate:NAME)")
     parser.add_argument("--cost", action="store_true",
                         help="add each denoiser's measured cost: parameters, GMACs (multiply-adds), latency, peak memory "
                              "(from `run --cost`)")
@@ -56,6 +60,8 @@ def build_table(store, args) -> pd.DataFrame:
     """The table the flags ask for; UsageError (nothing written) for an unknown metric."""
     if args.samples:
         return sample_tables.sample_leaderboard(store, args.metrics)
+    if args.estimators:
+        return estimators.estimator_table(store)
     if args.published is not None and (args.wide or args.summary):
         raise UsageError("--published adds columns to the long layout; drop --wide and --summary")
     if args.wide:

@@ -29,6 +29,10 @@ def configure(parser) -> None:
     add_device(parser, default=None)
     parser.add_argument("--limit-images", type=int)
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--sigma-in", type=comma_list, metavar="CHOICES",
+                        help="the level sigma-aware denoisers receive, a grid axis: comma list of oracle "
+                             "(default), xF (x0.5: F times the true level), N/255 (fixed), estimate:NAME "
+                             "(an estimator's per-image estimate; `denoise-bench list estimators`)")
     parser.add_argument("--protocol", choices=PROTOCOLS,
                         help="paper: round outputs to 8 bits before scoring, as DPIR's test script; "
                              "clip: also clip the noisy input to [0, 1]; uint8: clip and round it to 8 bits")
@@ -47,6 +51,10 @@ def configure(parser) -> None:
     parser.set_defaults(func=main)
 
 
+def comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def add_executor_flags(parser) -> None:
     parser.add_argument("--executor", choices=EXECUTORS, default="local",
                         help="local (this process) or dask (a distributed cluster)")
@@ -59,7 +67,7 @@ def add_executor_flags(parser) -> None:
 
 OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
              "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "offline",
-             "save_images", "models", "no_train", "cost", "max_cells")
+             "save_images", "models", "no_train", "cost", "max_cells", "sigma_in")
 
 
 def main(args) -> int:

@@ -17,6 +17,7 @@ from bench.data import fetching
 from bench.data.datasets import ImageSet, noise_name
 from bench.errors import Skip, UsageError
 from bench.noise.degradations import Degradation
+from bench.noise.sigma_in import BLIND, ORACLE, SigmaIn, parse_all
 from bench.plugins import error_line, source_fingerprint
 from bench.registry import Entry, Registry
 from bench.seeding import identity_hash
@@ -49,9 +50,12 @@ class Cell:
     key: str = field(compare=False)
     #: None for the whole dataset, else ``ImageSet.subset`` (``first 3 of 12``).
     subset: str | None = field(default=None, compare=False)
+    #: The level the denoiser receives (``bench.noise.sigma_in``): ``oracle``, ``x0.5``, ... or ``blind``.
+    sigma_in: str = field(default=ORACLE, compare=False)
 
     def describe(self) -> str:
-        return f"{self.denoiser} on {self.dataset} {self.degradation}:{self.level:.4g} rep {self.repetition}"
+        given = "" if self.sigma_in in (ORACLE, BLIND) else f" given {self.sigma_in}"
+        return f"{self.denoiser}{given} on {self.dataset} {self.degradation}:{self.level:.4g} rep {self.repetition}"
 
     @property
     def noisy_group(self) -> tuple:
@@ -87,6 +91,9 @@ class Grid:
     denoisers: dict[str, Denoiser]
     metrics: dict[str, tuple[object, Entry]]
     cells: list[Cell]
+    #: ``sigma_in`` label -> choice, and estimator name -> ``estimate(y)`` for ``estimate:NAME`` choices.
+    sigma_choices: dict[str, SigmaIn] = field(default_factory=dict)
+    estimators: dict[str, object] = field(default_factory=dict)
     #: Sampler cells of the config's ``[[sampling]]`` tables (``bench.grid.sampler_cells.SamplingGrid``).
     sampling: object = None
 
@@ -137,6 +144,7 @@ def model_identity(denoiser: Denoiser) -> str:
 
 #: Harness modules whose code turns pixels into numbers: noise draws, transforms, clamping, scoring.
 NUMERIC_MODULES = ("bench.seeding", "bench.noise.degradations", "bench.noise.vst", "bench.noise.levels",
+                   "bench.noise.sigma_in",
                    "bench.data.datasets", "bench.grid.inputs", "bench.grid.scoring", "bench.grid.metrics")
 #: Distributions whose versions can change a number (absent ones count as absent).
 NUMERIC_LIBRARIES = ("torch", "numpy", "scipy", "scikit-image", "PyWavelets", "deepinv", "bm3d")
@@ -183,9 +191,11 @@ def dataset_identity(config: RunConfig, entry: Entry, label: str, *within, image
 
 def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: ImageSet, degradation: Entry,
              level: float, denoiser: Denoiser, row_label: str,
-             metrics: dict[str, tuple[object, Entry]], repetition: int) -> str:
+             metrics: dict[str, tuple[object, Entry]], repetition: int, sigma_in: SigmaIn = SigmaIn(ORACLE),
+             estimator: Entry | None = None) -> str:
     """Hash of everything that can change a cell's numbers: the data (its content, not its
-    path), the image subset, the plugins' code, the harness's numeric code and libraries."""
+    path), the image subset, the plugins' code, the harness's numeric code and libraries, and
+    the level the denoiser receives (not for the oracle: keys made before that axis stand)."""
     if getattr(denoiser.model, "fingerprint", None) is not None:  # the weights' hash, not their path
         row_label = without_paths(row_label) or row_label
     identity = {
@@ -198,7 +208,59 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: Imag
         "protocol": config.protocol,
         "repetition": repetition,
     }
+    if sigma_in.label not in (ORACLE, BLIND):
+        identity["sigma_in"] = [sigma_in.label, estimator.fingerprint if estimator else None]
     return identity_hash(identity)
+
+
+def takes_a_level(entry: Entry) -> bool:
+    """Whether a row's output depends on the level it is given: it uses sigma, or it is one model
+    per level (``per_level``: the level picks the model)."""
+    return bool(entry.metadata.get("sigma_aware") or entry.metadata.get("per_level"))
+
+
+def received_choices(choices: list[SigmaIn], entry: Entry, mode: str) -> list[SigmaIn]:
+    """The levels a row is run at: every choice for a sigma-aware row given a sigma; one cell,
+    ``blind``, for a row that ignores sigma (it reads the same for every choice); the oracle peak
+    for a native Poisson row."""
+    if not takes_a_level(entry):
+        return [SigmaIn(BLIND)]
+    if mode == "peak":
+        return [SigmaIn(ORACLE)]
+    return choices
+
+
+def model_level(choice: SigmaIn, family: str, level: float) -> tuple[float | None, str | None]:
+    """(level a per-level model is chosen by, or None with the reason it cannot be chosen)."""
+    if choice.label in (ORACLE, BLIND):
+        return level, None
+    if family != "gaussian":
+        return None, f"per-level models pick their model by the true level on {family} data; sigma_in {choice.label} needs Gaussian noise"
+    received = choice.one_level(level)
+    if received is None:
+        return None, (f"a per-level model needs one level per cell; {choice.label} gives one per image")
+    return received, None
+
+
+def sigma_in_setup(config: RunConfig, registry: Registry, entries: dict, degradations: dict) -> tuple[list[SigmaIn], dict, dict]:
+    """The grid's sigma_in choices, the estimators they name (built) and their entries; UsageError for
+    a choice no row can take or an estimator the noise does not suit (nothing written)."""
+    choices = parse_all(config.sigma_in)
+    if any(not c.is_oracle for c in choices) and not any(takes_a_level(e) for e in entries.values()):
+        raise UsageError(f"--sigma-in {','.join(config.sigma_in)}: no row of the grid is sigma-aware "
+                         f"({', '.join(spec.label for spec in entries)} ignore sigma)")
+    estimators, estimator_entries = {}, {}
+    for choice in choices:
+        if choice.estimator is None:
+            continue
+        entry = registry.get("estimators", choice.estimator)
+        non_gaussian = sorted(name for name, (d, _) in degradations.items() if d.family != "gaussian")
+        if entry.metadata.get("gaussian_only") and non_gaussian:
+            raise UsageError(f"sigma_in {choice.label}: the estimator assumes Gaussian noise, and the grid has "
+                             f"{', '.join(non_gaussian)} noise; run the estimate on a Gaussian grid")
+        estimators[choice.estimator] = registry.build("estimators", Spec(choice.estimator))  # guarded: one line
+        estimator_entries[choice.estimator] = entry
+    return choices, estimators, estimator_entries
 
 
 def build_grid(config: RunConfig, registry: Registry, quiet: bool = False) -> Grid:
@@ -239,17 +301,43 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
     dataset_entries = {spec.label: registry.get("datasets", spec.name) for spec in dataset_specs}
     denoiser_entries = {spec: registry.get("denoisers", spec.name) for spec in dict.fromkeys(denoiser_specs)}
 
+    choices, estimators, estimator_entries = sigma_in_setup(config, registry, denoiser_entries, degradations)
+
     denoisers: dict[str, Denoiser] = {}
     cells = []
     for dataset, (degradation, level), repetition, (spec, entry) in product(
             datasets, levels, range(config.repetitions), denoiser_entries.items()):
-        images = datasets[dataset].images
-        built = model_spec(spec, entry, dataset, degradation, level, images[0].shape[0] if images else None)
-        if built.label not in denoisers:
-            denoisers[built.label] = build_denoiser(registry, built)
         mode, row = call_mode(spec, entry, degradations[degradation][0])
-        key = cell_key(config, dataset_entries[dataset], dataset, datasets[dataset],
-                       degradations[degradation][1], level, denoisers[built.label], row, metrics, repetition)
-        cells.append(Cell(dataset, degradation, level, row, repetition, built.label, mode, key,
-                          datasets[dataset].subset))
-    return Grid(config, datasets, dataset_entries, degradations, denoisers, metrics, cells)
+        images = datasets[dataset].images
+        channels = images[0].shape[0] if images else None
+        for choice in received_choices(choices, entry, mode):
+            name = build_for_choice(registry, denoisers, spec, entry, dataset, degradation,
+                                    degradations[degradation][0].family, level, choice, channels)
+            key = cell_key(config, dataset_entries[dataset], dataset, datasets[dataset],
+                           degradations[degradation][1], level, denoisers[name], row, metrics, repetition,
+                           choice, estimator_entries.get(choice.estimator))
+            cells.append(Cell(dataset, degradation, level, row, repetition, name, mode, key,
+                              datasets[dataset].subset, choice.label))
+    return Grid(config, datasets, dataset_entries, degradations, denoisers, metrics, cells,
+                sigma_choices={c.label: c for c in [*choices, SigmaIn(BLIND), SigmaIn(ORACLE)]},
+                estimators=estimators)
+
+
+def build_for_choice(registry: Registry, denoisers: dict[str, Denoiser], spec: Spec, entry: Entry,
+                     dataset: str, degradation: str, family: str, level: float, choice: SigmaIn,
+                     channels: int | None) -> str:
+    """Build (once) the model a cell at this choice uses; returns its key in ``denoisers``.
+
+    A per-level model is the one of the level the row receives (x2 at 25/255 runs the 50/255
+    model); where no level can pick one, a stand-in that skips its cells with the reason."""
+    if entry.metadata.get("per_level"):
+        received, reason = model_level(choice, family, level)
+        if reason:
+            name = f"{spec.label} ({choice.label})"
+            denoisers.setdefault(name, Denoiser(spec, entry, skip_reason=reason))
+            return name
+        level = received
+    built = model_spec(spec, entry, dataset, degradation, level, channels)
+    if built.label not in denoisers:
+        denoisers[built.label] = build_denoiser(registry, built)
+    return built.label

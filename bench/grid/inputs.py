@@ -12,6 +12,7 @@ import torch
 
 from bench.data.datasets import ImageSet
 from bench.noise.degradations import Degradation
+from bench.noise.sigma_in import ORACLE, SigmaIn
 from bench.noise.vst import AnscombeDenoiser
 from bench.seeding import noise_seed
 
@@ -26,18 +27,20 @@ class Batch:
     sigma: torch.Tensor
     level: torch.Tensor
 
-    def denoise(self, model, mode: str) -> torch.Tensor:
-        """Call a denoiser the way the cell's mode says (see ``bench.grid.cells.call_mode``).
+    def denoise(self, model, mode: str, sigma_in: SigmaIn = SigmaIn(ORACLE),
+                estimates: torch.Tensor | None = None) -> torch.Tensor:
+        """Call a denoiser the way the cell's mode says (see ``bench.grid.cells.call_mode``),
+        giving it the level ``sigma_in`` says (``estimates``: per image, for ``estimate:NAME``).
 
         It gets its own copies of y, sigma and level: one that writes into its inputs
         cannot change what the next denoiser of the group sees.
         """
         y, sigma, level = self.y.clone(), self.sigma.clone(), self.level.clone()
         if mode == "anscombe":
-            return AnscombeDenoiser(model)(y, level)
+            return AnscombeDenoiser(model, lambda s: sigma_in.received(s, estimates))(y, level)
         if mode == "peak":  # one that also serves Gaussian data takes the peak by name
             return getattr(model, "denoise_poisson", model)(y, level)
-        return model(y, sigma)
+        return model(y, sigma_in.received(sigma, estimates))
 
 
 def shape_batches(images: ImageSet, batch_size: int) -> list[list[int]]:

@@ -14,15 +14,18 @@ from bench.grid.inputs import Batch, make_batches
 from bench.grid.outputs import output_dir, save_outputs
 from bench.grid.sampler_runner import run_sampler_cell
 from bench.grid.scoring import check_output, clamp_for_scoring, metric_values
+from bench.noise.sigma_in import ORACLE, SigmaIn
 from bench.plugins import error_line
 from bench.store.database import CellResult
 
 
 def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict, protocol: str,
-             device: torch.device, keep: tuple[Path, set[str]] | None = None) -> CellResult:
+             device: torch.device, keep: tuple[Path, set[str]] | None = None,
+             sigma_in: SigmaIn = SigmaIn(ORACLE), estimates: list[torch.Tensor] | None = None) -> CellResult:
     """Denoise and score every batch; any exception becomes an error result.
 
-    ``keep`` = (folder, image ids): save those outputs as PNG.
+    ``keep`` = (folder, image ids): save those outputs as PNG. ``sigma_in``: the level the
+    denoiser is given; ``estimates``: per batch, each image's estimated level (``estimate:NAME``).
     """
     if unbuilt := denoiser.unbuilt_result():
         return unbuilt
@@ -30,11 +33,11 @@ def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict,
     scores: dict[str, dict[str, float]] = {}
     image_seconds: dict[str, float] = {}
     try:
-        for batch in batches:
+        for index, batch in enumerate(batches):
             synchronize(device)
             t0 = time.perf_counter()
             with torch.no_grad():
-                out = batch.denoise(denoiser.model, mode)
+                out = batch.denoise(denoiser.model, mode, sigma_in, estimates[index] if estimates else None)
             synchronize(device)
             per_image = (time.perf_counter() - t0) / len(batch.ids)
             out = clamp_for_scoring(check_output(out, batch.y), protocol)
@@ -48,9 +51,14 @@ def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict,
                 image_seconds[image_id] = per_image
     except Exception as exc:
         return CellResult("error", error_line(exc), seconds=time.perf_counter() - start)
+    estimated = None
+    if estimates:
+        estimated = {image_id: float(value) for batch, values in zip(batches, estimates)
+                     for image_id, value in zip(batch.ids, values.tolist())}
     return CellResult("done", seconds=time.perf_counter() - start,
                       denoise_seconds=sum(image_seconds.values()),
-                      scores=scores, image_seconds=image_seconds)
+                      scores=scores, image_seconds=image_seconds,
+                      estimates={sigma_in.estimator: estimated} if estimated else None)
 
 
 def place_models(grid: Grid, device: torch.device) -> None:
@@ -69,6 +77,7 @@ class CellRunner:
         self.sampler_cells = {cell.key: cell for cell in grid.sampling.cells} if grid.sampling else {}
         place_models(grid, device)
         self._group, self._batches = None, None
+        self._estimates: dict[str, list[torch.Tensor]] = {}
 
     def batches(self, cell: Cell) -> list[Batch]:
         if cell.noisy_group != self._group:
@@ -78,8 +87,20 @@ class CellRunner:
             self._batches = make_batches(images, noise_name(cell.dataset, images), degradation,
                                          cell.level, cell.repetition, config.seed,
                                          config.batch_size, self.device, config.protocol)
-            self._group = cell.noisy_group
+            self._group, self._estimates = cell.noisy_group, {}
         return self._batches
+
+    def estimates(self, cell: Cell, batches: list[Batch]) -> list[torch.Tensor] | None:
+        """Each image's estimated level for an ``estimate:NAME`` cell, once per noise group and estimator."""
+        name = self.grid.sigma_choices[cell.sigma_in].estimator
+        if name is None:
+            return None
+        if name not in self._estimates:
+            estimate = self.grid.estimators[name]
+            self._estimates[name] = [metric_values(f"estimator {name}", estimate(batch.y.clone()), batch.ids)
+                                     for batch in batches]
+            self._estimates[name] = [torch.tensor(v, dtype=torch.float32) for v in self._estimates[name]]
+        return self._estimates[name]
 
     def run(self, key: str) -> CellResult:
         config = self.grid.config
@@ -95,5 +116,9 @@ class CellRunner:
             batches = self.batches(cell)
         except Exception as exc:
             return CellResult("error", f"degrading the inputs failed: {error_line(exc)}")
+        try:
+            estimates = self.estimates(cell, batches)
+        except Exception as exc:
+            return CellResult("error", f"estimating the noise level failed: {error_line(exc)}")
         return run_cell(self.grid.denoisers[cell.model], cell.mode, batches, self.grid.metrics,
-                        config.protocol, self.device, keep)
+                        config.protocol, self.device, keep, self.grid.sigma_choices[cell.sigma_in], estimates)

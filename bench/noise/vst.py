@@ -39,13 +39,18 @@ def inverse_anscombe(z: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
 
 
 class AnscombeDenoiser:
-    """Wraps ``denoiser(y, sigma)`` into a Poisson denoiser called as ``(y, peak)``."""
+    """Wraps ``denoiser(y, sigma)`` into a Poisson denoiser called as ``(y, peak)``.
 
-    def __init__(self, denoiser):
+    ``received`` maps the transformed level 1 / (2 sqrt(peak)) to the one the denoiser is
+    given (``bench.noise.sigma_in``: off by a factor, fixed); by default it is given as is.
+    """
+
+    def __init__(self, denoiser, received=None):
         self.denoiser = denoiser
+        self.received = received or (lambda sigma: sigma)
 
     def __call__(self, y: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
         scale = 2.0 * _gain(peak).sqrt()
         z = anscombe(y, peak) / scale
-        z_hat = self.denoiser(z, 0.5 / peak.sqrt())
+        z_hat = self.denoiser(z, self.received(0.5 / peak.sqrt()))
         return inverse_anscombe(z_hat * scale, peak)

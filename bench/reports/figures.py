@@ -30,6 +30,7 @@ from bench.grid.inputs import make_batches
 from bench.grid.scoring import clamp_for_scoring
 from bench.noise import levels
 from bench.noise.levels import LevelScale
+from bench.noise.sigma_in import BLIND, parse_sigma_in
 from bench.registry import Registry
 from bench.reports import tables
 from bench.specs import Spec, parse_spec
@@ -131,6 +132,61 @@ def metric_vs_level(table: pd.DataFrame) -> Figure:
     handles = {h.get_label(): h for ax in axes.values() for h in ax.get_legend_handles_labels()[0]}
     fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8,
                title="mean, 95% CI band", title_fontsize=8)
+    return fig
+
+
+def received_ratio(store: Store, table: pd.DataFrame) -> pd.Series:
+    """sigma_in / sigma_true of each row of a long table: the factor, a fixed level over the true
+    one, the mean estimate over the true one (``estimate:NAME``), 1 for the oracle; NaN for blind rows."""
+    estimated = {}
+    found = store.query("SELECT e.estimator, c.dataset, c.degradation, c.level, avg(e.value) AS value "
+                        "FROM estimates e JOIN cells c ON c.key = e.cell_key "
+                        "GROUP BY e.estimator, c.dataset, c.degradation, c.level")
+    for row in found.itertuples():
+        estimated[(row.estimator, row.dataset, row.degradation, row.level)] = row.value / row.level
+
+    def ratio(row) -> float:
+        if row.sigma_in == BLIND:
+            return float("nan")
+        choice = parse_sigma_in(row.sigma_in)
+        if choice.estimator is not None:
+            return estimated.get((choice.estimator, row.dataset, row.noise, row.level), float("nan"))
+        return choice.one_level(row.level) / row.level
+    return pd.Series([ratio(row) for row in table.itertuples()], index=table.index, dtype=float)
+
+
+def robustness(table: pd.DataFrame, ratios: pd.Series) -> Figure:
+    """The metric against sigma_in / sigma_true (log scale), one line per denoiser through the
+    levels it was given, one panel per (dataset, noise, level); a blind row is a dashed line."""
+    metric = table["metric"].iloc[0]
+    scales = table.attrs.get("level_scales", {})
+    table = table.assign(ratio=ratios, base=table["denoiser"].str.split(" @ ").str[0],
+                         panel=[f"{n} {levels.label(scales, n, lv)}" for n, lv in zip(table["noise"], table["level"])])
+    keys = list(dict.fromkeys(zip(table["dataset"], table["panel"])))
+    fig, axes = panels(keys)
+    palette = colours(table["base"])
+    for (dataset, panel), ax in axes.items():
+        part = table[(table["dataset"] == dataset) & (table["panel"] == panel)]
+        for name, rows in part.groupby("base", sort=False):
+            given = rows[rows["ratio"].notna()].sort_values("ratio")
+            if given.empty:
+                ax.axhline(rows["mean"].iloc[0], color=palette[name], ls="--", lw=1, label=f"{name} (blind)")
+                continue
+            ax.errorbar(given["ratio"], given["mean"], yerr=[given["mean"] - given["ci95_low"],
+                        given["ci95_high"] - given["mean"]], marker="o", ms=4, capsize=2,
+                        color=palette[name], label=name)
+        ax.axvline(1.0, color="0.6", lw=0.8)
+        ax.set_xscale("log")
+        ticks = sorted(set(part["ratio"].dropna().round(3)))
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("sigma_in / sigma_true")
+        ax.set_ylabel(metric_label(metric))
+        ax.set_title(f"{dataset}\n{panel}", fontsize=9)
+        ax.grid(alpha=0.3)
+    handles = {h.get_label(): h for ax in axes.values() for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8,
+               title="mean, 95% CI", title_fontsize=8)
     return fig
 
 

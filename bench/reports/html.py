@@ -162,6 +162,13 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
         plots.parts.append(image(figures.to_png(fig), f"{metric} against noise level",
                                  f"{metric.upper()} against noise level: mean and 95% CI band over images."))
         save_figure(fig, figures_dir, f"{metric}_vs_level")
+    first = longs[metrics[0]] if metrics[0] in longs else None
+    if first is not None and "sigma_in" in first.columns and not set(first["sigma_in"]) <= {"oracle", "blind"}:
+        fig = figures.robustness(first, figures.received_ratio(store, first))
+        plots.parts.append(image(figures.to_png(fig), "robustness to the level given",
+                                 f"{metrics[0].upper()} against the level each denoiser was given over the "
+                                 "true one (--sigma-in): mean and 95% CI over images; blind rows dashed."))
+        save_figure(fig, figures_dir, f"{metrics[0]}_vs_sigma_in")
     runtimes = figures.runtime_table(store, metrics[0])
     if runtimes.empty:
         plots.parts.append('<p class="note">No runtime figure: every cell ran on Dask, beside others '

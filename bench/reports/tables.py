@@ -25,14 +25,15 @@ from bench.data.datasets import shown_name
 from bench.errors import UsageError
 from bench.noise import levels
 from bench.noise.levels import LevelScale
+from bench.noise.sigma_in import BLIND, ORACLE
 from bench.reports import compare
 from bench.specs import Spec, parse_spec
 from bench.store.database import Store
 
-IDENTITY = ["dataset", "degradation", "level", "denoiser", "repetition", "seed", "protocol", "subset"]
+IDENTITY = ["dataset", "degradation", "level", "denoiser", "repetition", "seed", "protocol", "subset", "given"]
 #: What tells one noise draw of an image from another.
 DRAW = ["seed", "repetition"]
-GROUP = ["dataset", "noise", "level", "denoiser"]
+GROUP = ["dataset", "noise", "level", "denoiser", "sigma_in"]
 #: Columns of the wide layout's index.
 WIDE_INDEX = ["dataset", "denoiser"]
 WIDE_METRICS = ("psnr", "ssim")
@@ -65,7 +66,16 @@ def current_attempts(store: Store) -> pd.DataFrame:
         "LEFT JOIN runs own ON own.run_id = c.run_id "
         "WHERE c.status != 'pending' GROUP BY c.key ORDER BY c.rowid"))
     cells = cells[~cells["key"].isin(set(store.superseded_cells()["key"]))]
-    return latest_by(cells, IDENTITY, order=("last_run", "updated")).drop(columns="last_run")
+    # cells made before the sigma_in axis received the true level; a blind row's one cell stands for every choice
+    cells = cells.assign(sigma_in=cells["sigma_in"].fillna(ORACLE))
+    cells = cells.assign(given=cells["sigma_in"].replace(BLIND, ORACLE))
+    return latest_by(cells, IDENTITY, order=("last_run", "updated")).drop(columns=["last_run", "given"])
+
+
+def row_name(denoiser: str, sigma_in: str) -> str:
+    """A table row: the denoiser, with the level it received where that is not the true one
+    (``bm3d @ x0.5``); a blind row reads the same for every choice."""
+    return denoiser if sigma_in in (ORACLE, BLIND) else f"{denoiser} @ {sigma_in}"
 
 
 def with_subset_labels(cells: pd.DataFrame) -> pd.DataFrame:
@@ -122,6 +132,8 @@ def scores_for(store: Store, metric: str) -> pd.DataFrame:
         what = " matching the filters" if store.selection else ""
         raise UsageError(f"no finished denoiser cells{what} with {metric} scores in {store.path} "
                          "(sampler metrics: `leaderboard --samples`)")
+    scores = scores.assign(base=scores["denoiser"],
+                           denoiser=[row_name(d, g) for d, g in zip(scores["denoiser"], scores["sigma_in"])])
     return with_subset_labels(scores).rename(columns={"degradation": "noise"})
 
 
@@ -201,12 +213,29 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
                       .assign(**dict(zip(within, key)))
                       for key, group in scores.groupby(within, sort=True, dropna=False)])
     table = table.merge(tied, on=["denoiser"] + within, how="left")
+    if not set(table["sigma_in"]) <= {ORACLE, BLIND}:
+        table = table.merge(deltas_vs_oracle(scores, within, bounds), on=["denoiser"] + within, how="left")
     table.insert(0, "metric", metric)
     table = table.sort_values(["dataset", "noise", "level", "rank", "denoiser"]).reset_index(drop=True)
     table = without_default_protocol(table)
     table.attrs["higher_is_better"] = {metric: higher}
     table.attrs["level_scales"] = scales
     return table
+
+
+def deltas_vs_oracle(scores: pd.DataFrame, within: list[str], bounds) -> pd.DataFrame:
+    """Per row given another level than the true one: its mean difference from the same denoiser
+    given the true level, paired over images (``delta_vs_oracle``, t-based 95% CI), NaN elsewhere."""
+    images = image_values(scores.assign(given=scores["sigma_in"]), within + ["base", "given", "denoiser"])
+    oracle = images[images["given"] == ORACLE].drop(columns=["given", "denoiser"])
+    paired = images[~images["given"].isin([ORACLE, BLIND])].merge(
+        oracle, on=within + ["base", "image_id"], suffixes=("", "_oracle"))
+    rows = []
+    for key, group in paired.groupby(within + ["denoiser"], sort=True, dropna=False):
+        summary = summarise(group["value"] - group["value_oracle"])
+        rows.append({**dict(zip(within + ["denoiser"], key)), "delta_vs_oracle": summary["mean"],
+                     "delta_ci95_low": summary["ci95_low"], "delta_ci95_high": summary["ci95_high"]})
+    return pd.DataFrame(rows, columns=within + ["denoiser", "delta_vs_oracle", "delta_ci95_low", "delta_ci95_high"])
 
 
 def failed_cells(store: Store) -> pd.DataFrame:

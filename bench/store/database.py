@@ -32,7 +32,12 @@ CREATE TABLE IF NOT EXISTS cells (
     denoiser TEXT, repetition INTEGER, seed INTEGER, protocol TEXT, metrics TEXT,
     status TEXT, error TEXT, seconds REAL, denoise_seconds REAL, n_images INTEGER,
     device TEXT, updated TEXT,
-    subset TEXT  -- NULL: the whole dataset; else e.g. 'first 3 of 12' (--limit-images)
+    subset TEXT,  -- NULL: the whole dataset; else e.g. 'first 3 of 12' (--limit-images)
+    sigma_in TEXT  -- the level the denoiser received: oracle (NULL too), x0.5, 25/255, estimate:NAME, blind
+);
+-- Per-image noise levels an estimator gave for the noisy inputs of a cell (--sigma-in estimate:NAME).
+CREATE TABLE IF NOT EXISTS estimates (
+    cell_key TEXT, image_id TEXT, estimator TEXT, value REAL, PRIMARY KEY (cell_key, image_id, estimator)
 );
 CREATE TABLE IF NOT EXISTS scores (
     cell_key TEXT, image_id TEXT, metric TEXT, value REAL,
@@ -100,6 +105,8 @@ class CellResult:
     image_seconds: dict[str, float] | None = None
     #: Sampler cells: updates applied to the chains.
     steps: int | None = None
+    #: Estimator name -> image id -> the level it estimated (cells given ``estimate:NAME``).
+    estimates: dict[str, dict[str, float]] | None = None
 
 
 class Store:
@@ -218,10 +225,10 @@ class Store:
                                 [(run_id, c.key) for c in cells])
             self.db.executemany(
                 "INSERT OR IGNORE INTO cells (key, run_id, dataset, degradation, level, denoiser, "
-                "repetition, seed, protocol, metrics, status, updated, subset) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                "repetition, seed, protocol, metrics, status, updated, subset, sigma_in) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                 [(c.key, run_id, c.dataset, c.degradation, c.level, c.denoiser, c.repetition, seed,
-                  protocol, json.dumps(metrics), now(), c.subset) for c in cells])
+                  protocol, json.dumps(metrics), now(), c.subset, c.sigma_in) for c in cells])
 
     def record_cell(self, run_id: str, cell, seed: int, protocol: str, metrics: list[str],
                     device: str, result: CellResult) -> None:
@@ -237,11 +244,16 @@ class Store:
             self.db.execute("DELETE FROM scores WHERE cell_key = ?", (cell.key,))
             self.db.execute("DELETE FROM image_times WHERE cell_key = ?", (cell.key,))
             self.db.execute(
-                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (cell.key, run_id, cell.dataset, cell.degradation, cell.level, cell.denoiser,
                  cell.repetition, seed, protocol, json.dumps(metrics), result.status,
                  result.error, result.seconds, result.denoise_seconds, n_images, device, now(),
-                 cell.subset))
+                 cell.subset, cell.sigma_in))
+            self.db.execute("DELETE FROM estimates WHERE cell_key = ?", (cell.key,))
+            self.db.executemany("INSERT INTO estimates VALUES (?, ?, ?, ?)",
+                                [(cell.key, image, estimator, value)
+                                 for estimator, values in (result.estimates or {}).items()
+                                 for image, value in values.items()])
             if result.scores:
                 self.db.executemany(
                     "INSERT INTO scores VALUES (?, ?, ?, ?)",
@@ -364,11 +376,11 @@ def upgrade(db: sqlite3.Connection) -> None:
 
 
 def add_columns_of_version_2(db: sqlite3.Connection) -> None:
-    """Version 2: ``cells.subset`` and ``metric_info.low/high``. Older cells count as whole-set
+    """Version 2: ``cells.subset``, ``cells.sigma_in`` and ``metric_info.low/high``. Older cells count as whole-set
     cells; their keys (which lack the harness's code and library versions) no longer match, so
     they are recomputed once; older metrics are unbounded until a run records them again."""
-    for table, column, kind in (("cells", "subset", "TEXT"), ("metric_info", "low", "REAL"),
-                                ("metric_info", "high", "REAL")):
+    for table, column, kind in (("cells", "subset", "TEXT"), ("cells", "sigma_in", "TEXT"),
+                                ("metric_info", "low", "REAL"), ("metric_info", "high", "REAL")):
         if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 

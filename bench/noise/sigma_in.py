@@ -1,0 +1,89 @@
+"""The noise level a denoiser receives: the true one, off by a factor, fixed, or estimated per image.
+
+A grid axis (``--sigma-in``, TOML ``sigma_in``): ``oracle`` (the default, the true
+level), ``xF`` (F times the true level: ``x0.5``, ``x2``), ``N/255`` or a number (a
+fixed level, in [0, 1] units) and ``estimate:NAME`` (the named estimator's estimate of
+each noisy image, see ``register_estimators``). Rows that ignore sigma (blind) run once
+and read ``blind``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.errors import UsageError
+from bench.specs import parse_number
+
+ORACLE = "oracle"
+#: What a denoiser that ignores sigma reads in the ``sigma_in`` column: one cell serves every choice.
+BLIND = "blind"
+ESTIMATE = "estimate:"
+
+
+@dataclass(frozen=True)
+class SigmaIn:
+    """One choice of the level handed over; ``label`` is its canonical spelling."""
+
+    label: str
+    factor: float | None = None
+    fixed: float | None = None
+    estimator: str | None = None
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.label == ORACLE
+
+    def received(self, sigma: torch.Tensor, estimates: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-image level handed over, from the true ``sigma`` (B,) and per-image ``estimates``."""
+        if self.factor is not None:
+            return sigma * self.factor
+        if self.fixed is not None:
+            return torch.full_like(sigma, self.fixed)
+        if self.estimator is not None:
+            return estimates.to(device=sigma.device, dtype=sigma.dtype)
+        return sigma
+
+    def one_level(self, level: float) -> float | None:
+        """The single level a whole cell receives at true ``level`` (per-level models pick theirs by
+        it), or None when it differs per image (estimates)."""
+        if self.estimator is not None:
+            return None
+        return self.received(torch.tensor([float(level)], dtype=torch.float64)).item()
+
+
+def parse_sigma_in(text: str) -> SigmaIn:
+    """``oracle``, ``x0.5``, ``25/255`` or ``estimate:NAME``; UsageError in one line otherwise."""
+    text = str(text).strip()
+    if text == ORACLE:
+        return SigmaIn(ORACLE)
+    if text.startswith(ESTIMATE):
+        name = text[len(ESTIMATE):].strip()
+        if not name:
+            raise UsageError(f"sigma_in {text!r}: name the estimator, e.g. estimate:skimage "
+                             "(`denoise-bench list estimators`)")
+        return SigmaIn(f"{ESTIMATE}{name}", estimator=name)
+    if text.startswith("x"):
+        try:
+            factor = parse_number(text[1:])
+        except (ValueError, ZeroDivisionError):
+            factor = None
+        if factor is None or factor <= 0:
+            raise UsageError(f"sigma_in {text!r}: a factor of the true level must be a number > 0, "
+                             "e.g. x0.5 or x2")
+        return SigmaIn(f"x{factor:g}", factor=factor)
+    try:
+        fixed = parse_number(text)
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"unknown sigma_in {text!r}: use oracle, xF (x0.5), N/255 (a fixed level) "
+                         "or estimate:NAME") from None
+    if fixed <= 0:
+        raise UsageError(f"sigma_in {text!r}: a fixed level must be > 0")
+    return SigmaIn(f"{fixed * 255:g}/255", fixed=fixed)
+
+
+def parse_all(texts: list[str]) -> list[SigmaIn]:
+    """Every choice, duplicates (``x1`` and ``oracle`` are not merged) dropped in order."""
+    found = {choice.label: choice for choice in map(parse_sigma_in, texts)}
+    return list(found.values())
