@@ -3,7 +3,10 @@
 A LocalCluster with ``workers`` processes, or an existing ``scheduler``. One
 task per noisy-input group, so its inputs are drawn once; each task carries
 only the config and the cell keys, a worker builds the grid once and keeps it,
-and results come back per task; only the driver writes the store. This module
+and results come back per task; only the driver writes the store. A task whose
+worker dies (a plugin that kills its process) is split: each of its cells is
+sent again on its own, so only the cell that kills its worker fails. The local
+cluster's dashboard is off unless asked for, and then on 127.0.0.1. This module
 imports neither torch nor dask at the top, so a run can start its cluster
 before it loads anything heavy.
 """
@@ -22,6 +25,11 @@ from bench.store.database import CellResult
 CONNECT_TIMEOUT = "5s"
 #: Seconds a local Dask worker gets to exit before it is killed.
 WORKER_EXIT_SECONDS = 60
+#: Times a local cluster runs a task again after its worker died (Dask's default is 3): a group is
+#: split into single cells at its first death, and each of those gets one try more (see ``results``).
+ALLOWED_FAILURES = 0
+#: Where ``--dashboard`` with no address serves the local cluster's dashboard: this machine only.
+DASHBOARD_ADDRESS = "127.0.0.1:8787"
 #: Thread-count variables of OpenMP and the BLAS libraries, set for each local Dask worker.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -61,20 +69,21 @@ def dask_cells(config: dict, device: str, keys: list[str], timeout: float | None
     import torch
     from distributed import get_worker
 
-    from bench.grid.executors import isolated_runner, worker_runner
+    from bench.grid.executors import isolated_runner, run_contained, worker_runner
 
     worker = get_worker()
     host = worker.address.rsplit(":", 1)[0]
     torch.set_num_threads(host_threads(slots_per_host.get(host, worker.state.nthreads)))
     runner = isolated_runner(config, device, timeout) if timeout else worker_runner(config, device)
-    return [(key, runner.run(key)) for key in keys]
+    return [(key, run_contained(runner, key)) for key in keys]
 
 
 class DaskExecutor:
     """Cells as tasks on a distributed cluster, one per noisy-input group; results come back as they finish."""
 
     def __init__(self, config: dict, device_name: str, workers: int | None = None,
-                 scheduler: str | None = None, timeout: float | None = None):
+                 scheduler: str | None = None, timeout: float | None = None, dashboard: str | None = None):
+        """``dashboard``: where a local cluster serves its dashboard (None: no dashboard)."""
         try:
             import dask
             from distributed import Client, LocalCluster
@@ -101,9 +110,11 @@ class DaskExecutor:
             saved = dict(os.environ)
             try:
                 with dask.config.set({"distributed.worker.daemon": False,
+                                      "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
                                       "distributed.nanny.pre-spawn-environ": environ}):
+                    # scheduler and workers listen on 127.0.0.1 (LocalCluster's default host)
                     self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                dashboard_address=":0")  # any free port: no clash
+                                                dashboard_address=dashboard)
             finally:  # the nannies set their variables in this process's environment: undo that
                 for name in set(os.environ) - set(saved):
                     del os.environ[name]
@@ -131,23 +142,36 @@ class DaskExecutor:
             slots[host] = slots.get(host, 0) + info.get("nthreads", 1)
         return slots
 
-    def results(self, keys: Iterable[str]) -> Iterator[tuple[str, CellResult]]:
-        from distributed import as_completed
-
-        slots = self.slots_per_host()
-        tasks = task_groups(self.cells, list(keys), max(1, sum(slots.values())))
-        # one message for all tasks, and results gathered in batches as they finish
+    def submit(self, tasks: list[list[str]], prefix: str, slots: dict[str, int]) -> dict:
+        """Send these groups of cell keys as tasks in one message; returns {future: its keys}."""
         futures = self.client.map(dask_cells, [self.config] * len(tasks), [self.device] * len(tasks), tasks,
                                   [self.timeout] * len(tasks), [slots] * len(tasks),
-                                  key=[f"cells-{group[0]}" for group in tasks], pure=False)
-        group_of = {future.key: group for future, group in zip(futures, tasks)}
-        for future, found in as_completed(futures, with_results=True, raise_errors=False):
-            if future.status == "error":  # e.g. KilledWorker after repeated worker deaths
-                problem = error_line(future.exception())
-                for key in group_of[future.key]:
-                    yield key, CellResult("error", f"dask: {problem}")
-            else:
+                                  key=[f"{prefix}-{group[0]}" for group in tasks], pure=False)
+        return dict(zip(futures, tasks))
+
+    def results(self, keys: Iterable[str]) -> Iterator[tuple[str, CellResult]]:
+        """Results as tasks finish; a task whose worker died is sent again one cell per task."""
+        from distributed import KilledWorker, as_completed
+
+        slots = self.slots_per_host()
+        groups = self.submit(task_groups(self.cells, list(keys), max(1, sum(slots.values()))), "cells", slots)
+        finished = as_completed(list(groups), with_results=True, raise_errors=False)
+        for future, found in finished:
+            group = groups.pop(future)
+            if future.status != "error":
                 yield from found
+                continue
+            problem = future.exception()
+            if isinstance(problem, KilledWorker) and len(group) > 1:
+                # which cell killed it is unknown: each runs again alone, so only that one fails
+                singles = self.submit([[key] for key in group], "cell", slots)
+                groups.update(singles)
+                finished.update(singles)
+                continue
+            message = (worker_death(problem) if isinstance(problem, KilledWorker)
+                       else f"dask: {error_line(problem)}")
+            for key in group:
+                yield key, CellResult("error", message)
 
     def close(self) -> None:
         self.client.close()
@@ -156,6 +180,13 @@ class DaskExecutor:
             # (4 s, then a kill and a warning per worker) is too short, so stop them patiently first.
             self.cluster.sync(_stop_workers, list(self.cluster.workers.values()))
             self.cluster.close()
+
+
+def worker_death(problem) -> str:
+    """The error of a cell whose Dask worker died each time it ran it (``KilledWorker``)."""
+    tries = problem.allowed_failures + 1
+    return (f"the Dask worker running this cell died ({tries} time{'s' if tries > 1 else ''}: killed by a "
+            "signal, out of memory or an exit outside Python); the other cells of its group ran again")
 
 
 async def _stop_workers(nannies: list) -> None:
@@ -173,14 +204,14 @@ def warm_worker(config: dict, device: str, timeout: float | None) -> None:
 
 
 def start_in_background(config: dict, device_name: str, workers: int | None, scheduler: str | None,
-                        timeout: float | None) -> Future:
+                        timeout: float | None, dashboard: str | None = None) -> Future:
     """Start (or connect to) the cluster in a thread and warm its workers; ``.result()`` is the executor.
 
     For a run whose every cell is pending: the cluster starts while the driver
     builds its grid. A failure (an unreachable scheduler) is raised by ``.result()``.
     """
     def start() -> DaskExecutor:
-        executor = DaskExecutor(config, device_name, workers, scheduler, timeout)
+        executor = DaskExecutor(config, device_name, workers, scheduler, timeout, dashboard)
         executor.warm()
         return executor
 
