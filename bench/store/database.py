@@ -2,16 +2,27 @@
 
 Each cell is written in one transaction, so a cell is either wholly there or
 absent. WAL mode lets readers (leaderboard) run beside a writer.
+
+``Store`` is the one front door: before anything is written it checks that an
+existing file is a SQLite file that passes ``PRAGMA quick_check``, whose schema
+version this code reads (newer: refused; older: upgraded) and whose tables
+have the columns this code writes. Readers open it read-only (``mode=ro``),
+so a store in a read-only folder can be read; every sqlite error, at the door
+or later in a ``with Store(...)`` block, becomes a ``StoreError``: one line
+naming the file and what to do.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 from typing import TYPE_CHECKING
 
 from bench.errors import UsageError
@@ -82,6 +93,120 @@ CREATE TABLE IF NOT EXISTS sample_scores (
 );
 """
 STATUSES = ("done", "error", "timeout", "skipped", "pending")
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StoreError(UsageError):
+    """A store that cannot be used as asked: one line naming the file and what to do."""
+
+
+def store_error(path: Path, exc: BaseException) -> StoreError:
+    """An sqlite3 or OS error on the store at ``path`` as one line with its remedy."""
+    text = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)).splitlines()[0]
+    lowered = text.lower()
+    if "readonly" in lowered or "read-only" in lowered or "permission denied" in lowered:
+        advice = ("it (or its folder) is read-only: choose a writable --store; leaderboard, status, "
+                  "compare and report can read it as it is")
+    elif "locked" in lowered or "busy" in lowered:
+        advice = "another process held it too long: rerun when that one has finished"
+    elif "full" in lowered or "i/o" in lowered:
+        advice = "free some space (or choose another --store), then rerun: finished cells are kept"
+    elif "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        advice = "the file is damaged or not a denoise-bench store: move it aside (or restore a copy)"
+    else:
+        advice = "check the path and its folder, or choose another --store"
+    return StoreError(f"store {path}: {text}; {advice}")
+
+
+@functools.lru_cache(maxsize=1)
+def expected_columns() -> dict[str, list[str]]:
+    """Each table of SCHEMA and its columns, in order (read from SCHEMA built in memory)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(SCHEMA)
+        return table_columns(db)
+    finally:
+        db.close()
+
+
+def table_columns(db: sqlite3.Connection) -> dict[str, list[str]]:
+    tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {name: [row[1] for row in db.execute(f'PRAGMA table_info("{name}")')] for name in tables}
+
+
+def schema_problem(db: sqlite3.Connection) -> str | None:
+    """Why this code cannot use the store behind ``db`` (version, foreign or changed tables), or None."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        return (f"was written by a newer denoise-bench (store schema {version}; this version reads up to "
+                f"{SCHEMA_VERSION}): upgrade denoise-bench, or choose another --store")
+    found, expected = table_columns(db), expected_columns()
+    if found and "cells" not in found:
+        return ("is an SQLite file but not a denoise-bench store (it has no cells table): "
+                "choose another --store")
+    for table, columns in found.items():
+        if table in expected and columns != expected[table]:
+            return (f"table {table} has columns ({', '.join(columns)}) where this version writes "
+                    f"({', '.join(expected[table])}): it was changed by hand or by another program; "
+                    "restore a copy or choose another --store")
+    return None
+
+
+#: Stores that passed ``inspect`` in this process: path -> (size, mtime) of the file and its WAL.
+_inspected: dict[Path, tuple] = {}
+
+
+def _fingerprint(path: Path) -> tuple:
+    wal = path.with_name(path.name + "-wal")
+    return tuple((p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None for p in (path, wal))
+
+
+def inspect(path: Path) -> None:
+    """StoreError unless the existing file at ``path`` is a sound store this code can use.
+
+    Reads only: the header, ``PRAGMA quick_check`` (about 0.1 s per million
+    scores) and the schema. A file unchanged since it last passed in this
+    process is not checked again.
+    """
+    if path.is_dir():
+        raise StoreError(f"store {path} is a folder, not a file: choose a file path for --store")
+    fingerprint = _fingerprint(path)
+    if _inspected.get(path) == fingerprint:
+        return
+    with open(path, "rb") as file:
+        head = file.read(len(SQLITE_HEADER))
+    if head and head != SQLITE_HEADER:
+        raise StoreError(f"store {path} is not an SQLite file: move it aside or choose another --store")
+    if not head:
+        return  # empty: a new store
+    db = connect_readonly(path)
+    try:
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StoreError(f"store {path} is damaged (quick_check: {check}); move it aside (or restore "
+                             "a copy) and rerun: nothing was written to it")
+        problem = schema_problem(db)
+    finally:
+        db.close()
+    if problem:
+        raise StoreError(f"store {path} {problem}")
+    _inspected[path] = fingerprint
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``); in a folder this process cannot write, where SQLite
+    cannot make the WAL's index, ``immutable=1`` (nobody can write there either)."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=60)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        db.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+        db = sqlite3.connect(uri + "&immutable=1", uri=True)
+    return db
 
 
 def now() -> str:
@@ -103,7 +228,11 @@ class CellResult:
 
 
 class Store:
-    """A thin layer over one SQLite file.
+    """A thin layer over one SQLite file, opened through its checks (see the module's docstring).
+
+    ``create=True``: for writing, made if missing and upgraded if older.
+    ``create=False``: an existing store, read-only. Used as a context manager,
+    an sqlite error inside the block becomes a ``StoreError``.
 
     ``selection`` (a ``bench.store.selection.Selection``) narrows what the tables read
     from it (``bench.reports.tables.latest_done_cells``); None reads every cell.
@@ -112,23 +241,46 @@ class Store:
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
         self.selection = None
+        self.readonly = not create
         if not create and not self.path.exists():
             raise UsageError(f"no store at {self.path}; run `denoise-bench run` first")
         try:
-            if create:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if self.path.exists():
+                inspect(self.path)
+            self.db = self._open_readonly() if self.readonly else self._open_for_writing()
+        except (OSError, sqlite3.Error) as exc:
+            raise store_error(self.path, exc) from None
+
+    def _open_for_writing(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=60000")
+            db.execute("BEGIN IMMEDIATE")  # fails, writing nothing, where the file cannot be written
+            db.execute("ROLLBACK")
+            db.execute("PRAGMA journal_mode=WAL")
             # Committed cells survive a killed process in WAL mode without an fsync per commit (only
             # an OS crash or power loss can take back the last ones): 0.5 ms per cell instead of 4 ms.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=60000")
-            if create:
-                upgrade(self.db)
-        except (OSError, sqlite3.OperationalError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise UsageError(f"cannot {'create' if create else 'open'} the store {self.path}: {reason}; "
-                             "choose another --store") from None
+            db.execute("PRAGMA synchronous=NORMAL")
+            upgrade(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """Read-only; a store from an older version is upgraded first where it can be written."""
+        db = connect_readonly(self.path)
+        if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            db.close()
+            try:
+                self._open_for_writing().close()
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"store {self.path} was made by an older denoise-bench and must be upgraded "
+                                 f"once, which needs write access ({exc}): copy it somewhere writable and "
+                                 "read the copy") from None
+            db = connect_readonly(self.path)
+        return db
 
     def close(self) -> None:
         self.db.close()
@@ -136,8 +288,11 @@ class Store:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.close()
+        if isinstance(exc, sqlite3.Error):
+            raise store_error(self.path, exc) from None
+        return False
 
     def _transaction(self):
         return _Transaction(self.db)
@@ -330,27 +485,31 @@ class _Transaction:
         return False
 
 
+def check_writable(path: str | Path) -> None:
+    """StoreError unless the store at ``path`` (if there is one) is sound and can be written.
+
+    Writes nothing, creates nothing: a run calls it before it builds its grid.
+    """
+    path = Path(path)
+    if path.exists() and path.stat().st_size:
+        Store(path).close()
+
+
 def has_done_cells(path: str | Path) -> bool:
     """Whether the store at ``path`` holds any done cell (False where there is no store)."""
-    if not Path(path).exists():
+    if not Path(path).exists() or not Path(path).stat().st_size:
         return False
-    try:
-        with Store(path, create=False) as store:
-            return store.db.execute("SELECT 1 FROM cells WHERE status = 'done' LIMIT 1").fetchone() is not None
-    except sqlite3.DatabaseError:
-        return False
+    with Store(path, create=False) as store:
+        return store.db.execute("SELECT 1 FROM cells WHERE status = 'done' LIMIT 1").fetchone() is not None
 
 
 def statuses_at(path: str | Path, keys: list[str], table: str = "cells") -> dict[str, str]:
     """Statuses of these cells (``table``: cells or sample_cells) in the store at ``path``,
     creating nothing ({} where there is no store)."""
-    if not keys or not Path(path).exists():
+    if not keys or not Path(path).exists() or not Path(path).stat().st_size:
         return {}
-    try:
-        with Store(path, create=False) as store:
-            return store.statuses(keys, table)
-    except sqlite3.DatabaseError:  # not a store yet, or no such table
-        return {}
+    with Store(path, create=False) as store:
+        return store.statuses(keys, table)
 
 
 def upgrade(db: sqlite3.Connection) -> None:
@@ -403,15 +562,11 @@ def migrate_sample_rows(db: sqlite3.Connection) -> None:
 
 
 def open_existing(path: str | Path) -> Store:
-    """Open a store for reading; UsageError when it is missing or not a store."""
-    store = None
-    try:
-        store = Store(path, create=False)
-        store.db.execute("SELECT 1 FROM cells LIMIT 1")
-        upgrade(store.db)
-    except sqlite3.DatabaseError as exc:
-        if store is not None:
-            store.close()
-        raise UsageError(f"{path} is not a denoise-bench store ({exc})") from None
+    """Open an existing store read-only; UsageError when it is missing, damaged or not a store."""
+    store = Store(path, create=False)
+    if "cells" not in table_columns(store.db):
+        store.close()
+        raise StoreError(f"store {path} has no cells table: it is not a denoise-bench store "
+                         "(or an empty file); choose another --store")
     return store
 
