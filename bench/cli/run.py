@@ -9,7 +9,7 @@ from bench.config import (EXECUTORS, PROTOCOLS, RunConfig, check_executor_option
                           default_config_path, load_config, make_config)
 from bench.errors import UsageError
 from bench.grid.dask_executor import DASHBOARD_ADDRESS
-from bench.store.database import Store, has_done_cells, statuses_at
+from bench.store.database import Store, check_writable, has_done_cells, statuses_at
 
 
 def configure(parser) -> None:
@@ -86,6 +86,7 @@ def execute(config: RunConfig, args):
     """
     check_executor_options(args.executor, args.workers, args.scheduler, args.timeout)
     check_dashboard(args)
+    check_writable(config.store)  # a damaged, newer or read-only store: one line before any work
     early = start_cluster_early(config, args)
     try:
         from bench.device import resolve_device

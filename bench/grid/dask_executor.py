@@ -112,9 +112,11 @@ class DaskExecutor:
                 with dask.config.set({"distributed.worker.daemon": False,
                                       "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
                                       "distributed.nanny.pre-spawn-environ": environ}):
-                    # scheduler and workers listen on 127.0.0.1 (LocalCluster's default host)
+                    # Scheduler and workers listen on 127.0.0.1 (LocalCluster's default host); so does
+                    # the scheduler's HTTP server (health and metrics), on any free port: no clash.
                     self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                dashboard_address=dashboard)
+                                                dashboard_address=dashboard or "127.0.0.1:0",
+                                                scheduler_kwargs={"dashboard": dashboard is not None})
             finally:  # the nannies set their variables in this process's environment: undo that
                 for name in set(os.environ) - set(saved):
                     del os.environ[name]

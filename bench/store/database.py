@@ -142,11 +142,13 @@ def schema_problem(db: sqlite3.Connection) -> str | None:
         return (f"was written by a newer denoise-bench (store schema {version}; this version reads up to "
                 f"{SCHEMA_VERSION}): upgrade denoise-bench, or choose another --store")
     found, expected = table_columns(db), expected_columns()
+    older = version < SCHEMA_VERSION  # upgrades only add columns at the end
     if found and "cells" not in found:
         return ("is an SQLite file but not a denoise-bench store (it has no cells table): "
                 "choose another --store")
     for table, columns in found.items():
-        if table in expected and columns != expected[table]:
+        wanted = expected.get(table, columns)
+        if columns != (wanted[:len(columns)] if older else wanted):
             return (f"table {table} has columns ({', '.join(columns)}) where this version writes "
                     f"({', '.join(expected[table])}): it was changed by hand or by another program; "
                     "restore a copy or choose another --store")
@@ -177,7 +179,7 @@ def inspect(path: Path) -> None:
     with open(path, "rb") as file:
         head = file.read(len(SQLITE_HEADER))
     if head and head != SQLITE_HEADER:
-        raise StoreError(f"store {path} is not an SQLite file: move it aside or choose another --store")
+        raise StoreError(f"store {path} is not an SQLite file, so not a denoise-bench store: move it aside or choose another --store")
     if not head:
         return  # empty: a new store
     db = connect_readonly(path)
@@ -271,7 +273,8 @@ class Store:
     def _open_readonly(self) -> sqlite3.Connection:
         """Read-only; a store from an older version is upgraded first where it can be written."""
         db = connect_readonly(self.path)
-        if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        older = db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION
+        if older and "cells" in table_columns(db):
             db.close()
             try:
                 self._open_for_writing().close()
@@ -500,6 +503,8 @@ def has_done_cells(path: str | Path) -> bool:
     if not Path(path).exists() or not Path(path).stat().st_size:
         return False
     with Store(path, create=False) as store:
+        if "cells" not in table_columns(store.db):  # being created by another run
+            return False
         return store.db.execute("SELECT 1 FROM cells WHERE status = 'done' LIMIT 1").fetchone() is not None
 
 
@@ -509,17 +514,27 @@ def statuses_at(path: str | Path, keys: list[str], table: str = "cells") -> dict
     if not keys or not Path(path).exists() or not Path(path).stat().st_size:
         return {}
     with Store(path, create=False) as store:
+        if table not in table_columns(store.db):  # being created by another run
+            return {}
         return store.statuses(keys, table)
 
 
 def upgrade(db: sqlite3.Connection) -> None:
-    """Bring a store made by an older version up to date, once: new tables, moved sampler rows."""
+    """Bring a store made by an older version up to date, once: new tables, moved sampler rows.
+
+    One transaction: a process opening the store meanwhile sees it before or after, never half-way.
+    """
     if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
-    db.executescript(SCHEMA)
-    add_columns_of_version_2(db)
-    migrate_sample_rows(db)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    db.executescript("BEGIN IMMEDIATE;\n" + SCHEMA)  # the transaction stays open
+    try:
+        add_columns_of_version_2(db)
+        migrate_sample_rows(db)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def add_columns_of_version_2(db: sqlite3.Connection) -> None:
@@ -540,25 +555,17 @@ def migrate_sample_rows(db: sqlite3.Connection) -> None:
     old = db.execute("SELECT key, run_id, dataset, degradation, level, denoiser, repetition, seed, "
                      "metrics, status, error, seconds, denoise_seconds, device, updated FROM cells "
                      "WHERE degradation LIKE 'sample:%'").fetchall()
-    if not old:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for (key, run_id, dataset, degradation, level, denoiser, repetition, seed, metrics, status,
-             error, seconds, sample_seconds, device, updated) in old:
-            sampler, _, score = denoiser.partition(" score=")
-            db.execute("INSERT OR REPLACE INTO sample_cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (key, run_id, dataset, score, sampler, int(level), degradation.split(":", 1)[1],
-                        repetition, seed, metrics, status, error, seconds, sample_seconds, None,
-                        device, updated))
-            db.execute("INSERT OR REPLACE INTO sample_scores SELECT cell_key, metric, value FROM scores "
-                       "WHERE cell_key = ?", (key,))
-            db.execute("DELETE FROM scores WHERE cell_key = ?", (key,))
-            db.execute("DELETE FROM cells WHERE key = ?", (key,))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+    for (key, run_id, dataset, degradation, level, denoiser, repetition, seed, metrics, status,
+         error, seconds, sample_seconds, device, updated) in old:
+        sampler, _, score = denoiser.partition(" score=")
+        db.execute("INSERT OR REPLACE INTO sample_cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (key, run_id, dataset, score, sampler, int(level), degradation.split(":", 1)[1],
+                    repetition, seed, metrics, status, error, seconds, sample_seconds, None,
+                    device, updated))
+        db.execute("INSERT OR REPLACE INTO sample_scores SELECT cell_key, metric, value FROM scores "
+                   "WHERE cell_key = ?", (key,))
+        db.execute("DELETE FROM scores WHERE cell_key = ?", (key,))
+        db.execute("DELETE FROM cells WHERE key = ?", (key,))
 
 
 def open_existing(path: str | Path) -> Store:
