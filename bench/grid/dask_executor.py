@@ -14,6 +14,7 @@ before it loads anything heavy.
 from __future__ import annotations
 
 import os
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator
 
@@ -25,9 +26,12 @@ from bench.store.database import CellResult
 CONNECT_TIMEOUT = "5s"
 #: Seconds a local Dask worker gets to exit before it is killed.
 WORKER_EXIT_SECONDS = 60
-#: Times a local cluster runs a task again after its worker died (Dask's default is 3): a group is
-#: split into single cells at its first death, and each of those gets one try more (see ``results``).
+#: Times a local cluster runs a task again after its worker died (Dask's default is 3): ``Dispatch``
+#: retries instead, splitting a group into single cells, then running a suspect cell alone.
 ALLOWED_FAILURES = 0
+#: The error of a cell whose Dask worker died each time it ran it, the last time alone.
+WORKER_DEATH = ("the Dask worker running this cell died, also when it ran alone (killed by a signal, out of "
+                "memory or an exit outside Python); the other cells of its group ran again")
 #: Where ``--dashboard`` with no address serves the local cluster's dashboard: this machine only.
 DASHBOARD_ADDRESS = "127.0.0.1:8787"
 #: Thread-count variables of OpenMP and the BLAS libraries, set for each local Dask worker.
@@ -144,36 +148,26 @@ class DaskExecutor:
             slots[host] = slots.get(host, 0) + info.get("nthreads", 1)
         return slots
 
-    def submit(self, tasks: list[list[str]], prefix: str, slots: dict[str, int]) -> dict:
-        """Send these groups of cell keys as tasks in one message; returns {future: its keys}."""
-        futures = self.client.map(dask_cells, [self.config] * len(tasks), [self.device] * len(tasks), tasks,
-                                  [self.timeout] * len(tasks), [slots] * len(tasks),
-                                  key=[f"{prefix}-{group[0]}" for group in tasks], pure=False)
-        return dict(zip(futures, tasks))
+    def submit(self, tasks: list[tuple[str, list[str]]], slots: dict[str, int]) -> dict:
+        """Send (key prefix, cell keys) tasks in one message; returns {future: its cell keys}."""
+        futures = self.client.map(dask_cells, [self.config] * len(tasks), [self.device] * len(tasks),
+                                  [keys for _, keys in tasks], [self.timeout] * len(tasks),
+                                  [slots] * len(tasks), key=[f"{prefix}-{keys[0]}" for prefix, keys in tasks],
+                                  pure=False)
+        return dict(zip(futures, (keys for _, keys in tasks)))
 
     def results(self, keys: Iterable[str]) -> Iterator[tuple[str, CellResult]]:
-        """Results as tasks finish; a task whose worker died is sent again one cell per task."""
-        from distributed import KilledWorker, as_completed
+        """Results as tasks finish; see ``Dispatch`` for what happens when a worker dies."""
+        from distributed import as_completed
 
         slots = self.slots_per_host()
-        groups = self.submit(task_groups(self.cells, list(keys), max(1, sum(slots.values()))), "cells", slots)
-        finished = as_completed(list(groups), with_results=True, raise_errors=False)
-        for future, found in finished:
-            group = groups.pop(future)
-            if future.status != "error":
-                yield from found
-                continue
-            problem = future.exception()
-            if isinstance(problem, KilledWorker) and len(group) > 1:
-                # which cell killed it is unknown: each runs again alone, so only that one fails
-                singles = self.submit([[key] for key in group], "cell", slots)
-                groups.update(singles)
-                finished.update(singles)
-                continue
-            message = (worker_death(problem) if isinstance(problem, KilledWorker)
-                       else f"dask: {error_line(problem)}")
-            for key in group:
-                yield key, CellResult("error", message)
+        dispatch = Dispatch(self, task_groups(self.cells, list(keys), max(1, sum(slots.values()))), slots,
+                            as_completed(with_results=True, raise_errors=False))
+        dispatch.feed()
+        for future, found in dispatch.finished:
+            found = dispatch.settle(future, found)
+            dispatch.feed()
+            yield from found
 
     def close(self) -> None:
         self.client.close()
@@ -184,11 +178,61 @@ class DaskExecutor:
             self.cluster.close()
 
 
-def worker_death(problem) -> str:
-    """The error of a cell whose Dask worker died each time it ran it (``KilledWorker``)."""
-    tries = problem.allowed_failures + 1
-    return (f"the Dask worker running this cell died ({tries} time{'s' if tries > 1 else ''}: killed by a "
-            "signal, out of memory or an exit outside Python); the other cells of its group ran again")
+class Dispatch:
+    """Which tasks run on a Dask cluster, and what a task whose worker died becomes.
+
+    At most one task per live task slot is sent at a time, so a worker holds only
+    the task it runs. A group whose worker died is split into single cells; a
+    single cell whose worker died is a suspect, run again alone (nothing else
+    running); a suspect whose worker dies again is the cell that kills it, and
+    only it fails (``WORKER_DEATH``).
+    """
+
+    def __init__(self, executor: DaskExecutor, groups: list[list[str]], slots: dict[str, int], finished):
+        self.executor, self.slots, self.finished = executor, slots, finished
+        self.waiting = deque(("cells", group) for group in groups)
+        self.suspects: deque = deque()
+        self.running: dict = {}  # future -> its cell keys
+        self.alone: set = set()  # futures of suspects running alone
+
+    def settle(self, future, found) -> list[tuple[str, CellResult]]:
+        """The results of a finished task; none where its cells were sent again."""
+        from distributed import KilledWorker
+
+        group = self.running.pop(future)
+        alone = future in self.alone
+        self.alone.discard(future)
+        if future.status != "error":
+            return found
+        problem = future.exception()
+        if isinstance(problem, KilledWorker):
+            if len(group) > 1:  # which cell killed it is unknown: each runs again on its own
+                self.waiting.extendleft(("cell", [key]) for key in reversed(group))
+                return []
+            if not alone:  # its worker may have died of another task: once more, alone
+                self.suspects.append(group)
+                return []
+            message = WORKER_DEATH
+        else:
+            message = f"dask: {error_line(problem)}"
+        return [(key, CellResult("error", message)) for key in group]
+
+    def feed(self) -> None:
+        """Send waiting tasks until every live task slot has one; a suspect only onto an idle cluster."""
+        if self.suspects or self.alone:
+            if not self.running and self.suspects:
+                self.send([("suspect", self.suspects.popleft())], alone=True)
+            return
+        free = max(1, sum(self.executor.client.nthreads().values())) - len(self.running)
+        self.send([self.waiting.popleft() for _ in range(min(free, len(self.waiting)))])
+
+    def send(self, tasks: list[tuple[str, list[str]]], alone: bool = False) -> None:
+        if tasks:
+            sent = self.executor.submit(tasks, self.slots)
+            self.running.update(sent)
+            self.finished.update(sent)
+            if alone:
+                self.alone.update(sent)
 
 
 async def _stop_workers(nannies: list) -> None:
