@@ -21,10 +21,13 @@ import torch.nn.functional as F
 import bench
 
 class Slow:
-    """A 3x3 mean filter that takes its time, hangs or kills its own process when told."""
-    def __init__(self, delay=0.0, hang=False, die_once=""):
-        self.delay, self.hang, self.die_once = delay, hang, die_once
+    """A 3x3 mean filter that takes its time, hangs or kills its own process when told
+    (``started``: a file it writes when called)."""
+    def __init__(self, delay=0.0, hang=False, die_once="", started=""):
+        self.delay, self.hang, self.die_once, self.started = delay, hang, die_once, started
     def __call__(self, y, sigma):
+        if self.started:
+            Path(self.started).write_text(str(os.getpid()))
         if self.die_once and not Path(self.die_once).exists():
             Path(self.die_once).write_text("died")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -211,19 +214,21 @@ def descendants(pid: int) -> list:
         return []
 
 
-def test_no_process_outlives_a_killed_driver(plugin, store):
+def test_no_process_outlives_a_killed_driver(plugin, store, tmp_path):
     """kill -9 of a driver whose cell runs in a child (--timeout): the child and multiprocessing's
     resource tracker end with it."""
     import psutil
 
-    driver = subprocess.Popen(bench_cmd("run", *GRID[:4], "-n", "gaussian:0.1", "-m", "slow[hang=true]",
-                                        "--plugin", plugin, "--store", store, "--timeout", "600", "--quiet"))
+    started = tmp_path / "started"
+    driver = subprocess.Popen(bench_cmd("run", *GRID[:4], "-n", "gaussian:0.1", "-m",
+                                        f"slow[hang=true,started={started}]", "--plugin", plugin,
+                                        "--store", store, "--timeout", "600", "--quiet"))
     deadline = time.time() + 120
-    while time.time() < deadline and not any("spawn_main" in " ".join(p.cmdline()) for p in descendants(driver.pid)):
+    while time.time() < deadline and not started.exists():  # the cell is running in its child
         time.sleep(0.2)
     children = descendants(driver.pid)
-    assert any("resource_tracker" in " ".join(p.cmdline()) for p in children), "no child was started"
-    time.sleep(1.0)
+    assert int(started.read_text()) in [p.pid for p in children]
+    assert any("resource_tracker" in " ".join(p.cmdline()) for p in children), "no resource tracker"
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     gone, alive = psutil.wait_procs(children, timeout=15)
