@@ -101,8 +101,9 @@ class StoreError(UsageError):
     """A store that cannot be used as asked: one line naming the file and what to do."""
 
 
-def store_error(path: Path, exc: BaseException) -> StoreError:
-    """An sqlite3 or OS error on the store at ``path`` as one line with its remedy."""
+def store_error(path: Path, exc: BaseException, action: str | None = None) -> StoreError:
+    """An sqlite3 or OS error on the store at ``path`` (while trying to ``action`` it) as one line
+    with its remedy."""
     text = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)).splitlines()[0]
     lowered = text.lower()
     if "readonly" in lowered or "read-only" in lowered or "permission denied" in lowered:
@@ -116,7 +117,8 @@ def store_error(path: Path, exc: BaseException) -> StoreError:
         advice = "the file is damaged or not a denoise-bench store: move it aside (or restore a copy)"
     else:
         advice = "check the path and its folder, or choose another --store"
-    return StoreError(f"store {path}: {text}; {advice}")
+    head = f"cannot {action} the store {path}" if action else f"store {path}"
+    return StoreError(f"{head}: {text}; {advice}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -246,12 +248,13 @@ class Store:
         self.readonly = not create
         if not create and not self.path.exists():
             raise UsageError(f"no store at {self.path}; run `denoise-bench run` first")
+        exists = self.path.exists()
         try:
-            if self.path.exists():
+            if exists:
                 inspect(self.path)
             self.db = self._open_readonly() if self.readonly else self._open_for_writing()
         except (OSError, sqlite3.Error) as exc:
-            raise store_error(self.path, exc) from None
+            raise store_error(self.path, exc, "open" if exists else "create") from None
 
     def _open_for_writing(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
