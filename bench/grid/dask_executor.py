@@ -181,11 +181,11 @@ class DaskExecutor:
 class Dispatch:
     """Which tasks run on a Dask cluster, and what a task whose worker died becomes.
 
-    At most one task per live task slot is sent at a time, so a worker holds only
-    the task it runs. A group whose worker died is split into single cells; a
-    single cell whose worker died is a suspect, run again alone (nothing else
-    running); a suspect whose worker dies again is the cell that kills it, and
-    only it fails (``WORKER_DEATH``).
+    Every task is sent at once, until a worker dies; from then on, at most one
+    per live task slot, so a worker holds only the task it runs. A group whose
+    worker died is split into single cells; a single cell whose worker died is
+    a suspect, run again alone (nothing else running); a suspect whose worker
+    dies again is the cell that kills it, and only it fails (``WORKER_DEATH``).
     """
 
     def __init__(self, executor: DaskExecutor, groups: list[list[str]], slots: dict[str, int], finished):
@@ -194,6 +194,7 @@ class Dispatch:
         self.suspects: deque = deque()
         self.running: dict = {}  # future -> its cell keys
         self.alone: set = set()  # futures of suspects running alone
+        self.throttled = False  # one task per live slot, once a worker has died
 
     def settle(self, future, found) -> list[tuple[str, CellResult]]:
         """The results of a finished task; none where its cells were sent again."""
@@ -206,6 +207,7 @@ class Dispatch:
             return found
         problem = future.exception()
         if isinstance(problem, KilledWorker):
+            self.throttled = True
             if len(group) > 1:  # which cell killed it is unknown: each runs again on its own
                 self.waiting.extendleft(("cell", [key]) for key in reversed(group))
                 return []
@@ -218,12 +220,15 @@ class Dispatch:
         return [(key, CellResult("error", message)) for key in group]
 
     def feed(self) -> None:
-        """Send waiting tasks until every live task slot has one; a suspect only onto an idle cluster."""
+        """Send waiting tasks (all, or until every live slot has one); a suspect only onto an idle cluster."""
         if self.suspects or self.alone:
             if not self.running and self.suspects:
                 self.send([("suspect", self.suspects.popleft())], alone=True)
             return
-        free = max(1, sum(self.executor.client.nthreads().values())) - len(self.running)
+        if not self.throttled:
+            free = len(self.waiting)
+        else:
+            free = max(1, sum(self.executor.client.nthreads().values())) - len(self.running)
         self.send([self.waiting.popleft() for _ in range(min(free, len(self.waiting)))])
 
     def send(self, tasks: list[tuple[str, list[str]]], alone: bool = False) -> None:
