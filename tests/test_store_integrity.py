@@ -107,6 +107,9 @@ def test_an_older_store_is_upgraded_once(cli, copy):
     with sqlite3.connect(copy) as db:
         db.execute("ALTER TABLE cells DROP COLUMN subset")
         db.execute("PRAGMA user_version = 1")
+    before = digest(copy)
+    assert cli("run", *RUN, "-m", "no-such-denoiser", "--store", copy).code == 2
+    assert digest(copy) == before, "a run refused for its arguments upgraded the store"
     board = cli("leaderboard", "--store", copy, "--format", "csv")
     assert board.code == 0 and "noisy" in board.out, board.err
     assert rows(copy, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
@@ -119,6 +122,9 @@ def test_an_sqlite_error_inside_a_store_block_is_one_line_naming_the_file(copy):
         with Store(copy) as store:
             store.db.execute("INSERT INTO cells (key) VALUES ('x'), ('x')")
     assert str(copy) in str(caught.value) and "UNIQUE constraint failed" in str(caught.value)
+    with pytest.raises(StoreError) as caught, Store(copy, create=False) as store:
+        store.query("SELECT * FROM no_such_table")  # through pandas, which wraps the error
+    assert str(copy) in str(caught.value) and "no such table: no_such_table" in str(caught.value)
 
 
 def test_a_folder_as_store_is_one_line(cli, tmp_path):

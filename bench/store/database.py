@@ -242,7 +242,8 @@ class Store:
     from it (``bench.reports.tables.latest_done_cells``); None reads every cell.
     """
 
-    def __init__(self, path: str | Path, create: bool = True):
+    def __init__(self, path: str | Path, create: bool = True, probe_only: bool = False):
+        """``probe_only``: check that the store can be written, changing nothing (``check_writable``)."""
         self.path = Path(path)
         self.selection = None
         self.readonly = not create
@@ -252,17 +253,20 @@ class Store:
         try:
             if exists:
                 inspect(self.path)
-            self.db = self._open_readonly() if self.readonly else self._open_for_writing()
+            self.db = self._open_readonly() if self.readonly else self._open_for_writing(probe_only)
         except (OSError, sqlite3.Error) as exc:
             raise store_error(self.path, exc, "open" if exists else "create") from None
 
-    def _open_for_writing(self) -> sqlite3.Connection:
+    def _open_for_writing(self, probe_only: bool = False) -> sqlite3.Connection:
+        """A connection that can write, the store upgraded; ``probe_only``: no pragma, no upgrade."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=60000")
             db.execute("BEGIN IMMEDIATE")  # fails, writing nothing, where the file cannot be written
             db.execute("ROLLBACK")
+            if probe_only:
+                return db
             db.execute("PRAGMA journal_mode=WAL")
             # Committed cells survive a killed process in WAL mode without an fsync per commit (only
             # an OS crash or power loss can take back the last ones): 0.5 ms per cell instead of 4 ms.
@@ -467,7 +471,12 @@ class Store:
     def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
         import pandas as pd  # readers only: a run does not pay pandas' import
 
-        return pd.read_sql_query(sql, self.db, params=params)
+        try:
+            return pd.read_sql_query(sql, self.db, params=params)
+        except pd.errors.DatabaseError as exc:  # pandas wraps the sqlite error
+            if isinstance(exc.__cause__, sqlite3.Error):
+                raise store_error(self.path, exc.__cause__) from None
+            raise
 
     def higher_is_better(self) -> dict[str, bool]:
         return {name: bool(v) for name, v in self.db.execute("SELECT name, higher_is_better FROM metric_info")}
@@ -498,7 +507,7 @@ def check_writable(path: str | Path) -> None:
     """
     path = Path(path)
     if path.exists() and path.stat().st_size:
-        Store(path).close()
+        Store(path, probe_only=True).close()
 
 
 def has_done_cells(path: str | Path) -> bool:
