@@ -1,8 +1,10 @@
-"""Resume after a killed driver, hard timeouts, Dask workers dying, concurrent writers."""
+"""Resume after a killed driver, hard timeouts, plugins that end their process, Dask workers dying,
+concurrent writers, no process outliving the driver."""
 
 from __future__ import annotations
 
 import io
+import signal
 import subprocess
 import sys
 import time
@@ -13,25 +15,41 @@ import pytest
 from conftest import rows, sigkill_mid_grid
 
 PLUGIN = '''
-import os, signal, time
+import os, signal, sys, time
 from pathlib import Path
 import torch.nn.functional as F
 import bench
 
 class Slow:
-    """A 3x3 mean filter that takes its time, hangs or kills its own process when told."""
-    def __init__(self, delay=0.0, hang=False, die_once=""):
-        self.delay, self.hang, self.die_once = delay, hang, die_once
+    """A 3x3 mean filter that takes its time, hangs or kills its own process when told
+    (``started``: a file it writes when called)."""
+    def __init__(self, delay=0.0, hang=False, die_once="", started=""):
+        self.delay, self.hang, self.die_once, self.started = delay, hang, die_once, started
     def __call__(self, y, sigma):
+        if self.started:
+            Path(self.started).write_text(str(os.getpid()))
         if self.die_once and not Path(self.die_once).exists():
             Path(self.die_once).write_text("died")
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(3600 if self.hang else self.delay)
         return F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
 
+class Exit:
+    """Ends its own process mid-cell: os._exit, sys.exit, or a signal (how=SIGKILL, ...)."""
+    def __init__(self, how="os-exit", code=0):
+        self.how, self.code = how, code
+    def __call__(self, y, sigma):
+        if self.how == "os-exit":
+            os._exit(self.code)
+        if self.how == "sys-exit":
+            sys.exit(self.code)
+        os.kill(os.getpid(), getattr(signal, self.how))
+        time.sleep(10)
+
 @bench.hookimpl
 def register_denoisers(register):
     register("slow", Slow, sigma_aware=False, description="slow 3x3 mean")
+    register("a-exit", Exit, sigma_aware=False, description="ends its own process")
 '''
 GRID = ["-d", "skimage-gray[crop=48]", "--limit-images", "3", "-n", "gaussian:0.05,0.1,0.15,0.2"]
 
@@ -140,3 +158,108 @@ def test_executor_bad_input(cli, store, args, message):
     assert result.code == 2 and message in result.err, result.err
     assert time.time() - start < 30
     assert not store.exists()
+
+
+def statuses(store) -> dict[str, str]:
+    return dict(rows(store, "SELECT denoiser || ' ' || level, status || ': ' || coalesce(error, '') FROM cells"))
+
+
+def test_a_plugin_that_exits_fails_its_own_cell_and_the_run_goes_on(plugin, store):
+    """os._exit and sys.exit in a plugin, cells in this process (no --timeout): only those cells fail."""
+    result = subprocess.run(bench_cmd("run", *GRID[:4], "-n", "gaussian:0.1,0.2", "-m", "a-exit", "-m", "noisy",
+                                      "-m", "a-exit[how=sys-exit,code=3]", "--plugin", plugin, "--store", store,
+                                      "--quiet"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "6 cells: 2 done, 4 error" in result.stderr
+    found = statuses(store)
+    for level in (0.1, 0.2):
+        assert found[f"noisy {level}"] == "done: "
+        assert found[f"a-exit {level}"].startswith("error: the plugin called os._exit(0) during the cell")
+        assert found[f"a-exit[code=3,how=sys-exit] {level}"].startswith("error: the plugin called sys.exit(3)")
+    assert rows(store, "SELECT status FROM runs") == [("failed",)]
+
+
+def test_a_cell_that_kills_its_child_process_is_named_with_the_signal(plugin, store):
+    result = subprocess.run(bench_cmd("run", *GRID[:4], "-n", "gaussian:0.1", "-m", "a-exit[how=SIGKILL]",
+                                      "-m", "a-exit", "-m", "noisy", "--plugin", plugin, "--store", store,
+                                      "--timeout", "60", "--quiet"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    found = statuses(store)
+    assert found["a-exit[how=SIGKILL] 0.1"] == ("error: the process running the cell died during it (killed by "
+                                                 "SIGKILL); the cell was stopped and the run went on")
+    assert found["a-exit 0.1"].startswith("error: the plugin called os._exit(0)")
+    assert found["noisy 0.1"] == "done: "
+
+
+def test_a_cell_that_kills_its_dask_worker_fails_alone(plugin, store):
+    """Its noisy-input group's other cells run again elsewhere and finish."""
+    result = subprocess.run(bench_cmd("run", *GRID[:4], "-n", "gaussian:0.1,0.2", "-m", "noisy",
+                                      "-m", "a-exit[how=SIGKILL]", "-m", "median", "--plugin", plugin,
+                                      "--store", store, "--quiet", "--executor", "dask", "--workers", "2"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "6 cells: 4 done, 2 error" in result.stderr
+    found = statuses(store)
+    for level in (0.1, 0.2):
+        assert found[f"noisy {level}"] == found[f"median {level}"] == "done: "
+        assert found[f"a-exit[how=SIGKILL] {level}"].startswith("error: the Dask worker running this cell died")
+
+
+def descendants(pid: int) -> list:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_no_process_outlives_a_killed_driver(plugin, store, tmp_path):
+    """kill -9 of a driver whose cell runs in a child (--timeout): the child and multiprocessing's
+    resource tracker end with it."""
+    import psutil
+
+    started = tmp_path / "started"
+    driver = subprocess.Popen(bench_cmd("run", *GRID[:4], "-n", "gaussian:0.1", "-m",
+                                        f"slow[hang=true,started={started}]", "--plugin", plugin,
+                                        "--store", store, "--timeout", "600", "--quiet"))
+    deadline = time.time() + 120
+    while time.time() < deadline and not started.exists():  # the cell is running in its child
+        time.sleep(0.2)
+    children = descendants(driver.pid)
+    assert int(started.read_text()) in [p.pid for p in children]
+    assert any("resource_tracker" in " ".join(p.cmdline()) for p in children), "no resource tracker"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"still running after the driver was killed: {[p.cmdline() for p in alive]}"
+
+
+def test_the_local_cluster_listens_on_this_machine_only_and_serves_no_dashboard_unless_asked():
+    import urllib.error
+    import urllib.request
+
+    import psutil
+
+    from bench.grid.dask_executor import DaskExecutor
+
+    for dashboard, status in ((None, 404), ("127.0.0.1:0", 200)):
+        executor = DaskExecutor({}, "cpu", workers=1, dashboard=dashboard)
+        try:
+            processes = [psutil.Process(), *psutil.Process().children(recursive=True)]
+            listening = {c.laddr.ip for p in processes for c in p.net_connections("inet") if c.status == "LISTEN"}
+            try:
+                found = urllib.request.urlopen(executor.client.dashboard_link, timeout=30).status
+            except urllib.error.HTTPError as exc:
+                found = exc.code
+        finally:
+            executor.close()
+        assert listening == {"127.0.0.1"}
+        assert found == status, f"dashboard={dashboard}: /status answered {found}"
+
+
+def test_dashboard_needs_a_local_cluster(cli, store):
+    for args in (["--dashboard"], ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "--dashboard"]):
+        result = cli("run", *GRID[:4], "-m", "noisy", *args, "--store", store, "--quiet")
+        assert result.code == 2 and "--dashboard needs --executor dask with a local cluster" in result.err
+        assert not store.exists()

@@ -8,7 +8,8 @@ from bench.cli.options import add_data_arguments, add_device, add_max_cells, add
 from bench.config import (EXECUTORS, PROTOCOLS, RunConfig, check_executor_options,
                           default_config_path, load_config, make_config)
 from bench.errors import UsageError
-from bench.store.database import Store, has_done_cells, statuses_at
+from bench.grid.dask_executor import DASHBOARD_ADDRESS
+from bench.store.database import Store, check_writable, has_done_cells, statuses_at
 
 
 def configure(parser) -> None:
@@ -63,6 +64,16 @@ def add_executor_flags(parser) -> None:
                         help="with --executor dask: use the cluster at this scheduler address")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="hard limit per cell: cells run in a child process that is stopped")
+    parser.add_argument("--dashboard", nargs="?", const=DASHBOARD_ADDRESS, metavar="HOST:PORT",
+                        help="with --workers: serve the local cluster's Dask dashboard "
+                             f"(default {DASHBOARD_ADDRESS}, this machine only; off unless given)")
+
+
+def check_dashboard(args) -> None:
+    """UsageError for ``--dashboard`` without a local cluster to serve it."""
+    if args.dashboard is not None and (args.executor != "dask" or args.scheduler):
+        raise UsageError("--dashboard needs --executor dask with a local cluster (an existing "
+                         "--scheduler serves its own dashboard)")
 
 
 OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
@@ -83,6 +94,8 @@ def execute(config: RunConfig, args):
     Returns the run's summary and the store's path (``sample`` runs its grid here too).
     """
     check_executor_options(args.executor, args.workers, args.scheduler, args.timeout)
+    check_dashboard(args)
+    check_writable(config.store)  # a damaged, newer or read-only store: one line before any work
     early = start_cluster_early(config, args)
     try:
         from bench.device import resolve_device
@@ -114,7 +127,8 @@ def start_cluster_early(config: RunConfig, args):
         return None
     from bench.grid.dask_executor import start_in_background
 
-    return start_in_background(config.to_dict(), config.device, args.workers, args.scheduler, args.timeout)
+    return start_in_background(config.to_dict(), config.device, args.workers, args.scheduler, args.timeout,
+                               args.dashboard)
 
 
 def has_pending_cells(grid, store: str) -> bool:
@@ -133,9 +147,13 @@ def executor_for(grid, device, args, early):
     if early is None:
         from bench.grid.executors import make_executor
 
-        return make_executor(args.executor, grid, device, args.workers, args.scheduler, args.timeout)
-    executor = early.result()
-    executor.attach(grid)
+        executor = make_executor(args.executor, grid, device, args.workers, args.scheduler, args.timeout,
+                                 args.dashboard)
+    else:
+        executor = early.result()
+        executor.attach(grid)
+    if args.dashboard is not None:
+        print(f"Dask dashboard: {executor.client.dashboard_link}", file=sys.stderr)
     return executor
 
 

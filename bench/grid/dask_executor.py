@@ -3,7 +3,10 @@
 A LocalCluster with ``workers`` processes, or an existing ``scheduler``. One
 task per noisy-input group, so its inputs are drawn once; each task carries
 only the config and the cell keys, a worker builds the grid once and keeps it,
-and results come back per task; only the driver writes the store. This module
+and results come back per task; only the driver writes the store. A task whose
+worker dies (a plugin that kills its process) is split: each of its cells is
+sent again on its own, so only the cell that kills its worker fails. The local
+cluster's dashboard is off unless asked for, and then on 127.0.0.1. This module
 imports neither torch nor dask at the top, so a run can start its cluster
 before it loads anything heavy.
 """
@@ -11,6 +14,7 @@ before it loads anything heavy.
 from __future__ import annotations
 
 import os
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator
 
@@ -22,6 +26,14 @@ from bench.store.database import CellResult
 CONNECT_TIMEOUT = "5s"
 #: Seconds a local Dask worker gets to exit before it is killed.
 WORKER_EXIT_SECONDS = 60
+#: Times a local cluster runs a task again after its worker died (Dask's default is 3): ``Dispatch``
+#: retries instead, splitting a group into single cells, then running a suspect cell alone.
+ALLOWED_FAILURES = 0
+#: The error of a cell whose Dask worker died each time it ran it, the last time alone.
+WORKER_DEATH = ("the Dask worker running this cell died, also when it ran alone (killed by a signal, out of "
+                "memory or an exit outside Python); the other cells of its group ran again")
+#: Where ``--dashboard`` with no address serves the local cluster's dashboard: this machine only.
+DASHBOARD_ADDRESS = "127.0.0.1:8787"
 #: Thread-count variables of OpenMP and the BLAS libraries, set for each local Dask worker.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -61,20 +73,21 @@ def dask_cells(config: dict, device: str, keys: list[str], timeout: float | None
     import torch
     from distributed import get_worker
 
-    from bench.grid.executors import isolated_runner, worker_runner
+    from bench.grid.executors import isolated_runner, run_contained, worker_runner
 
     worker = get_worker()
     host = worker.address.rsplit(":", 1)[0]
     torch.set_num_threads(host_threads(slots_per_host.get(host, worker.state.nthreads)))
     runner = isolated_runner(config, device, timeout) if timeout else worker_runner(config, device)
-    return [(key, runner.run(key)) for key in keys]
+    return [(key, run_contained(runner, key)) for key in keys]
 
 
 class DaskExecutor:
     """Cells as tasks on a distributed cluster, one per noisy-input group; results come back as they finish."""
 
     def __init__(self, config: dict, device_name: str, workers: int | None = None,
-                 scheduler: str | None = None, timeout: float | None = None):
+                 scheduler: str | None = None, timeout: float | None = None, dashboard: str | None = None):
+        """``dashboard``: where a local cluster serves its dashboard (None: no dashboard)."""
         try:
             import dask
             from distributed import Client, LocalCluster
@@ -101,9 +114,13 @@ class DaskExecutor:
             saved = dict(os.environ)
             try:
                 with dask.config.set({"distributed.worker.daemon": False,
+                                      "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
                                       "distributed.nanny.pre-spawn-environ": environ}):
+                    # Scheduler and workers listen on 127.0.0.1 (LocalCluster's default host); so does
+                    # the scheduler's HTTP server (health and metrics), on any free port: no clash.
                     self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                dashboard_address=":0")  # any free port: no clash
+                                                dashboard_address=dashboard or "127.0.0.1:0",
+                                                scheduler_kwargs={"dashboard": dashboard is not None})
             finally:  # the nannies set their variables in this process's environment: undo that
                 for name in set(os.environ) - set(saved):
                     del os.environ[name]
@@ -131,23 +148,26 @@ class DaskExecutor:
             slots[host] = slots.get(host, 0) + info.get("nthreads", 1)
         return slots
 
+    def submit(self, tasks: list[tuple[str, list[str]]], slots: dict[str, int]) -> dict:
+        """Send (key prefix, cell keys) tasks in one message; returns {future: its cell keys}."""
+        futures = self.client.map(dask_cells, [self.config] * len(tasks), [self.device] * len(tasks),
+                                  [keys for _, keys in tasks], [self.timeout] * len(tasks),
+                                  [slots] * len(tasks), key=[f"{prefix}-{keys[0]}" for prefix, keys in tasks],
+                                  pure=False)
+        return dict(zip(futures, (keys for _, keys in tasks)))
+
     def results(self, keys: Iterable[str]) -> Iterator[tuple[str, CellResult]]:
+        """Results as tasks finish; see ``Dispatch`` for what happens when a worker dies."""
         from distributed import as_completed
 
         slots = self.slots_per_host()
-        tasks = task_groups(self.cells, list(keys), max(1, sum(slots.values())))
-        # one message for all tasks, and results gathered in batches as they finish
-        futures = self.client.map(dask_cells, [self.config] * len(tasks), [self.device] * len(tasks), tasks,
-                                  [self.timeout] * len(tasks), [slots] * len(tasks),
-                                  key=[f"cells-{group[0]}" for group in tasks], pure=False)
-        group_of = {future.key: group for future, group in zip(futures, tasks)}
-        for future, found in as_completed(futures, with_results=True, raise_errors=False):
-            if future.status == "error":  # e.g. KilledWorker after repeated worker deaths
-                problem = error_line(future.exception())
-                for key in group_of[future.key]:
-                    yield key, CellResult("error", f"dask: {problem}")
-            else:
-                yield from found
+        dispatch = Dispatch(self, task_groups(self.cells, list(keys), max(1, sum(slots.values()))), slots,
+                            as_completed(with_results=True, raise_errors=False))
+        dispatch.feed()
+        for future, found in dispatch.finished:
+            found = dispatch.settle(future, found)
+            dispatch.feed()
+            yield from found
 
     def close(self) -> None:
         self.client.close()
@@ -156,6 +176,68 @@ class DaskExecutor:
             # (4 s, then a kill and a warning per worker) is too short, so stop them patiently first.
             self.cluster.sync(_stop_workers, list(self.cluster.workers.values()))
             self.cluster.close()
+
+
+class Dispatch:
+    """Which tasks run on a Dask cluster, and what a task whose worker died becomes.
+
+    Every task is sent at once, until a worker dies; from then on, at most one
+    per live task slot, so a worker holds only the task it runs. A group whose
+    worker died is split into single cells; a single cell whose worker died is
+    a suspect, run again alone (nothing else running); a suspect whose worker
+    dies again is the cell that kills it, and only it fails (``WORKER_DEATH``).
+    """
+
+    def __init__(self, executor: DaskExecutor, groups: list[list[str]], slots: dict[str, int], finished):
+        self.executor, self.slots, self.finished = executor, slots, finished
+        self.waiting = deque(("cells", group) for group in groups)
+        self.suspects: deque = deque()
+        self.running: dict = {}  # future -> its cell keys
+        self.alone: set = set()  # futures of suspects running alone
+        self.throttled = False  # one task per live slot, once a worker has died
+
+    def settle(self, future, found) -> list[tuple[str, CellResult]]:
+        """The results of a finished task; none where its cells were sent again."""
+        from distributed import KilledWorker
+
+        group = self.running.pop(future)
+        alone = future in self.alone
+        self.alone.discard(future)
+        if future.status != "error":
+            return found
+        problem = future.exception()
+        if isinstance(problem, KilledWorker):
+            self.throttled = True
+            if len(group) > 1:  # which cell killed it is unknown: each runs again on its own
+                self.waiting.extendleft(("cell", [key]) for key in reversed(group))
+                return []
+            if not alone:  # its worker may have died of another task: once more, alone
+                self.suspects.append(group)
+                return []
+            message = WORKER_DEATH
+        else:
+            message = f"dask: {error_line(problem)}"
+        return [(key, CellResult("error", message)) for key in group]
+
+    def feed(self) -> None:
+        """Send waiting tasks (all, or until every live slot has one); a suspect only onto an idle cluster."""
+        if self.suspects or self.alone:
+            if not self.running and self.suspects:
+                self.send([("suspect", self.suspects.popleft())], alone=True)
+            return
+        if not self.throttled:
+            free = len(self.waiting)
+        else:
+            free = max(1, sum(self.executor.client.nthreads().values())) - len(self.running)
+        self.send([self.waiting.popleft() for _ in range(min(free, len(self.waiting)))])
+
+    def send(self, tasks: list[tuple[str, list[str]]], alone: bool = False) -> None:
+        if tasks:
+            sent = self.executor.submit(tasks, self.slots)
+            self.running.update(sent)
+            self.finished.update(sent)
+            if alone:
+                self.alone.update(sent)
 
 
 async def _stop_workers(nannies: list) -> None:
@@ -173,14 +255,14 @@ def warm_worker(config: dict, device: str, timeout: float | None) -> None:
 
 
 def start_in_background(config: dict, device_name: str, workers: int | None, scheduler: str | None,
-                        timeout: float | None) -> Future:
+                        timeout: float | None, dashboard: str | None = None) -> Future:
     """Start (or connect to) the cluster in a thread and warm its workers; ``.result()`` is the executor.
 
     For a run whose every cell is pending: the cluster starts while the driver
     builds its grid. A failure (an unreachable scheduler) is raised by ``.result()``.
     """
     def start() -> DaskExecutor:
-        executor = DaskExecutor(config, device_name, workers, scheduler, timeout)
+        executor = DaskExecutor(config, device_name, workers, scheduler, timeout, dashboard)
         executor.warm()
         return executor
 

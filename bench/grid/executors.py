@@ -4,12 +4,21 @@
   that is killed when a cell outlives it (a hard limit).
 - ``bench.grid.dask_executor.DaskExecutor``: cells as tasks on a ``distributed``
   cluster; its workers run them with ``worker_runner`` / ``isolated_runner``.
+
+Wherever a cell runs, a plugin that calls ``sys.exit`` or ``os._exit`` fails
+that cell only (``run_contained``); a child process dies with its parent
+(``die_with_parent``), so a killed driver leaves no cell running.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
 from typing import Iterable, Iterator
 
 from bench.config import RunConfig, check_executor_options
@@ -40,8 +49,73 @@ def worker_runner(config: dict, device: str) -> CellRunner:
     return _cached("cells", config, device, make)
 
 
-def _child_main(conn, config: dict, device: str) -> None:
-    """Child process loop: build the grid, then run the cell keys it is sent."""
+class CellExit(SystemExit):
+    """``os._exit`` called during a cell, turned into an exception (see ``exits_contained``)."""
+
+
+@contextmanager
+def exits_contained():
+    """While the block runs, ``os._exit`` called from this thread raises ``CellExit`` instead.
+
+    Other threads, and processes a plugin forks (whose ``os._exit`` ends them as it
+    should), keep the real one.
+    """
+    real, pid, thread = os._exit, os.getpid(), threading.get_ident()
+
+    def contained_exit(code: int) -> None:
+        if os.getpid() != pid or threading.get_ident() != thread:
+            real(code)
+        raise CellExit(code)
+
+    os._exit = contained_exit
+    try:
+        yield
+    finally:
+        os._exit = real
+
+
+def run_contained(runner, key: str) -> CellResult:
+    """``runner.run(key)``, where ``sys.exit`` / ``os._exit`` in a plugin fail the cell, not the process."""
+    with exits_contained():
+        try:
+            return runner.run(key)
+        except SystemExit as exc:
+            call = "os._exit" if isinstance(exc, CellExit) else "sys.exit"
+            return CellResult("error", f"the plugin called {call}({exc.code!r}) during the cell; "
+                              "the cell was stopped and the run went on")
+
+
+#: prctl option that makes the kernel signal a process when the thread that started it exits (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """End this (child) process when ``parent`` dies, even by SIGKILL: the kernel's parent-death
+    signal on Linux, a watcher thread elsewhere."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # it died before the signal was armed
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
+def _child_main(conn, config: dict, device: str, parent: int) -> None:
+    """Child process loop: build the grid, then run the cell keys it is sent.
+
+    Ctrl-C is the parent's to handle (it stops this process); a dead parent ends it.
+    """
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         runner = worker_runner(config, device)
     except BaseException as exc:
@@ -52,27 +126,40 @@ def _child_main(conn, config: dict, device: str) -> None:
         key = conn.recv()
         if key is None:
             return
-        conn.send(runner.run(key))
+        conn.send(run_contained(runner, key))
+
+
+def death_reason(exitcode: int | None) -> str:
+    """How a child process ended, in words: its exit code or the signal that killed it."""
+    if exitcode is None:
+        return "it was still running"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
 
 
 class IsolatedRunner:
-    """Runs cells in a child process; kills and replaces it on timeout or death."""
+    """Runs cells in a child process; kills and replaces it on timeout (None: no limit) or death."""
 
-    def __init__(self, config: dict, device: str, timeout: float):
+    def __init__(self, config: dict, device: str, timeout: float | None):
         self.config, self.device, self.timeout = config, device, timeout
         self.process, self.conn = None, None
 
     def _start(self) -> str | None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_child_main, args=(child, self.config, self.device),
+        self.process = context.Process(target=_child_main, args=(child, self.config, self.device, os.getpid()),
                                        daemon=True)
         self.process.start()
         child.close()
         try:
             status, message = self.conn.recv()
         except EOFError:
-            status, message = "failed", f"worker process died at start (exit code {self.process.exitcode})"
+            self.process.join(timeout=5)
+            status, message = "failed", f"worker process died at start ({death_reason(self.process.exitcode)})"
         if status != "ready":
             self.stop()
             return message
@@ -90,16 +177,18 @@ class IsolatedRunner:
             if problem:
                 return CellResult("error", f"isolated worker failed to start: {problem}")
         self.conn.send(key)
-        if not self.conn.poll(self.timeout):
+        if self.timeout is not None and not self.conn.poll(self.timeout):
             self.stop()
             return CellResult("timeout", f"cell ran past --timeout {self.timeout:g}s and was stopped",
                               seconds=self.timeout)
         try:
             return self.conn.recv()
         except EOFError:
-            code = self.process.exitcode if self.process else None
+            self.process.join(timeout=5)  # reaped, so that its exit code is known
+            reason = death_reason(self.process.exitcode)
             self.stop()
-            return CellResult("error", f"worker process died during the cell (exit code {code})")
+            return CellResult("error", f"the process running the cell died during it ({reason}); "
+                              "the cell was stopped and the run went on")
 
 
 def isolated_runner(config: dict, device: str, timeout: float) -> IsolatedRunner:
@@ -118,7 +207,7 @@ class LocalExecutor:
 
     def results(self, keys: Iterable[str]) -> Iterator[tuple[str, CellResult]]:
         for key in keys:
-            yield key, self.runner.run(key)
+            yield key, run_contained(self.runner, key)
 
     def close(self) -> None:
         if isinstance(self.runner, IsolatedRunner):
@@ -126,13 +215,16 @@ class LocalExecutor:
 
 
 def make_executor(name: str, grid: Grid, device, workers: int | None, scheduler: str | None,
-                  timeout: float | None):
-    """Validate the executor options and build one (connecting to Dask if asked)."""
+                  timeout: float | None, dashboard: str | None = None):
+    """Validate the executor options and build one (connecting to Dask if asked).
+
+    ``dashboard``: where a local Dask cluster serves its dashboard (None: none).
+    """
     check_executor_options(name, workers, scheduler, timeout)
     if name == "local":
         return LocalExecutor(grid, device, timeout)
     from bench.grid.dask_executor import DaskExecutor
 
-    executor = DaskExecutor(grid.config.to_dict(), grid.config.device, workers, scheduler, timeout)
+    executor = DaskExecutor(grid.config.to_dict(), grid.config.device, workers, scheduler, timeout, dashboard)
     executor.attach(grid)
     return executor

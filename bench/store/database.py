@@ -2,16 +2,27 @@
 
 Each cell is written in one transaction, so a cell is either wholly there or
 absent. WAL mode lets readers (leaderboard) run beside a writer.
+
+``Store`` is the one front door: before anything is written it checks that an
+existing file is a SQLite file that passes ``PRAGMA quick_check``, whose schema
+version this code reads (newer: refused; older: upgraded) and whose tables
+have the columns this code writes. Readers open it read-only (``mode=ro``),
+so a store in a read-only folder can be read; every sqlite error, at the door
+or later in a ``with Store(...)`` block, becomes a ``StoreError``: one line
+naming the file and what to do.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 from typing import TYPE_CHECKING
 
 from bench.errors import UsageError
@@ -87,6 +98,124 @@ CREATE TABLE IF NOT EXISTS sample_scores (
 );
 """
 STATUSES = ("done", "error", "timeout", "skipped", "pending")
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StoreError(UsageError):
+    """A store that cannot be used as asked: one line naming the file and what to do."""
+
+
+def store_error(path: Path, exc: BaseException, action: str | None = None) -> StoreError:
+    """An sqlite3 or OS error on the store at ``path`` (while trying to ``action`` it) as one line
+    with its remedy."""
+    text = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)).splitlines()[0]
+    lowered = text.lower()
+    if "readonly" in lowered or "read-only" in lowered or "permission denied" in lowered:
+        advice = ("it (or its folder) is read-only: choose a writable --store; leaderboard, status, "
+                  "compare and report can read it as it is")
+    elif "locked" in lowered or "busy" in lowered:
+        advice = "another process held it too long: rerun when that one has finished"
+    elif "full" in lowered or "i/o" in lowered:
+        advice = "free some space (or choose another --store), then rerun: finished cells are kept"
+    elif "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        advice = "the file is damaged or not a denoise-bench store: move it aside (or restore a copy)"
+    else:
+        advice = "check the path and its folder, or choose another --store"
+    head = f"cannot {action} the store {path}" if action else f"store {path}"
+    return StoreError(f"{head}: {text}; {advice}")
+
+
+@functools.lru_cache(maxsize=1)
+def expected_columns() -> dict[str, list[str]]:
+    """Each table of SCHEMA and its columns, in order (read from SCHEMA built in memory)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(SCHEMA)
+        return table_columns(db)
+    finally:
+        db.close()
+
+
+def table_columns(db: sqlite3.Connection) -> dict[str, list[str]]:
+    tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {name: [row[1] for row in db.execute(f'PRAGMA table_info("{name}")')] for name in tables}
+
+
+def schema_problem(db: sqlite3.Connection) -> str | None:
+    """Why this code cannot use the store behind ``db`` (version, foreign or changed tables), or None."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        return (f"was written by a newer denoise-bench (store schema {version}; this version reads up to "
+                f"{SCHEMA_VERSION}): upgrade denoise-bench, or choose another --store")
+    found, expected = table_columns(db), expected_columns()
+    older = version < SCHEMA_VERSION  # upgrades only add columns at the end
+    if found and "cells" not in found:
+        return ("is an SQLite file but not a denoise-bench store (it has no cells table): "
+                "choose another --store")
+    for table, columns in found.items():
+        wanted = expected.get(table, columns)
+        if columns != (wanted[:len(columns)] if older else wanted):
+            return (f"table {table} has columns ({', '.join(columns)}) where this version writes "
+                    f"({', '.join(expected[table])}): it was changed by hand or by another program; "
+                    "restore a copy or choose another --store")
+    return None
+
+
+#: Stores that passed ``inspect`` in this process: path -> (size, mtime) of the file and its WAL.
+_inspected: dict[Path, tuple] = {}
+
+
+def _fingerprint(path: Path) -> tuple:
+    wal = path.with_name(path.name + "-wal")
+    return tuple((p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None for p in (path, wal))
+
+
+def inspect(path: Path) -> None:
+    """StoreError unless the existing file at ``path`` is a sound store this code can use.
+
+    Reads only: the header, ``PRAGMA quick_check`` (about 0.1 s per million
+    scores) and the schema. A file unchanged since it last passed in this
+    process is not checked again.
+    """
+    if path.is_dir():
+        raise StoreError(f"store {path} is a folder, not a file: choose a file path for --store")
+    fingerprint = _fingerprint(path)
+    if _inspected.get(path) == fingerprint:
+        return
+    with open(path, "rb") as file:
+        head = file.read(len(SQLITE_HEADER))
+    if head and head != SQLITE_HEADER:
+        raise StoreError(f"store {path} is not an SQLite file, so not a denoise-bench store: move it aside or choose another --store")
+    if not head:
+        return  # empty: a new store
+    db = connect_readonly(path)
+    try:
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StoreError(f"store {path} is damaged (quick_check: {check}); move it aside (or restore "
+                             "a copy) and rerun: nothing was written to it")
+        problem = schema_problem(db)
+    finally:
+        db.close()
+    if problem:
+        raise StoreError(f"store {path} {problem}")
+    _inspected[path] = fingerprint
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``); in a folder this process cannot write, where SQLite
+    cannot make the WAL's index, ``immutable=1`` (nobody can write there either)."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=60)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        db.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+        db = sqlite3.connect(uri + "&immutable=1", uri=True)
+    return db
 
 
 def now() -> str:
@@ -110,32 +239,65 @@ class CellResult:
 
 
 class Store:
-    """A thin layer over one SQLite file.
+    """A thin layer over one SQLite file, opened through its checks (see the module's docstring).
+
+    ``create=True``: for writing, made if missing and upgraded if older.
+    ``create=False``: an existing store, read-only. Used as a context manager,
+    an sqlite error inside the block becomes a ``StoreError``.
 
     ``selection`` (a ``bench.store.selection.Selection``) narrows what the tables read
     from it (``bench.reports.tables.latest_done_cells``); None reads every cell.
     """
 
-    def __init__(self, path: str | Path, create: bool = True):
+    def __init__(self, path: str | Path, create: bool = True, probe_only: bool = False):
+        """``probe_only``: check that the store can be written, changing nothing (``check_writable``)."""
         self.path = Path(path)
         self.selection = None
+        self.readonly = not create
         if not create and not self.path.exists():
             raise UsageError(f"no store at {self.path}; run `denoise-bench run` first")
+        exists = self.path.exists()
         try:
-            if create:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if exists:
+                inspect(self.path)
+            self.db = self._open_readonly() if self.readonly else self._open_for_writing(probe_only)
+        except (OSError, sqlite3.Error) as exc:
+            raise store_error(self.path, exc, "open" if exists else "create") from None
+
+    def _open_for_writing(self, probe_only: bool = False) -> sqlite3.Connection:
+        """A connection that can write, the store upgraded; ``probe_only``: no pragma, no upgrade."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=60000")
+            db.execute("BEGIN IMMEDIATE")  # fails, writing nothing, where the file cannot be written
+            db.execute("ROLLBACK")
+            if probe_only:
+                return db
+            db.execute("PRAGMA journal_mode=WAL")
             # Committed cells survive a killed process in WAL mode without an fsync per commit (only
             # an OS crash or power loss can take back the last ones): 0.5 ms per cell instead of 4 ms.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=60000")
-            if create:
-                upgrade(self.db)
-        except (OSError, sqlite3.OperationalError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise UsageError(f"cannot {'create' if create else 'open'} the store {self.path}: {reason}; "
-                             "choose another --store") from None
+            db.execute("PRAGMA synchronous=NORMAL")
+            upgrade(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """Read-only; a store from an older version is upgraded first where it can be written."""
+        db = connect_readonly(self.path)
+        older = db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION
+        if older and "cells" in table_columns(db):
+            db.close()
+            try:
+                self._open_for_writing().close()
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"store {self.path} was made by an older denoise-bench and must be upgraded "
+                                 f"once, which needs write access ({exc}): copy it somewhere writable and "
+                                 "read the copy") from None
+            db = connect_readonly(self.path)
+        return db
 
     def close(self) -> None:
         self.db.close()
@@ -143,8 +305,11 @@ class Store:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.close()
+        if isinstance(exc, sqlite3.Error):
+            raise store_error(self.path, exc) from None
+        return False
 
     def _transaction(self):
         return _Transaction(self.db)
@@ -318,7 +483,12 @@ class Store:
     def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
         import pandas as pd  # readers only: a run does not pay pandas' import
 
-        return pd.read_sql_query(sql, self.db, params=params)
+        try:
+            return pd.read_sql_query(sql, self.db, params=params)
+        except pd.errors.DatabaseError as exc:  # pandas wraps the sqlite error
+            if isinstance(exc.__cause__, sqlite3.Error):
+                raise store_error(self.path, exc.__cause__) from None
+            raise
 
     def higher_is_better(self) -> dict[str, bool]:
         return {name: bool(v) for name, v in self.db.execute("SELECT name, higher_is_better FROM metric_info")}
@@ -342,37 +512,53 @@ class _Transaction:
         return False
 
 
+def check_writable(path: str | Path) -> None:
+    """StoreError unless the store at ``path`` (if there is one) is sound and can be written.
+
+    Writes nothing, creates nothing: a run calls it before it builds its grid.
+    """
+    path = Path(path)
+    if path.exists() and path.stat().st_size:
+        Store(path, probe_only=True).close()
+
+
 def has_done_cells(path: str | Path) -> bool:
     """Whether the store at ``path`` holds any done cell (False where there is no store)."""
-    if not Path(path).exists():
+    if not Path(path).exists() or not Path(path).stat().st_size:
         return False
-    try:
-        with Store(path, create=False) as store:
-            return store.db.execute("SELECT 1 FROM cells WHERE status = 'done' LIMIT 1").fetchone() is not None
-    except sqlite3.DatabaseError:
-        return False
+    with Store(path, create=False) as store:
+        if "cells" not in table_columns(store.db):  # being created by another run
+            return False
+        return store.db.execute("SELECT 1 FROM cells WHERE status = 'done' LIMIT 1").fetchone() is not None
 
 
 def statuses_at(path: str | Path, keys: list[str], table: str = "cells") -> dict[str, str]:
     """Statuses of these cells (``table``: cells or sample_cells) in the store at ``path``,
     creating nothing ({} where there is no store)."""
-    if not keys or not Path(path).exists():
+    if not keys or not Path(path).exists() or not Path(path).stat().st_size:
         return {}
-    try:
-        with Store(path, create=False) as store:
-            return store.statuses(keys, table)
-    except sqlite3.DatabaseError:  # not a store yet, or no such table
-        return {}
+    with Store(path, create=False) as store:
+        if table not in table_columns(store.db):  # being created by another run
+            return {}
+        return store.statuses(keys, table)
 
 
 def upgrade(db: sqlite3.Connection) -> None:
-    """Bring a store made by an older version up to date, once: new tables, moved sampler rows."""
+    """Bring a store made by an older version up to date, once: new tables, moved sampler rows.
+
+    One transaction: a process opening the store meanwhile sees it before or after, never half-way.
+    """
     if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
-    db.executescript(SCHEMA)
-    add_columns_of_version_2(db)
-    migrate_sample_rows(db)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    db.executescript("BEGIN IMMEDIATE;\n" + SCHEMA)  # the transaction stays open
+    try:
+        add_columns_of_version_2(db)
+        migrate_sample_rows(db)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def add_columns_of_version_2(db: sqlite3.Connection) -> None:
@@ -393,37 +579,25 @@ def migrate_sample_rows(db: sqlite3.Connection) -> None:
     old = db.execute("SELECT key, run_id, dataset, degradation, level, denoiser, repetition, seed, "
                      "metrics, status, error, seconds, denoise_seconds, device, updated FROM cells "
                      "WHERE degradation LIKE 'sample:%'").fetchall()
-    if not old:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for (key, run_id, dataset, degradation, level, denoiser, repetition, seed, metrics, status,
-             error, seconds, sample_seconds, device, updated) in old:
-            sampler, _, score = denoiser.partition(" score=")
-            db.execute("INSERT OR REPLACE INTO sample_cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (key, run_id, dataset, score, sampler, int(level), degradation.split(":", 1)[1],
-                        repetition, seed, metrics, status, error, seconds, sample_seconds, None,
-                        device, updated))
-            db.execute("INSERT OR REPLACE INTO sample_scores SELECT cell_key, metric, value FROM scores "
-                       "WHERE cell_key = ?", (key,))
-            db.execute("DELETE FROM scores WHERE cell_key = ?", (key,))
-            db.execute("DELETE FROM cells WHERE key = ?", (key,))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+    for (key, run_id, dataset, degradation, level, denoiser, repetition, seed, metrics, status,
+         error, seconds, sample_seconds, device, updated) in old:
+        sampler, _, score = denoiser.partition(" score=")
+        db.execute("INSERT OR REPLACE INTO sample_cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (key, run_id, dataset, score, sampler, int(level), degradation.split(":", 1)[1],
+                    repetition, seed, metrics, status, error, seconds, sample_seconds, None,
+                    device, updated))
+        db.execute("INSERT OR REPLACE INTO sample_scores SELECT cell_key, metric, value FROM scores "
+                   "WHERE cell_key = ?", (key,))
+        db.execute("DELETE FROM scores WHERE cell_key = ?", (key,))
+        db.execute("DELETE FROM cells WHERE key = ?", (key,))
 
 
 def open_existing(path: str | Path) -> Store:
-    """Open a store for reading; UsageError when it is missing or not a store."""
-    store = None
-    try:
-        store = Store(path, create=False)
-        store.db.execute("SELECT 1 FROM cells LIMIT 1")
-        upgrade(store.db)
-    except sqlite3.DatabaseError as exc:
-        if store is not None:
-            store.close()
-        raise UsageError(f"{path} is not a denoise-bench store ({exc})") from None
+    """Open an existing store read-only; UsageError when it is missing, damaged or not a store."""
+    store = Store(path, create=False)
+    if "cells" not in table_columns(store.db):
+        store.close()
+        raise StoreError(f"store {path} has no cells table: it is not a denoise-bench store "
+                         "(or an empty file); choose another --store")
     return store
 
