@@ -123,7 +123,7 @@ def test_a_sampling_table_becomes_keyed_cells_with_their_own_table(cli, store, t
     ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["langevin"]\nn = 0', "n (chains) must be an integer >= 2"),
     ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["langevin"]\nrepetitions = 0', "repetitions must be"),
     ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["langevin"]\nchain = 3', "unknown key(s) chain"),
-    ('dataset = "gmm2d"\nscores = []\nsamplers = ["langevin"]', "scores must be a non-empty list"),
+    ('dataset = "gmm2d"\nscores = []\nsamplers = ["langevin"]', "langevin needs a score model"),
     ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["nope"]', "unknown sampler 'nope'"),
 ])
 def test_bad_sampling_tables_are_one_line_and_write_nothing(cli, store, tmp_path, table, message):
