@@ -234,7 +234,35 @@ def test_mnist_references_are_its_test_split_and_memorisation_its_train_split(la
 
     test, _ = load_labelled("mnist", str(labelled_root), "test")
     train, _ = load_labelled("mnist", str(labelled_root), "train")
-    assert torch.equal(data.reference, test) and torch.equal(data.training, train)
+    assert torch.equal(data.reference, test[0::2]) and torch.equal(data.training, train)
+    assert torch.equal(data.held_out, test[1::2]), "the real-data row draws the other half"
+
+
+def test_the_real_data_floor_is_held_out_and_ranks_only_against_its_chain_count(cli, store, tmp_path):
+    """real-data needs no score, costs 0 NFE, draws neither reference nor training points; FD-like
+    metrics fall with N, so ranks restart for every chain count."""
+    langevin = '"langevin[sigma=0.05,steps=20]"'
+    config = write_config(tmp_path / "floor.toml", [
+        f'dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = [{langevin}]\nn = 64',
+        f'dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = [{langevin}]\nn = 256',
+        'dataset = "gmm2d"\nsamplers = ["real-data"]\nn = 64',
+        'dataset = "gmm2d"\nsamplers = ["real-data"]\nn = 256'])
+    result = cli("run", config, "--store", store, "--device", "cpu", "--quiet")
+    assert result.code == 0, result.err
+    cells = rows(store, "SELECT sampler, score, chains, status FROM sample_cells ORDER BY chains, sampler")
+    assert [c[:3] for c in cells] == [("langevin[sigma=0.05,step_size=0.0005,steps=20]", "oracle", 64),
+                                      ("real-data", "none", 64),
+                                      ("langevin[sigma=0.05,step_size=0.0005,steps=20]", "oracle", 256),
+                                      ("real-data", "none", 256)]
+    assert {c[3] for c in cells} == {"done"}
+    board = sample_board(store)
+    nfe = board[board["metric"] == "nfe"].set_index(["sampler", "chains"])["mean"]
+    assert nfe[("real-data", 64)] == 0 and nfe[("langevin[sigma=0.05,step_size=0.0005,steps=20]", 64)] == 20
+    mmd = board[board["metric"] == "mmd"]
+    assert sorted(mmd["rank"]) == [1, 1, 2, 2], "ranked within each chain count"
+    registry = Registry(get_plugin_set())
+    data = load_sampling_data(registry, parse_spec("gmm2d", "dataset"), None, 0, 1000, None)
+    assert not flat_rows(data.held_out) & (flat_rows(data.reference) | flat_rows(data.training))
 
 
 def test_an_mnist_sampling_grid_trains_its_classifier_once_and_scores_with_it(cli, labelled_root, tmp_path):
