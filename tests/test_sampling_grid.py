@@ -243,7 +243,7 @@ def test_the_real_data_floor_is_held_out_and_ranks_only_against_its_chain_count(
     metrics fall with N, so ranks restart for every chain count."""
     langevin = '"langevin[sigma=0.05,steps=20]"'
     config = write_config(tmp_path / "floor.toml", [
-        f'dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = [{langevin}]\nn = 64',
+        f'dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = [{langevin}, "langevin[sigma=0.05,steps=40]"]\nn = 64',
         f'dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = [{langevin}]\nn = 256',
         'dataset = "gmm2d"\nsamplers = ["real-data"]\nn = 64',
         'dataset = "gmm2d"\nsamplers = ["real-data"]\nn = 256'])
@@ -251,6 +251,7 @@ def test_the_real_data_floor_is_held_out_and_ranks_only_against_its_chain_count(
     assert result.code == 0, result.err
     cells = rows(store, "SELECT sampler, score, chains, status FROM sample_cells ORDER BY chains, sampler")
     assert [c[:3] for c in cells] == [("langevin[sigma=0.05,step_size=0.0005,steps=20]", "oracle", 64),
+                                      ("langevin[sigma=0.05,step_size=0.0005,steps=40]", "oracle", 64),
                                       ("real-data", "none", 64),
                                       ("langevin[sigma=0.05,step_size=0.0005,steps=20]", "oracle", 256),
                                       ("real-data", "none", 256)]
@@ -259,7 +260,14 @@ def test_the_real_data_floor_is_held_out_and_ranks_only_against_its_chain_count(
     nfe = board[board["metric"] == "nfe"].set_index(["sampler", "chains"])["mean"]
     assert nfe[("real-data", 64)] == 0 and nfe[("langevin[sigma=0.05,step_size=0.0005,steps=20]", 64)] == 20
     mmd = board[board["metric"] == "mmd"]
-    assert sorted(mmd["rank"]) == [1, 1, 2, 2], "ranked within each chain count"
+    assert sorted(mmd["rank"]) == [1, 1, 2, 2, 3], "ranked within each chain count"
+    figures = tmp_path / "figures"
+    assert cli("report", "--store", store, "--output", str(tmp_path / "r.html"), "--figures",
+               str(figures)).code == 0
+    assert (figures / "fd_vs_nfe_0.png").is_file(), "MMD against NFE at 64 chains (two langevin points)"
+    assert not (figures / "fd_vs_nfe_1.png").exists(), "no curve at 256 chains: one point per family"
+    page = (tmp_path / "r.html").read_text()
+    assert "s/sample" in page and "real-data" in page
     registry = Registry(get_plugin_set())
     data = load_sampling_data(registry, parse_spec("gmm2d", "dataset"), None, 0, 1000, None)
     assert not flat_rows(data.held_out) & (flat_rows(data.reference) | flat_rows(data.training))
@@ -331,3 +339,11 @@ def test_the_shipped_study_configs_name_real_samplers_and_score_models(name):
             registry.build("samplers", parse_spec(text, "sampler"))
         for score in table.scores:
             registry.get("denoisers", score)
+
+
+def test_sampler_family_drops_only_the_step_count():
+    from bench.reports.sample_sections import sampler_family
+
+    assert sampler_family("edm-heun[rho=7,sigma_max=model,sigma_min=0.01,steps=18]") == \
+        "edm-heun[rho=7,sigma_max=model,sigma_min=0.01]"
+    assert sampler_family("ddim[steps=5]") == "ddim" and sampler_family("real-data") == "real-data"
