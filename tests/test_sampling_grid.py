@@ -317,8 +317,9 @@ def test_the_report_shows_the_samplers_table_and_sample_grids(cli, store, tmp_pa
     assert report.code == 0, report.err
     text = (tmp_path / "r.html").read_text()
     assert '<section id="samplers">' in text and '<section id="samples">' in text
-    assert "gradient-ascent[sigma=0.05" in text and text.count("data:image/png;base64,") == 1
-    assert (figures / "samples_0.png").exists() and (figures / "samples_0.svg").exists()
+    assert "gradient-ascent[sigma=0.05" in text and text.count("data:image/png;base64,") == 3, \
+        "one grid per row"
+    assert (figures / "samples_2.png").exists() and (figures / "samples_2.svg").exists()
     again = cli("report", "--store", store, "--metric", "mmd", "--output", tmp_path / "m.html",
                 "--figures", tmp_path / "more")
     assert again.code == 2 and "--metric chooses denoiser scores" in again.err
