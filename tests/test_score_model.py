@@ -104,3 +104,24 @@ def test_unet_conditions_on_sigma():
     assert low.shape == x.shape
     model = EDMDenoiser(net)
     assert list(itertools.islice(model.state_dict(), 2)) == ["sigma_min", "sigma_max"]
+
+
+def test_a_score_unet_checkpoint_round_trips_through_the_model_store(tmp_path):
+    """Written (its 0-d range buffers hashed too), found by its JSON, loaded with the range it trained on."""
+    from bench.plugins import get_plugin_set
+    from bench.registry import Registry
+    from bench.training import model_store
+    from bench_plugins.learned import LEARNERS
+
+    learner = next(learner for learner in LEARNERS if learner.name == "score-unet")
+    images = torch.rand(24, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    data = model_store.TrainingData("toy", [str(i) for i in range(24)], images,
+                                    model_store.tensors_hash({"images": images}))
+    options = TrainOptions(epochs=1, batch_size=8, noise="gaussian:0.01:diameter:log", val_fraction=0.25)
+    path = model_store.train_checkpoint(learner, data, options, tmp_path, torch.device("cpu"),
+                                        Registry(get_plugin_set()), quiet=True)
+    model = model_store.load_model(path, learner)
+    meta = model_store.read_meta(path)
+    assert float(model.sigma_max) == pytest.approx(float(meta["noise"].split(":")[2]), rel=1e-5)
+    assert model.fingerprint == meta["weights_hash"]
+    assert model_store.tensors_hash({"s": torch.tensor(1.0)}) != model_store.tensors_hash({"s": torch.tensor(2.0)})
