@@ -1,8 +1,8 @@
 """Run one sampler cell: all chains as one batch on the device, checked, saved and scored.
 
 Beside the metrics each cell records its cost: ``nfe`` (model evaluations per
-chain) as a score, its sampling wall time as the cell's ``denoise_seconds``. A row that needs no score (``real-data``)
-draws held-out real images instead of running chains.
+chain) as a score, and the chains' wall time (the store's ``sample_seconds``).
+A row that needs no score (``real-data``) draws held-out real images instead.
 
 A crash, a chain that turns NaN or inf, or samples of the wrong shape make an
 ``error`` cell with the reason; the grid goes on. The samples go to
