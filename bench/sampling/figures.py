@@ -92,16 +92,18 @@ def cost_curves(curves: dict[str, list[tuple[float, float]]], floors: dict[str, 
                 title: str) -> Figure:
     """A metric against NFE (log axis): one line per sampler family (points (nfe, value)), and a
     dashed horizontal line per floor (e.g. real data at the same number of samples)."""
-    figure = Figure(figsize=(6.4, 4.2), dpi=110)
+    figure = Figure(figsize=(6.4, 4.2 + 0.22 * (len(curves) + len(floors))), dpi=110)
     axes = figure.subplots()
     for label, points in curves.items():
         points = sorted(points)
         axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
     for i, (label, value) in enumerate(floors.items()):
         axes.axhline(value, linestyle="--", color=f"C{(len(curves) + i) % 10}", label=label)
-    axes.set(xscale="log", xlabel="NFE (model evaluations per sample)", ylabel=metric)
+    values = [p[1] for points in curves.values() for p in points] + list(floors.values())
+    axes.set(xscale="log", yscale="log" if min(values) > 0 else "linear",
+             xlabel="NFE (model evaluations per sample)", ylabel=metric)
     axes.set_title(title, fontsize=9)
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
     axes.grid(alpha=0.3)
     figure.tight_layout()
     return figure
