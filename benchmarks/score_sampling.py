@@ -33,6 +33,10 @@ from bench_plugins.samplers import DDIM, AnnealedLangevin, EDMHeun, EDMStochasti
 from bench_plugins.score_unet import score_unet  # noqa: E402
 
 SIGMA_MAX = 20.0
+NOTE = ("On a CPU one 28x28 image through the U-Net already keeps a thread busy, so batching "
+        "chains gains little here (1-3x; the MLP DAE gains 13x, `benchmarks/mnist_chains.py`); on a "
+        "GPU it is the whole speed-up. Rates measured on a shared CPU swing up to 2x between runs "
+        "(compare `edm-heun` and `edm-stochastic`, equal NFE): read the ratios, loosely.")
 SAMPLERS = {
     "edm-heun[steps=18]": EDMHeun(steps=18, sigma_max=SIGMA_MAX),
     "edm-stochastic[steps=18]": EDMStochastic(steps=18, sigma_max=SIGMA_MAX),
@@ -95,7 +99,7 @@ def main() -> None:
                                       for _ in range(args.loop_chains))
         lines.append(f"| {name} | {nfe} | {slow:.2f} | {fast:.2f} | {fast / slow:.0f}x |")
         print(lines[-1], flush=True)
-    lines += ["", "Run: `python benchmarks/score_sampling.py --data-root DIR`."]
+    lines += ["", NOTE, "", "Run: `python benchmarks/score_sampling.py --data-root DIR`."]
     update_section("score_sampling", "## score-unet: training and sampling throughput "
                                      "(`benchmarks/score_sampling.py`)\n\n" + "\n".join(lines))
 
