@@ -267,8 +267,8 @@ class EDMStochastic(LevelSampler):
     """Karras et al. (2022), algorithm 2: before each Heun step, noise raises the level from t to
     t_hat = t (1 + gamma), gamma = min(churn / steps, sqrt(2) - 1) while t is in [s_tmin, s_tmax].
 
-    Defaults: their ImageNet settings (churn 40, s_noise 1.003 would be theirs; 1 keeps the
-    exact-score check clean), with s_tmin, s_tmax halved for [0, 1] data (theirs are for [-1, 1]).
+    Defaults: their ImageNet churn (40), with s_tmin and s_tmax halved for [0, 1] data (theirs
+    are for [-1, 1]); s_noise 1 (theirs: 1.003, a correction for their learned models).
     """
 
     name = "edm-stochastic"
