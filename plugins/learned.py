@@ -166,10 +166,10 @@ DRUNET_DEFAULTS = {
 #: The score model's range: geometric from 0.01 to the training set's largest pairwise distance.
 SCORE_NOISE = "gaussian:0.01:diameter:log"
 SCORE_DEFAULTS = {
-    # one epoch: the study budget on a shared 2-core CPU (docs/sampling.md, benchmarks/RESULTS.md)
-    "mnist": TrainOptions(epochs=1, batch_size=64, lr=2e-3, noise=SCORE_NOISE, schedule="cosine",
+    # three epochs: 9 minutes on this 2-core CPU when idle (328 images/s); docs/sampling.md
+    "mnist": TrainOptions(epochs=3, batch_size=64, lr=2e-3, noise=SCORE_NOISE, schedule="cosine",
                           val_fraction=0.02),
-    "fashion-mnist": TrainOptions(epochs=1, batch_size=64, lr=2e-3, noise=SCORE_NOISE, schedule="cosine",
+    "fashion-mnist": TrainOptions(epochs=3, batch_size=64, lr=2e-3, noise=SCORE_NOISE, schedule="cosine",
                                   val_fraction=0.02),
     "*": TrainOptions(epochs=200, batch_size=32, lr=1e-3, noise=SCORE_NOISE, schedule="cosine",
                       val_every=20),
