@@ -16,6 +16,7 @@ from torch import nn
 
 import bench
 from bench.training import model_store
+from bench_plugins.score_unet import score_unet
 from bench.training.loop import TrainOptions
 from bench.training.model_store import Learner
 
@@ -162,6 +163,18 @@ DRUNET_DEFAULTS = {
     "*": TrainOptions(epochs=100, batch_size=8, lr=1e-3, noise=NOISE_RANGE, val_every=5),
 }
 
+#: The score model's range: geometric from 0.01 to the training set's largest pairwise distance.
+SCORE_NOISE = "gaussian:0.01:diameter:log"
+SCORE_DEFAULTS = {
+    # three epochs: 9 minutes on this 2-core CPU when idle (328 images/s); docs/sampling.md
+    "mnist": TrainOptions(epochs=3, batch_size=64, lr=2e-3, noise=SCORE_NOISE, schedule="cosine",
+                          val_fraction=0.02),
+    "fashion-mnist": TrainOptions(epochs=3, batch_size=64, lr=2e-3, noise=SCORE_NOISE, schedule="cosine",
+                                  val_fraction=0.02),
+    "*": TrainOptions(epochs=200, batch_size=32, lr=1e-3, noise=SCORE_NOISE, schedule="cosine",
+                      val_every=20),
+}
+
 LEARNERS = (
     Learner("mlp-dae", lambda c, size: MLPDAE(c, size), sigma_aware=False,
             defaults=options_table(MLP_DEFAULTS)),
@@ -175,6 +188,8 @@ LEARNERS = (
             defaults=options_table(DRUNET_DEFAULTS), infer_arch=drunet_arch),
     Learner("drunet", lambda c, size: drunet(c, size, **DRUNET_FULL), sigma_aware=True,
             defaults=options_table(DRUNET_DEFAULTS), auto_train=False, infer_arch=drunet_arch),
+    Learner("score-unet", lambda c, size: score_unet(c), sigma_aware=True,
+            defaults=options_table(SCORE_DEFAULTS)),
 )
 
 DESCRIPTIONS = {
@@ -183,6 +198,8 @@ DESCRIPTIONS = {
     "conv-dae": "small fully convolutional encoder-decoder (residual); blind",
     "conv-dae-sigma": "conv DAE with sigma as an extra input channel",
     "drunet-small": "deepinv DRUNet, small: nc=(16,32,64,128), nb=1 (0.57M parameters); trains here",
+    "score-unet": "score model for sampling: U-Net (0.38M), sigma embedding, EDM preconditioning, "
+                  "DSM over 0.01..largest pairwise distance (log-uniform)",
     "drunet": "deepinv DRUNet, full size: nc=(64,128,256,512), nb=4 (32.6M); weights=PATH or `train`",
 }
 

@@ -171,8 +171,10 @@ def test_sample_command_writes_samples_and_ranks_them(cli, store):
     assert {p.name for p in out.iterdir()} == {"samples.pt", "metrics.json", "scatter.png"}
     saved = torch.load(out / "samples.pt")
     assert saved["samples"].shape == (200, 2) and saved["status"] == "done"
-    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
-    assert set(metrics) == set(sm.METRICS)
+    saved_meta = json.loads((out / "metrics.json").read_text())
+    metrics = saved_meta["metrics"]
+    assert set(metrics) == set(sm.METRICS) | set(sm.COSTS)
+    assert metrics["nfe"] == saved_meta["nfe"] == 200, "one score evaluation per Langevin step"
     cells = rows(store, "SELECT status, sampler, score, chains, init, key FROM sample_cells")
     assert cells == [("done", "langevin[sigma=0.02,step_size=0.0005,steps=200]", "oracle", 200, "noise",
                       out.name)]

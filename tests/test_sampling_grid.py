@@ -123,7 +123,7 @@ def test_a_sampling_table_becomes_keyed_cells_with_their_own_table(cli, store, t
     ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["langevin"]\nn = 0', "n (chains) must be an integer >= 2"),
     ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["langevin"]\nrepetitions = 0', "repetitions must be"),
     ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["langevin"]\nchain = 3', "unknown key(s) chain"),
-    ('dataset = "gmm2d"\nscores = []\nsamplers = ["langevin"]', "scores must be a non-empty list"),
+    ('dataset = "gmm2d"\nscores = []\nsamplers = ["langevin"]', "langevin needs a score model"),
     ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["nope"]', "unknown sampler 'nope'"),
 ])
 def test_bad_sampling_tables_are_one_line_and_write_nothing(cli, store, tmp_path, table, message):
@@ -234,7 +234,43 @@ def test_mnist_references_are_its_test_split_and_memorisation_its_train_split(la
 
     test, _ = load_labelled("mnist", str(labelled_root), "test")
     train, _ = load_labelled("mnist", str(labelled_root), "train")
-    assert torch.equal(data.reference, test) and torch.equal(data.training, train)
+    assert torch.equal(data.reference, test[0::2]) and torch.equal(data.training, train)
+    assert torch.equal(data.held_out, test[1::2]), "the real-data row draws the other half"
+
+
+def test_the_real_data_floor_is_held_out_and_ranks_only_against_its_chain_count(cli, store, tmp_path):
+    """real-data needs no score, costs 0 NFE, draws neither reference nor training points; FD-like
+    metrics fall with N, so ranks restart for every chain count."""
+    langevin = '"langevin[sigma=0.05,steps=20]"'
+    config = write_config(tmp_path / "floor.toml", [
+        f'dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = [{langevin}, "langevin[sigma=0.05,steps=40]"]\nn = 64',
+        f'dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = [{langevin}]\nn = 256',
+        'dataset = "gmm2d"\nsamplers = ["real-data"]\nn = 64',
+        'dataset = "gmm2d"\nsamplers = ["real-data"]\nn = 256'])
+    result = cli("run", config, "--store", store, "--device", "cpu", "--quiet")
+    assert result.code == 0, result.err
+    cells = rows(store, "SELECT sampler, score, chains, status FROM sample_cells ORDER BY chains, sampler")
+    assert [c[:3] for c in cells] == [("langevin[sigma=0.05,step_size=0.0005,steps=20]", "oracle", 64),
+                                      ("langevin[sigma=0.05,step_size=0.0005,steps=40]", "oracle", 64),
+                                      ("real-data", "none", 64),
+                                      ("langevin[sigma=0.05,step_size=0.0005,steps=20]", "oracle", 256),
+                                      ("real-data", "none", 256)]
+    assert {c[3] for c in cells} == {"done"}
+    board = sample_board(store)
+    nfe = board[board["metric"] == "nfe"].set_index(["sampler", "chains"])["mean"]
+    assert nfe[("real-data", 64)] == 0 and nfe[("langevin[sigma=0.05,step_size=0.0005,steps=20]", 64)] == 20
+    mmd = board[board["metric"] == "mmd"]
+    assert sorted(mmd["rank"]) == [1, 1, 2, 2, 3], "ranked within each chain count"
+    figures = tmp_path / "figures"
+    assert cli("report", "--store", store, "--output", str(tmp_path / "r.html"), "--figures",
+               str(figures)).code == 0
+    assert (figures / "fd_vs_nfe_0.png").is_file(), "MMD against NFE at 64 chains (two langevin points)"
+    assert not (figures / "fd_vs_nfe_1.png").exists(), "no curve at 256 chains: one point per family"
+    page = (tmp_path / "r.html").read_text()
+    assert "s/sample" in page and "real-data" in page
+    registry = Registry(get_plugin_set())
+    data = load_sampling_data(registry, parse_spec("gmm2d", "dataset"), None, 0, 1000, None)
+    assert not flat_rows(data.held_out) & (flat_rows(data.reference) | flat_rows(data.training))
 
 
 def test_an_mnist_sampling_grid_trains_its_classifier_once_and_scores_with_it(cli, labelled_root, tmp_path):
@@ -283,8 +319,9 @@ def test_the_report_shows_the_samplers_table_and_sample_grids(cli, store, tmp_pa
     assert report.code == 0, report.err
     text = (tmp_path / "r.html").read_text()
     assert '<section id="samplers">' in text and '<section id="samples">' in text
-    assert "gradient-ascent[sigma=0.05" in text and text.count("data:image/png;base64,") == 1
-    assert (figures / "samples_0.png").exists() and (figures / "samples_0.svg").exists()
+    assert "gradient-ascent[sigma=0.05" in text and text.count("data:image/png;base64,") == 3, \
+        "one grid per row"
+    assert (figures / "samples_2.png").exists() and (figures / "samples_2.svg").exists()
     again = cli("report", "--store", store, "--metric", "mmd", "--output", tmp_path / "m.html",
                 "--figures", tmp_path / "more")
     assert again.code == 2 and "--metric chooses denoiser scores" in again.err
@@ -305,3 +342,11 @@ def test_the_shipped_study_configs_name_real_samplers_and_score_models(name):
             registry.build("samplers", parse_spec(text, "sampler"))
         for score in table.scores:
             registry.get("denoisers", score)
+
+
+def test_sampler_family_drops_only_the_step_count():
+    from bench.reports.sample_sections import sampler_family
+
+    assert sampler_family("edm-heun[rho=7,sigma_max=model,sigma_min=0.01,steps=18]") == \
+        "edm-heun[rho=7,sigma_max=model,sigma_min=0.01]"
+    assert sampler_family("ddim[steps=5]") == "ddim" and sampler_family("real-data") == "real-data"

@@ -7,9 +7,11 @@ before anything runs or is written: names, parameters, data, reference sets,
 score models and the per-dataset classifier of the sample metrics.
 
 Reference sets never overlap the training data: a dataset with splits is
-compared with its test split and memorisation is measured against its train
-split; a known distribution is sampled afresh with a seed derived from the
-dataset's name, which no split uses.
+compared with half of its test split (``sample_metrics.split_reference``) and
+memorisation is measured against its train split; a known distribution is
+sampled afresh with a seed derived from the dataset's name, which no split
+uses. The ``real-data`` floor row draws from what is held out of both: the
+other half of the test split, or another fresh draw of a known distribution.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ from bench.registry import Entry, Registry
 from bench.sampling import classifier_metrics, sample_metrics
 from bench.sampling.classifier import Judge, judge_for
 from bench.sampling.samplers import INITS, Sampler, check_count, stack_items
+from bench.sampling.sample_metrics import split_reference
 from bench.seeding import identity_hash, noise_seed
 from bench.specs import Spec, parse_spec
 from bench.training.model_store import has_splits
 
 #: Number of true samples drawn as reference when the distribution is known.
 REFERENCE_N = 1000
+#: The score label of a row that needs no score model (the real-data floor).
+NO_SCORE = "none"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class SamplingTable:
             values["datasets"] = values.pop("dataset")
         if "n" in values:
             values["chains"] = values.pop("n")
+        values.setdefault("scores", [])  # allowed only for rows that need no score (real-data)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -65,7 +71,9 @@ class SamplingTable:
             value = values.get(name)
             if isinstance(value, str):
                 values[name] = [value]
-            if not values.get(name) or not all(isinstance(v, str) for v in values[name]):
+            empty_ok = name == "scores" and values.get(name) == []
+            if not (values.get(name) or empty_ok) or not isinstance(values[name], list) \
+                    or not all(isinstance(v, str) for v in values[name]):
                 raise UsageError(f"{where}: {name} must be a non-empty list of names")
         table = cls(**values)
         check_count(f"{where}: n (chains)", table.chains, minimum=2)
@@ -116,6 +124,8 @@ class SamplingData:
     truth: object | None
     judge: Judge | None
     entry: Entry
+    #: Real items in neither the training data nor the reference: the real-data row's pool.
+    held_out: torch.Tensor | None = None
 
 
 @dataclass
@@ -129,7 +139,8 @@ class SamplingGrid:
     @property
     def metric_info(self) -> dict[str, bool]:
         """higher_is_better of every metric these cells can record."""
-        info = {name: m.higher_is_better for name, m in sample_metrics.METRICS.items()}
+        info = {name: m.higher_is_better for name, m in {**sample_metrics.METRICS,
+                                                          **sample_metrics.COSTS}.items()}
         for data in self.data.values():
             if data.judge is not None:
                 info.update(data.judge.metric_info())
@@ -145,9 +156,11 @@ def load_sampling_data(registry: Registry, spec: Spec, data_root: str | None, se
                        reference_n: int, judge: Judge | None) -> SamplingData:
     """The dataset as given (chain start statistics) and references independent of the training data.
 
-    With splits: training = ``split=train``, reference = ``split=test``. Without:
-    the dataset is the reference and there is no training set to memorise.
-    A known distribution (``truth``) is sampled afresh for the reference.
+    With splits: training = ``split=train``; reference and held-out = the two halves
+    of ``split=test``. Without: the first ``reference_n`` items are the reference,
+    the rest are held out, and there is no training set to memorise. A known
+    distribution (``truth``) is sampled afresh for the reference and again, with
+    another seed, for the held-out pool.
     """
     entry = registry.get("datasets", spec.name)
     data = registry.load_dataset(spec, data_root)
@@ -159,28 +172,31 @@ def load_sampling_data(registry: Registry, spec: Spec, data_root: str | None, se
         splits = {split: stack_items(registry.load_dataset(Spec(spec.name, {**other, "split": split}),
                                                            data_root), spec.label)
                   for split in ("train", "test")}
-        training, reference = splits["train"], splits["test"][:reference_n]
+        reference, held_out = split_reference(splits["test"])
+        training, reference = splits["train"], reference[:reference_n]
     else:
-        reference = items[:reference_n]
+        reference, held_out = items[:reference_n], items[reference_n:]
     if truth is not None:
         reference = truth.sample(reference_n, torch.Generator().manual_seed(reference_seed(seed, spec.label)))
-    return SamplingData(items, reference, training, truth, judge, entry)
+        held_out = truth.sample(reference_n, torch.Generator().manual_seed(
+            reference_seed(seed, f"{spec.label}:held-out")))
+    return SamplingData(items, reference, training, truth, judge, entry, held_out)
 
 
-def sigma_mismatch(sampler: Sampler, score: Denoiser) -> str | None:
+def sigma_mismatch(sampler: Sampler, score: Denoiser | None) -> str | None:
     """Why this sampler cannot use this score model, or None."""
-    if sampler.requires_sigma_aware and not score.entry.metadata.get("sigma_aware"):
+    if score is not None and sampler.requires_sigma_aware and not score.entry.metadata.get("sigma_aware"):
         return (f"{sampler.name} evaluates the score at many noise levels, but {score.spec.label!r} "
                 "is not sigma-aware (it ignores sigma); use langevin or gradient-ascent at one sigma")
     return None
 
 
-def sampler_cell_key(config, data: SamplingData, dataset: str, score: Denoiser, sampler: Sampler,
+def sampler_cell_key(config, data: SamplingData, dataset: str, score: Denoiser | None, sampler: Sampler,
                      sampler_entry: Entry, table: SamplingTable, repetition: int) -> str:
     """Hash of everything that can change a sampler cell's numbers."""
     identity = {
         "dataset": dataset_identity(config, data.entry, dataset),
-        "score": [model_identity(score), score.entry.fingerprint],
+        "score": [model_identity(score), score.entry.fingerprint] if score is not None else None,
         "sampler": [sampler.label, sampler_entry.fingerprint],
         "chains": table.chains, "init": table.init, "repetition": repetition, "seed": config.seed,
         "reference_n": table.reference_n,
@@ -211,7 +227,10 @@ def build_sampling(config, registry: Registry) -> SamplingGrid | None:
         entries = [registry.get("denoisers", parse_spec(name, "denoiser").name) for name in table.scores]
         for text in table.samplers:
             sampler = samplers[sampler_of[i, text]][0]
-            if sampler.requires_sigma_aware and not any(e.metadata.get("sigma_aware") for e in entries):
+            if sampler.uses_score and not entries:
+                raise UsageError(f"sampling table {i + 1}: {sampler.name} needs a score model; list "
+                                 "them in scores (only rows such as real-data go without)")
+            if sampler.uses_score and sampler.requires_sigma_aware and not any(e.metadata.get("sigma_aware") for e in entries):
                 raise UsageError(f"{sampler.name} evaluates the score at many noise levels, but "
                                  f"{', '.join(map(repr, table.scores))} not sigma-aware (they ignore "
                                  "sigma); use langevin or gradient-ascent at one sigma")
@@ -230,17 +249,26 @@ def build_sampling(config, registry: Registry) -> SamplingGrid | None:
     cells = []
     for i, table in enumerate(tables):
         for dataset_text, score_text, sampler_text, repetition in product(
-                table.datasets, table.scores, table.samplers, range(table.repetitions)):
-            dataset = parse_spec(dataset_text, "dataset").label
-            score_spec = parse_spec(score_text, "denoiser")
-            built = model_spec(score_spec, registry.get("denoisers", score_spec.name), dataset)
-            if built.label not in scores:
-                scores[built.label] = build_denoiser(registry, built)
-            score = scores[built.label]
+                table.datasets, [*table.scores, None], table.samplers, range(table.repetitions)):
             sampler, sampler_entry = samplers[sampler_of[i, sampler_text]]
+            if sampler.uses_score != (score_text is not None):  # score-free rows once, after the rest
+                continue
+            dataset = parse_spec(dataset_text, "dataset").label
+            score, score_label, model = None, NO_SCORE, NO_SCORE
+            if score_text is not None:
+                score_spec = parse_spec(score_text, "denoiser")
+                built = model_spec(score_spec, registry.get("denoisers", score_spec.name), dataset)
+                if built.label not in scores:
+                    scores[built.label] = build_denoiser(registry, built)
+                score, score_label, model = scores[built.label], score_spec.label, built.label
             key = sampler_cell_key(config, data[dataset], dataset, score, sampler, sampler_entry,
                                    table, repetition)
-            cells.append(SamplerCell(dataset, score_spec.label, sampler.label, table.chains, table.init,
-                                     repetition, table.reference_n, built.label,
+            cells.append(SamplerCell(dataset, score_label, sampler.label, table.chains, table.init,
+                                     repetition, table.reference_n, model,
                                      sigma_mismatch(sampler, score), key))
-    return SamplingGrid(tables, data, samplers, scores, cells)
+    return SamplingGrid(tables, data, samplers, scores, unique(cells))
+
+
+def unique(cells: list[SamplerCell]) -> list[SamplerCell]:
+    """The cells in order, each identity once (a score-free row named in two tables runs once)."""
+    return list(dict.fromkeys(cells))

@@ -1,5 +1,9 @@
 """Run one sampler cell: all chains as one batch on the device, checked, saved and scored.
 
+Beside the metrics each cell records its cost: ``nfe`` (model evaluations per
+chain) as a score, and the chains' wall time (the store's ``sample_seconds``).
+A row that needs no score (``real-data``) draws held-out real images instead.
+
 A crash, a chain that turns NaN or inf, or samples of the wrong shape make an
 ``error`` cell with the reason; the grid goes on. The samples go to
 ``<store folder>/samples/<cell key>/`` (tensor file, PNG grid or 2-D scatter,
@@ -20,7 +24,7 @@ from bench.grid.outputs import to_uint8
 from bench.grid.sampler_cells import SamplerCell, SamplingData, SamplingGrid
 from bench.plugins import error_line
 from bench.sampling import sample_metrics
-from bench.sampling.samplers import SampleResult, initial_state, make_generator, run_chains
+from bench.sampling.samplers import Sampler, SampleResult, initial_state, make_generator, run_chains
 from bench.sampling.score import as_score
 from bench.seeding import noise_seed
 from bench.store.database import CellResult
@@ -69,7 +73,7 @@ def save_samples(folder: Path, cell: SamplerCell, result: SampleResult, metrics:
     samples = result.samples.cpu()
     meta = {"sampler": cell.sampler, "score": cell.score, "dataset": cell.dataset, "chains": cell.chains,
             "init": cell.init, "repetition": cell.repetition, "status": result.status,
-            "error": result.message, "metrics": metrics}
+            "error": result.message, "nfe": result.nfe, "resolved": result.resolved, "metrics": metrics}
     torch.save({"samples": samples, **meta}, folder / "samples.pt")
     (folder / "metrics.json").write_text(json.dumps(meta, indent=2) + "\n")
     if samples.dim() == 4:
@@ -88,34 +92,59 @@ def score_samples(samples: torch.Tensor, cell: SamplerCell, data: SamplingData,
     return values
 
 
+def costs(result: SampleResult) -> dict[str, float]:
+    """What the cell spent (``sample_metrics.COSTS``)."""
+    return {"nfe": result.nfe}
+
+
+def draw_real(sampler: Sampler, cell: SamplerCell, data: SamplingData, generator) -> SampleResult:
+    """The real-data row: held-out items, no chains (NFE 0)."""
+    start = time.perf_counter()
+    if data.held_out is None or len(data.held_out) == 0:
+        raise ValueError(f"{cell.dataset} holds nothing out of its reference and training data")
+    samples = sampler.draw(data.held_out, cell.chains, generator)
+    return SampleResult(samples, "done", 0, nfe=0, seconds=time.perf_counter() - start)
+
+
+def run_score_chains(grid: SamplingGrid, sampler: Sampler, cell: SamplerCell, data: SamplingData,
+                     generator, device: torch.device) -> SampleResult:
+    """All chains of the cell from their seeded start through the sampler bound to its score model."""
+    model = grid.scores[cell.model].model
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device).eval()
+    sampler = sampler.bind(model)
+    x0 = initial_state(cell.init, cell.chains, data.items, sampler.start_sigma, generator)
+    synchronize(device)
+    result = run_chains(sampler, as_score(model), x0, generator)
+    synchronize(device)
+    check_samples(result, x0)
+    result.resolved = sampler.resolved()
+    return result
+
+
 def run_sampler_cell(grid: SamplingGrid, cell: SamplerCell, seed: int, device: torch.device,
                      store_path: str | Path | None) -> CellResult:
     """Sample, check, save and score one cell; every failure becomes the cell's status."""
     if cell.skip_reason:
         return CellResult("skipped", cell.skip_reason)
-    score = grid.scores[cell.model]
-    if unbuilt := score.unbuilt_result():
+    sampler = grid.samplers[cell.sampler][0]
+    if sampler.uses_score and (unbuilt := grid.scores[cell.model].unbuilt_result()):
         return unbuilt
     data = grid.data[cell.dataset]
-    sampler = grid.samplers[cell.sampler][0]
     start = time.perf_counter()
     try:
-        model = score.model
-        if isinstance(model, torch.nn.Module):
-            model = model.to(device).eval()
         generator = make_generator(chain_seed(seed, cell), device)
-        x0 = initial_state(cell.init, cell.chains, data.items, sampler.start_sigma, generator)
-        synchronize(device)
-        result = run_chains(sampler, as_score(model), x0, generator)
-        synchronize(device)
-        check_samples(result, x0)
+        if sampler.uses_score:
+            result = run_score_chains(grid, sampler, cell, data, generator, device)
+        else:
+            result = draw_real(sampler, cell, data, generator)
     except Exception as exc:
         return CellResult("error", error_line(exc), seconds=time.perf_counter() - start)
     metrics: dict[str, float] = {}
     status, error = "error", result.message
     if result.status == "done":
         try:
-            metrics = score_samples(result.samples.cpu(), cell, data, device)
+            metrics = {**score_samples(result.samples.cpu(), cell, data, device), **costs(result)}
             status = "done"
         except Exception as exc:
             error = f"metrics: {error_line(exc)}"

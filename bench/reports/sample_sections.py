@@ -23,18 +23,60 @@ from bench.store.database import Store
 
 #: Metrics of the compact samplers' table, in this order, when present.
 TABLE_METRICS = ("classifier_fd", "classes_present", "confidence", "label_kl", "mmd", "memorised",
-                 "diversity", "modes_covered")
+                 "diversity", "modes_covered", "nfe")
+#: The metric of the FD-against-NFE figure, by preference.
+CURVE_METRICS = ("classifier_fd", "mmd")
 
 
-def compact_table(board: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, score, sampler, chains), one column per metric: mean [CI low, high]."""
+def compact_table(board: pd.DataFrame, costs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (dataset, score, sampler, chains), one column per metric: mean [CI low, high];
+    with ``costs`` (``sample_tables.sample_costs``), the sampling seconds per sample too.
+    Rows are ordered by chain count: metrics compare only within one count."""
     board = board.assign(text=[f"{m:.4g}" if n < 2 else f"{m:.4g} [{lo:.3g}, {hi:.3g}]"
                                for m, n, lo, hi in zip(board["mean"], board["n"], board["ci95_low"],
                                                        board["ci95_high"])])
-    table = board.pivot_table(index=["dataset", "score", "sampler", "chains", "n"], columns="metric",
+    table = board.pivot_table(index=["dataset", "chains", "score", "sampler", "n"], columns="metric",
                               values="text", aggfunc="first")
     order = [m for m in TABLE_METRICS if m in table.columns] or list(table.columns)
-    return table[order].reset_index().rename(columns={"n": "repetitions"})
+    table = table[order].reset_index().rename(columns={"n": "repetitions"})
+    if costs is not None and not costs.empty:
+        seconds = costs.set_index(["dataset", "score", "sampler", "chains"])["seconds_per_sample"]
+        table["s/sample"] = [f"{seconds.get((d, sc, sa, c), float('nan')):.3g}" for d, sc, sa, c in
+                             zip(table["dataset"], table["score"], table["sampler"], table["chains"])]
+    return table
+
+
+def sampler_family(sampler: str) -> str:
+    """A sampler label without its step count: the points of one curve differ only in steps."""
+    name, _, params = sampler.partition("[")
+    kept = [p for p in params.rstrip("]").split(",") if p and not p.startswith("steps=")]
+    return name + (f"[{','.join(kept)}]" if kept else "")
+
+
+def cost_figures(board: pd.DataFrame) -> list[tuple[str, object]]:
+    """Per (dataset, chains): the metric (classifier FD, else MMD) against NFE per sampler family,
+    with the real-data row at that chain count as the floor."""
+    means = board.pivot_table(index=["dataset", "chains", "score", "sampler"], columns="metric",
+                              values="mean", aggfunc="first")
+    out = []
+    metric = next((m for m in CURVE_METRICS if m in means.columns), None)
+    if metric is None or "nfe" not in means.columns:
+        return out
+    for (dataset, chains), group in means.groupby(level=["dataset", "chains"], sort=False):
+        curves: dict[str, list[tuple[float, float]]] = {}
+        floors: dict[str, float] = {}
+        for (_, _, score, sampler), row in group.iterrows():
+            if pd.isna(row[metric]):
+                continue
+            if row["nfe"] == 0:
+                floors[f"{sampler} (NFE 0)"] = row[metric]
+            else:
+                curves.setdefault(f"{sampler_family(sampler)}, score={score}", []).append(
+                    (row["nfe"], row[metric]))
+        if any(len(points) > 1 for points in curves.values()):
+            title = f"{dataset}, {chains} samples: {metric} against NFE"
+            out.append((title, sample_figures.cost_curves(curves, floors, metric, title)))
+    return out
 
 
 def latest_sample_cells(store: Store) -> pd.DataFrame:
@@ -61,24 +103,20 @@ def load_samples(store: Store, key: str) -> torch.Tensor | None:
 
 
 def sample_grid_figures(store: Store) -> list[tuple[str, object]]:
-    """(title, Figure or PNG path) per dataset: image samples side by side, or 2-D scatters."""
+    """(title, Figure or PNG path) per row: a 10x10 grid of image samples, or a 2-D scatter."""
     out = []
     cells = latest_sample_cells(store)
     for dataset, group in cells.groupby("dataset", sort=False):
-        panels = []
-        for row in group.sort_values(["score", "sampler"]).itertuples():
+        for row in group.sort_values(["chains", "score", "sampler"]).itertuples():
             samples = load_samples(store, row.key)
             if samples is None:
                 continue
+            title = f"{dataset}: {row.sampler}, score={row.score} ({row.chains} chains)"
             if samples.dim() == 4 and samples.shape[1] == 1:
-                panels.append((f"{row.sampler} ({row.chains} chains)\nscore={row.score}", samples))
+                out.append((f"{title}: the first 100 samples (repetition 0)",
+                            sample_figures.sample_grids([(title, samples)], size=4.2)))
             elif (samples_dir(store.path, row.key) / "scatter.png").is_file():
-                out.append((f"{dataset}: {row.sampler}, score={row.score}",
-                            samples_dir(store.path, row.key) / "scatter.png"))
-        for score in dict.fromkeys(p[0].split("score=")[1] for p in panels):
-            chosen = [p for p in panels if p[0].endswith(f"score={score}")]
-            out.append((f"{dataset}, score model {score}: the first 100 samples of each sampler "
-                        "(repetition 0)", sample_figures.sample_grids(chosen)))
+                out.append((title, samples_dir(store.path, row.key) / "scatter.png"))
     return out
 
 
@@ -133,11 +171,18 @@ def sections(store: Store, registry: Registry, figures_dir: str | Path | None) -
     table = Section("Samplers", [
         '<p class="note">One row per (dataset, score model, sampler, chains): mean over repetitions '
         "[95% CI]. <code>classifier_fd</code>: Frechet distance of the dataset's LeNet features to "
-        "the test split's (lower is better); <code>classes_present</code> of 10; <code>label_kl</code>: "
+        "the reference half of the test split (lower is better; it falls with the number of samples, "
+        "so compare rows of one chain count, against the <code>real-data</code> row of that count: "
+        "held-out real images, the floor); <code>classes_present</code> of 10; <code>label_kl</code>: "
         "KL of the predicted-label histogram from uniform; MMD against the test split; "
-        "<code>memorised</code>: share of samples much nearer one training image than any other.</p>"])
-    shown = compact_table(board)
+        "<code>memorised</code>: share of samples much nearer one training image than any other; "
+        "<code>nfe</code>: model evaluations per sample; <code>s/sample</code>: sampling seconds per "
+        "sample, all chains as one batch.</p>"])
+    shown = compact_table(board, sample_tables.sample_costs(store))
     table.parts.append(shown.to_html(index=False, escape=True, border=0))
+    for i, (title, fig) in enumerate(cost_figures(board)):
+        table.parts.append(image(figures.to_png(fig), title, title))
+        save_figure(fig, figures_dir, f"fd_vs_nfe_{i}")
     parts.append(table)
     grids = Section("Samples")
     for i, (title, fig) in enumerate(sample_grid_figures(store)):

@@ -2,8 +2,11 @@
 
 Each sampler cell gives one value per metric (its samples scored as a set), so
 the spread is across repetitions: mean, std and a t-based 95% CI over them
-(``n`` = repetitions). ``rank`` orders the means within (dataset, metric) by
-the metric's direction. The latest done attempt of each cell identity counts.
+(``n`` = repetitions). ``rank`` orders the means within (dataset, metric,
+chains) by the metric's direction: distances between sample sets (Frechet,
+MMD) fall as the number of samples grows, so rows are ranked only against
+rows with as many samples (the ``real-data`` row at that count is their
+floor). The latest done attempt of each cell identity counts.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ IDENTITY = ["dataset", "score", "sampler", "chains", "init", "repetition", "seed
 GROUP = ["dataset", "score", "sampler", "chains", "init"]
 #: Metrics shown by default, when the store has them (classifier metrics first).
 DEFAULT_METRICS = ("classifier_fd", "classes_present", "confidence", "label_kl", "mmd",
-                   "sliced_wasserstein", "memorised", "diversity", "modes_covered", "mode_weight_error")
+                   "sliced_wasserstein", "memorised", "diversity", "modes_covered", "mode_weight_error",
+                   "nfe")
+#: Rows are ranked against each other only within these (see the module docstring).
+RANK_GROUP = ["metric", "dataset", "chains"]
 
 
 def latest_done_sample_cells(store: Store) -> pd.DataFrame:
@@ -55,15 +61,25 @@ def sample_leaderboard(store: Store, metrics: list[str] | None = None) -> pd.Dat
              .unstack().reset_index())
     table["n"] = table["n"].astype(int)
     table["rank"] = 0
-    for (metric, _), index in table.groupby(["metric", "dataset"]).groups.items():
+    for (metric, *_), index in table.groupby(RANK_GROUP).groups.items():
         ascending = not higher.get(metric, False)
         table.loc[index, "rank"] = table.loc[index, "mean"].rank(ascending=ascending, method="min")
     table["rank"] = table["rank"].astype(int)
     order = {m: i for i, m in enumerate(metrics)}
-    table = table.sort_values(["metric", "dataset", "rank", "score", "sampler"],
+    table = table.sort_values(["metric", "dataset", "chains", "rank", "score", "sampler"],
                               key=lambda c: c.map(order) if c.name == "metric" else c).reset_index(drop=True)
     table.attrs["higher_is_better"] = {m: higher.get(m, False) for m in metrics}
     return table
+
+
+def sample_costs(store: Store) -> pd.DataFrame:
+    """Per row (GROUP): mean sampling seconds per sample over its repetitions (cell wall time
+    of the chains / chains; scoring excluded)."""
+    cells = latest_done_sample_cells(store)
+    if cells.empty:
+        return pd.DataFrame(columns=GROUP + ["seconds_per_sample"])
+    cells = cells.assign(seconds_per_sample=cells["sample_seconds"] / cells["chains"])
+    return cells.groupby(GROUP, sort=False, as_index=False)["seconds_per_sample"].mean()
 
 
 def sample_provenance(store: Store) -> dict:

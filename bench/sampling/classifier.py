@@ -5,7 +5,9 @@ classifier (a LeNet) instead of pixels. The harness trains one per dataset
 (MNIST, Fashion-MNIST) on its train split, seeded, the first time a sampling
 grid needs it, and keeps it beside the learned denoisers (``lenet--...pt`` and
 its JSON, with the test accuracy). Its reference statistics are those of the
-test split: feature mean and covariance for the Frechet distance.
+reference half of the test split (``sample_metrics.split_reference``): feature
+mean and covariance for the Frechet distance; the other half feeds the
+``real-data`` floor row.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bench.files import atomic_write, slug
 from bench.provenance import versions
 from bench.registry import Registry
 from bench.sampling import classifier_metrics
+from bench.sampling.sample_metrics import split_reference
 from bench.seeding import identity_hash
 from bench.specs import Spec
 from bench.training.loop import adam, seeded_init
@@ -36,6 +39,8 @@ from bench.training.model_store import is_complete, meta_path, model_context, te
 FEATURE_BATCH = 2000
 #: Bump when the network or its training changes: stored classifiers of older versions are not used.
 VERSION = 1
+#: Which test images give the reference statistics (part of the judge's fingerprint).
+REFERENCE = "test split, even positions (sample_metrics.split_reference)"
 
 
 class LeNet(nn.Module):
@@ -152,8 +157,10 @@ def load_or_train(dataset: str, data_root: str | None, models_dir: Path, device:
     model = LeNet()
     model.load_state_dict(state)
     model.eval()
-    reference = classifier_metrics.FeatureStats.of(batched(model.features, test_x, torch.device("cpu")))
-    return Judge(dataset, model, reference, meta["test_accuracy"], tensors_hash(state))
+    reference_x, _ = split_reference(test_x)
+    reference = classifier_metrics.FeatureStats.of(batched(model.features, reference_x, torch.device("cpu")))
+    fingerprint = identity_hash({"weights": tensors_hash(state), "reference": REFERENCE})
+    return Judge(dataset, model, reference, meta["test_accuracy"], fingerprint)
 
 
 def judge_for(spec: Spec, registry: Registry) -> Judge | None:

@@ -50,9 +50,9 @@ def tile(images: torch.Tensor, columns: int) -> np.ndarray:
     return canvas
 
 
-def sample_grids(panels: list[tuple[str, torch.Tensor]], columns: int = 10, count: int = 100) -> Figure:
+def sample_grids(panels: list[tuple[str, torch.Tensor]], columns: int = 10, count: int = 100,
+                 size: float = 2.8) -> Figure:
     """One mosaic of the first ``count`` samples per panel (title, (N, 1, H, W) samples), side by side."""
-    size = 2.8
     figure = Figure(figsize=(size * len(panels), size * 1.2), dpi=120)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, samples) in zip(axes, panels):
@@ -85,4 +85,25 @@ def denoising_strip(clean: torch.Tensor, rows: list[tuple[str, list[torch.Tensor
                             fontsize=6, transform=axes[r, 0].transAxes)
     axes[0, 1].text(-0.05, 0.5, "noisy", ha="right", va="center", fontsize=6, transform=axes[0, 1].transAxes)
     figure.tight_layout(pad=0.3)
+    return figure
+
+
+def cost_curves(curves: dict[str, list[tuple[float, float]]], floors: dict[str, float], metric: str,
+                title: str) -> Figure:
+    """A metric against NFE (log axis): one line per sampler family (points (nfe, value)), and a
+    dashed horizontal line per floor (e.g. real data at the same number of samples)."""
+    figure = Figure(figsize=(6.4, 4.2 + 0.22 * (len(curves) + len(floors))), dpi=110)
+    axes = figure.subplots()
+    for label, points in curves.items():
+        points = sorted(points)
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    for i, (label, value) in enumerate(floors.items()):
+        axes.axhline(value, linestyle="--", color=f"C{(len(curves) + i) % 10}", label=label)
+    values = [p[1] for points in curves.values() for p in points] + list(floors.values())
+    axes.set(xscale="log", yscale="log" if min(values) > 0 else "linear",
+             xlabel="NFE (model evaluations per sample)", ylabel=metric)
+    axes.set_title(title, fontsize=9)
+    axes.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
     return figure

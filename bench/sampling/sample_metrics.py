@@ -45,6 +45,22 @@ METRICS = {
 }
 
 
+#: What a sampler cell spent, recorded beside its metrics (lower is cheaper). Its wall time is
+#: the cell's ``denoise_seconds``, not a score: scores are the same on every machine.
+COSTS = {
+    "nfe": MetricInfo(False, "model evaluations per chain (NFE): D or the score, once for every chain"),
+}
+
+
+def split_reference(test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reference, held-out) halves of a test split: even and odd positions.
+
+    Metrics compare samples with the reference half; the ``real-data`` floor row
+    draws from the held-out half, so the floor never scores images against themselves.
+    """
+    return test[0::2], test[1::2]
+
+
 def flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(len(x), -1).double()
 

@@ -2,8 +2,11 @@
 
 A sampler (registered through ``register_samplers``) says which noise level
 and step size each step uses (``schedule``) and how one step moves the chains
-(``step``); ``run_chains`` drives it, draws every random number from one seeded
-torch.Generator, and stops when a chain turns NaN or inf, reporting the step.
+(``step``, or ``advance`` for a step that evaluates the model several times);
+``run_chains`` drives it, draws every random number from one seeded
+torch.Generator, counts the model evaluations (NFE: one per chain each time the
+score or denoiser is evaluated for all chains), and stops when a chain turns
+NaN or inf, reporting the step.
 """
 
 from __future__ import annotations
@@ -66,12 +69,38 @@ def check_count(what: str, value, minimum: int = 1) -> int:
     return value
 
 
+class Evaluations:
+    """A score function that counts its calls (NFE) and also serves as the denoiser
+    D(x, s) = x + s^2 score(x, s) (Tweedie), for samplers written in terms of D."""
+
+    def __init__(self, score_fn: ScoreFn):
+        self.score_fn, self.count = score_fn, 0
+        self._sigmas: dict[tuple, torch.Tensor] = {}
+
+    def sigma_tensor(self, sigma, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(sigma, torch.Tensor):
+            return sigma
+        key = (float(sigma), len(x), x.device, x.dtype)
+        if key not in self._sigmas:
+            self._sigmas[key] = torch.full((len(x),), float(sigma), device=x.device, dtype=x.dtype)
+        return self._sigmas[key]
+
+    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        self.count += 1
+        return self.score_fn(x, self.sigma_tensor(sigma, x))
+
+    def denoise(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return x + float(sigma) ** 2 * self(x, sigma)
+
+
 class Sampler:
     """Base class: a schedule of (sigma, step size) pairs and a batched update."""
 
     name = ""
     #: True when the sampler evaluates the score at several noise levels.
     requires_sigma_aware = False
+    #: False for a row that needs no score model (the real-data floor): it ``draw``s instead.
+    uses_score = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -106,9 +135,30 @@ class Sampler:
         """
         raise NotImplementedError
 
+    def advance(self, x: torch.Tensor, level: tuple[float, float], score_fn: Evaluations,
+                generator: torch.Generator) -> torch.Tensor:
+        """One entry of ``schedule()``: by default ``step`` with the score at its sigma.
+
+        Samplers that evaluate the model more than once per step (Heun) override it.
+        """
+        sigma, step_size = level
+        return self.step(x, score_fn(x, sigma), step_size, generator)
+
     def final_step(self, x: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor | None:
         """An optional last move (e.g. a denoising step); None when there is none."""
         return None
+
+    def bind(self, model) -> "Sampler":
+        """This sampler for one score model (e.g. its largest level filled in from the model)."""
+        return self
+
+    def resolved(self) -> dict:
+        """Values this sampler worked out for its model (saved beside its samples)."""
+        return {}
+
+    def draw(self, pool: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+        """For samplers with ``uses_score = False``: n samples from held-out real items."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -118,10 +168,13 @@ class SampleResult:
     samples: torch.Tensor
     status: str  # "done" or "diverged"
     steps: int  # updates applied (the final denoising step counts as one)
+    nfe: int = 0  # model evaluations per chain
     diverged_step: int | None = None
     diverged_chains: int = 0
     seconds: float = 0.0
     step_of_chain: torch.Tensor | None = field(default=None, repr=False)
+    #: Values the sampler worked out for its score model (e.g. sigma_max from the model).
+    resolved: dict = field(default_factory=dict)
 
     @property
     def message(self) -> str | None:
@@ -171,7 +224,7 @@ def run_chains(sampler: Sampler, score_fn: ScoreFn, x0: torch.Tensor, generator:
     x = x0.clone()
     n = len(x)
     first_bad = torch.zeros(n, dtype=torch.long, device=x.device)  # 0 = still finite
-    sigmas: dict[float, torch.Tensor] = {}
+    evaluations = Evaluations(score_fn)
     schedule = sampler.schedule()
 
     def note(x: torch.Tensor, step: int) -> None:
@@ -182,20 +235,18 @@ def run_chains(sampler: Sampler, score_fn: ScoreFn, x0: torch.Tensor, generator:
         bad = first_bad > 0
         count = int(bad.sum())
         return SampleResult(
-            x, "diverged" if count else "done", steps,
+            x, "diverged" if count else "done", steps, nfe=evaluations.count,
             diverged_step=int(first_bad[bad].min()) if count else None,
             diverged_chains=count, seconds=time.perf_counter() - start, step_of_chain=first_bad)
 
     with torch.no_grad():
-        for step, (sigma, step_size) in enumerate(schedule, start=1):
-            if sigma not in sigmas:
-                sigmas[sigma] = torch.full((n,), sigma, device=x.device, dtype=x.dtype)
-            x = sampler.step(x, score_fn(x, sigmas[sigma]), step_size, generator)
+        for step, level in enumerate(schedule, start=1):
+            x = sampler.advance(x, level, evaluations, generator)
             note(x, step)
             if (step % check_every == 0 or step == len(schedule)) and bool((first_bad > 0).any()):
                 return result(x, step)
         steps = len(schedule)
-        final = sampler.final_step(x, score_fn)
+        final = sampler.final_step(x, evaluations)
         if final is not None:
             steps += 1
             x = final

@@ -17,30 +17,39 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bench.device import synchronize
 from bench.errors import UsageError
 from bench.specs import format_value, parse_number
+from bench.training.noise_range import largest_pairwise_distance
 
 #: Noise families the loop can draw; Poisson data reaches Gaussian models through the VST.
 TRAINING_NOISE = ("gaussian",)
 #: Number of fixed noise levels each validation image is scored at, for a range.
 VALIDATION_LEVELS = 3
 SCHEDULES = ("constant", "cosine")
+#: Spacings of a range of training levels: uniform, or log-uniform (geometric).
+SPACINGS = ("linear", "log")
+#: The top of a range left to the data: the largest distance between two training images.
+DATA_HIGH = "diameter"
 
 
 @dataclass(frozen=True)
 class TrainingNoise:
-    """Gaussian noise levels: a list of levels, or a range ``low:high`` sampled uniformly.
+    """Gaussian noise levels: a list of levels, or a range ``low:high`` sampled uniformly
+    (``spacing="linear"``) or log-uniformly (``"log"``: a geometric range of levels).
 
-    Each training image in a batch gets its own level.
+    Each training image in a batch gets its own level. ``high`` may be left to the
+    data (``from_data``): the largest pairwise distance of the training images
+    (``bench.training.noise_range``), filled in by ``resolve`` before training.
     """
 
     levels: tuple[float, ...] = ()
     low: float = 0.0
     high: float = 0.0
+    spacing: str = "linear"
+    from_data: bool = False
 
     @property
     def is_range(self) -> bool:
@@ -49,13 +58,29 @@ class TrainingNoise:
     @property
     def label(self) -> str:
         if self.is_range:
-            return f"gaussian:{format_value(self.low)}:{format_value(self.high)}"
+            high = DATA_HIGH if self.from_data else format_value(self.high)
+            return (f"gaussian:{format_value(self.low)}:{high}"
+                    + (f":{self.spacing}" if self.spacing != "linear" else ""))
         return "gaussian:" + ",".join(format_value(v) for v in self.levels)
+
+    def resolve(self, images: torch.Tensor) -> "TrainingNoise":
+        """The noise with ``high`` computed from the training images when it is left to the data."""
+        if not self.from_data:
+            return self
+        high = largest_pairwise_distance(images)
+        if not high > self.low:
+            raise UsageError(f"training noise {self.label}: the training images are at most {high:g} "
+                             f"apart, not above the low end {self.low:g}")
+        return replace(self, high=high, from_data=False)
 
     def sample(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         """(n,) noise levels, drawn on the device."""
+        if self.from_data:
+            raise ValueError("resolve() the noise range against the training images first")
         if self.is_range:
             u = torch.rand(n, generator=generator, device=device)
+            if self.spacing == "log":
+                return self.low * (self.high / self.low) ** u
             return self.low + (self.high - self.low) * u
         levels = torch.tensor(self.levels, device=device)
         return levels[torch.randint(len(levels), (n,), generator=generator, device=device)]
@@ -64,12 +89,16 @@ class TrainingNoise:
         """The levels validation images are scored at: the list, or midpoints spread over the range."""
         if not self.is_range:
             return self.levels
+        if self.spacing == "log":
+            ratio = self.high / self.low
+            return tuple(self.low * ratio ** ((k + 0.5) / VALIDATION_LEVELS) for k in range(VALIDATION_LEVELS))
         step = (self.high - self.low) / VALIDATION_LEVELS
         return tuple(self.low + step * (k + 0.5) for k in range(VALIDATION_LEVELS))
 
 
 def parse_training_noise(text: str) -> TrainingNoise:
-    """``gaussian:0.05,0.2`` (levels), ``gaussian:0.01:0.25`` or ``0.01:0.25`` (a range)."""
+    """``gaussian:0.05,0.2`` (levels), ``gaussian:0.01:0.25`` or ``0.01:0.25`` (a range), and
+    ``gaussian:0.01:diameter:log`` (log-uniform up to the training images' largest distance)."""
     name, sep, rest = text.partition(":")
     try:
         parse_number(name)
@@ -83,8 +112,12 @@ def parse_training_noise(text: str) -> TrainingNoise:
                          "trained on (Poisson rows use the Anscombe VST)")
     try:
         if ":" in rest:
-            low, high = (parse_number(v) for v in rest.split(":", 1))
-            noise = TrainingNoise(low=low, high=high)
+            low, high, *spacing = (v.strip() for v in rest.split(":"))
+            if len(spacing) > 1 or (spacing and spacing[0] not in SPACINGS):
+                raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}")
+            from_data = high == DATA_HIGH
+            noise = TrainingNoise(low=parse_number(low), high=0.0 if from_data else parse_number(high),
+                                  spacing=spacing[0] if spacing else "linear", from_data=from_data)
         else:
             levels = tuple(parse_number(v) for v in rest.split(",") if v.strip())
             if not levels:
@@ -92,14 +125,17 @@ def parse_training_noise(text: str) -> TrainingNoise:
             noise = TrainingNoise(levels=levels)
     except (ValueError, ZeroDivisionError):
         raise UsageError(f"malformed training noise {text!r}: expected e.g. gaussian:0.05,0.2 "
-                         "(levels) or gaussian:0.01:0.25 (a range low:high)") from None
+                         "(levels), gaussian:0.01:0.25 (a range low:high) or gaussian:0.01:diameter:log "
+                         "(log-uniform up to the largest distance between training images)") from None
     values = noise.levels or (noise.low, noise.high)
     if min(values) < 0:
         raise UsageError(f"training noise {text!r}: noise levels must be >= 0")
-    if noise.is_range and noise.low > noise.high:
+    if noise.is_range and not noise.from_data and noise.low > noise.high:
         raise UsageError(f"training noise {text!r}: the range low:high has low > high")
-    if max(values) == 0:
+    if max(values) == 0 and not noise.from_data:
         raise UsageError(f"training noise {text!r}: at least one noise level must be > 0")
+    if noise.spacing == "log" and noise.low <= 0:
+        raise UsageError(f"training noise {text!r}: a log-spaced range needs a low end > 0")
     return noise
 
 
@@ -169,6 +205,8 @@ class TrainResult:
     steps: int = 0
     seconds: float = 0.0
     images_per_second: float = 0.0
+    #: The training noise as used (a range left to the data is filled in).
+    noise: str = ""
 
     def summary(self) -> dict:
         """Everything except the weights, for the checkpoint's JSON."""
@@ -230,16 +268,26 @@ def validation_set(images: torch.Tensor, noise: TrainingNoise, seed: int,
     return ValidationSet(x.to(device), y.to(device), sigma.to(device))
 
 
+def weighted_squared_error(model: torch.nn.Module, out: torch.Tensor, x: torch.Tensor,
+                           sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image mean squared error (B,), times ``model.loss_weight(sigma)`` when the model has one
+    (e.g. EDM's lambda(sigma), so that levels decades apart count alike)."""
+    error = (out.float() - x).pow(2).flatten(1).mean(dim=1)
+    weight = getattr(model, "loss_weight", None)
+    return error * weight(sigma) if callable(weight) else error
+
+
 def validation_loss(model: torch.nn.Module, val: ValidationSet, batch_size: int, amp: bool) -> float:
-    """Mean squared error over the validation set, in eval mode."""
+    """Mean (weighted) squared error over the validation set, in eval mode."""
     model.eval()
     total = 0.0
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16, enabled=amp):
         for i in range(0, len(val.x), batch_size):
-            out = model(val.y[i:i + batch_size], val.sigma[i:i + batch_size]).float()
-            total += F.mse_loss(out, val.x[i:i + batch_size], reduction="sum").item()
+            sigma = val.sigma[i:i + batch_size]
+            out = model(val.y[i:i + batch_size], sigma)
+            total += weighted_squared_error(model, out, val.x[i:i + batch_size], sigma).sum().item()
     model.train()
-    return total / val.x.numel()
+    return total / len(val.x)
 
 
 def check_trainable(images: torch.Tensor, options: TrainOptions) -> None:
@@ -290,9 +338,9 @@ class Optimisation:
         return cls(model, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=amp), amp)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """One update on the MSE of ``model(y, sigma)`` against ``x``; returns the (detached) loss."""
+        """One update on the (weighted) MSE of ``model(y, sigma)`` against ``x``; returns the (detached) loss."""
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-            loss = F.mse_loss(self.model(y, sigma).float(), x)
+            loss = weighted_squared_error(self.model, self.model(y, sigma), x, sigma).mean()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -350,6 +398,9 @@ def train(model: torch.nn.Module, images: torch.Tensor, options: TrainOptions,
     noise = options.validate()
     check_trainable(images, options)
     train_idx, val_idx = split_validation(len(images), options.val_fraction, options.seed)
+    noise = noise.resolve(images[train_idx])
+    if noise.is_range and callable(getattr(model, "record_noise_range", None)):
+        model.record_noise_range(noise.low, noise.high)
     amp = options.amp and device.type == "cuda"
     data = images[train_idx].to(device)
     val = validation_set(images[val_idx], noise, options.seed, device)
@@ -383,6 +434,7 @@ def train(model: torch.nn.Module, images: torch.Tensor, options: TrainOptions,
     result.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     result.seconds = seconds
     result.images_per_second = n_items * result.epochs_run / seconds if seconds > 0 else 0.0
+    result.noise = noise.label
     return result
 
 

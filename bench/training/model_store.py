@@ -107,7 +107,7 @@ def tensors_hash(named: dict[str, torch.Tensor]) -> str:
     for name in sorted(named):
         tensor = named[name].detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()[:16]
 
 
