@@ -16,7 +16,6 @@ import torch.nn.functional as F
 
 from bench.data import fetching
 from bench.data.content_hash import sha256_file
-from bench.errors import UsageError
 from bench_plugins import dncnn, ffdnet, matconvnet
 from conftest import TEST_DATA, rows
 

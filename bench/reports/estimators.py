@@ -12,7 +12,6 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.noise import levels
 from bench.reports import tables
 from bench.store.database import Store
 
