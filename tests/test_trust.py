@@ -284,3 +284,23 @@ def register_denoisers(register):
                  "--store", store, "--metric", "psnr")
     assert result.code == 1
     assert rows(store, "SELECT error FROM cells") == [("DenoiserOutputError: returned a tensor without data (device 'meta')",)]
+
+
+def test_the_gallery_of_a_folder_shows_the_noise_its_denoisers_saw(cli, store, tmp_path):
+    from bench.plugins import get_plugin_set
+    from bench.registry import Registry
+    from bench.reports import figures
+    from bench.store.database import open_existing
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    skio.imsave(folder / "a.png", data.camera()[:48, :48], check_contrast=False)
+    dataset = f"folder:{folder}"
+    result = cli("run", "-d", dataset, "-n", NOISE, "-m", "noisy", "--save-images", "1", "--protocol", "uint8",
+                 "--store", store, "--metric", "psnr", "--quiet")
+    assert result.code == 0, result.err
+    with open_existing(store) as opened:
+        tiles = figures.gallery_tiles(opened, Registry(get_plugin_set()), dataset, "gaussian", 25 / 255, "a")
+    # the identity row's saved output is the noisy input as scored: the gallery must redraw that very noise
+    assert [t.title for t in tiles] == ["clean", "noisy input", "noisy"]
+    assert (tiles[1].image * 255).round().tolist() == (tiles[2].image * 255).round().tolist()

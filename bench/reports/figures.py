@@ -22,7 +22,7 @@ from matplotlib.patches import Rectangle
 from skimage import io as skio
 
 from bench.config import RunConfig
-from bench.data.datasets import ImageSet
+from bench.data.datasets import ImageSet, noise_name
 from bench.errors import UsageError
 from bench.grid.cells import load_dataset
 from bench.grid.outputs import output_dir, output_name
@@ -265,15 +265,17 @@ def run_config(store: Store, run_id: str) -> RunConfig:
 
 
 def clean_and_noisy(registry: Registry, config: RunConfig, dataset: str, noise: str, level: float,
-                    repetition: int, seed: int, image_id: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The clean image and the very noisy image the denoisers saw, as (C, H, W) CPU tensors."""
+                    repetition: int, seed: int, image_id: str,
+                    protocol: str = "default") -> tuple[torch.Tensor, torch.Tensor]:
+    """The clean image and the very noisy image the denoisers saw (seeded as they were, handed
+    over as the protocol says), as (C, H, W) CPU tensors."""
     images = load_dataset(registry, parse_spec(dataset, "dataset"), config)
     if image_id not in images.ids:
         raise UsageError(f"image {image_id!r} is not in dataset {dataset!r}")
     clean = images.images[images.ids.index(image_id)]
     degradation = registry.get("degradations", noise).factory()
-    batch = make_batches(ImageSet([image_id], [clean]), dataset, degradation, level, repetition,
-                         seed, 1, torch.device("cpu"))[0]
+    batch = make_batches(ImageSet([image_id], [clean]), noise_name(dataset, images), degradation, level,
+                         repetition, seed, 1, torch.device("cpu"), protocol)[0]
     return batch.x[0], batch.y[0]
 
 
@@ -296,7 +298,8 @@ def gallery_tiles(store: Store, registry: Registry, dataset: str, noise: str, le
     chosen = chosen[chosen["seed"] == chosen["seed"].iloc[0]]
     first = chosen.iloc[0]
     clean, noisy = clean_and_noisy(registry, run_config(store, first["run_id"]), dataset, noise,
-                                   float(first["level"]), repetition, int(first["seed"]), image_id)
+                                   float(first["level"]), repetition, int(first["seed"]), image_id,
+                                   first["protocol"])
     scores = store.query(
         f"SELECT cell_key, value FROM scores WHERE metric = ? AND image_id = ? "
         f"AND cell_key IN ({','.join('?' * len(chosen))})", (metric, image_id, *chosen["key"]))

@@ -138,7 +138,8 @@ def denoising_strips(store: Store, registry: Registry) -> list[tuple[str, object
         noisy_row, clean = [], None
         for level in levels:
             clean, noisy = figures.clean_and_noisy(registry, config, dataset, "gaussian", level,
-                                                   int(first["repetition"]), int(first["seed"]), image_id)
+                                                   int(first["repetition"]), int(first["seed"]), image_id,
+                                                   first["protocol"])
             noisy_row.append(noisy)
         rows = [("noisy", noisy_row)]
         for denoiser, outputs in group.groupby("denoiser", sort=True):
