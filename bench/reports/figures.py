@@ -121,18 +121,30 @@ def metric_vs_level(table: pd.DataFrame) -> Figure:
             x, xlabel, log = axis_level(levels.scale_of(scales, noise), rows["level"])
             ax.plot(x, rows["mean"], marker="o", ms=4, color=palette[name], label=name)
             ax.fill_between(x, rows["ci95_low"], rows["ci95_high"], color=palette[name], alpha=0.2, lw=0)
-        ax.set_xscale("log" if log else "linear")
         ticks = sorted(set(axis_level(levels.scale_of(scales, noise), part["level"])[0]))
-        ax.set_xticks(ticks, [f"{t:.4g}" for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric_label(metric))
-        ax.set_title(f"{dataset} · {noise}", fontsize=10)
-        ax.grid(alpha=0.3)
+        finish_panel(ax, log, [(t, f"{t:.4g}") for t in ticks], xlabel, metric_label(metric),
+                     f"{dataset} · {noise}", 10)
+    shared_legend(fig, axes, "mean, 95% CI band")
+    return fig
+
+
+def finish_panel(ax, log: bool, ticks: list[tuple[float, str]], xlabel: str, ylabel: str,
+                 title: str, title_size: int) -> None:
+    """Axis scale, ticks at the plotted values, labels, title and grid of one panel."""
+    ax.set_xscale("log" if log else "linear")
+    ax.set_xticks([t for t, _ in ticks], [text for _, text in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=title_size)
+    ax.grid(alpha=0.3)
+
+
+def shared_legend(fig: Figure, axes: dict, title: str) -> None:
+    """One legend for every panel, right of them, each label once."""
     handles = {h.get_label(): h for ax in axes.values() for h in ax.get_legend_handles_labels()[0]}
     fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8,
-               title="mean, 95% CI band", title_fontsize=8)
-    return fig
+               title=title, title_fontsize=8)
 
 
 def received_ratio(store: Store, table: pd.DataFrame) -> pd.Series:
@@ -176,17 +188,10 @@ def robustness(table: pd.DataFrame, ratios: pd.Series) -> Figure:
                         given["ci95_high"] - given["mean"]], marker="o", ms=4, capsize=2,
                         color=palette[name], label=name)
         ax.axvline(1.0, color="0.6", lw=0.8)
-        ax.set_xscale("log")
         ticks = sorted(set(part["ratio"].dropna().round(3)))
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel("sigma_in / sigma_true")
-        ax.set_ylabel(metric_label(metric))
-        ax.set_title(f"{dataset}\n{panel}", fontsize=9)
-        ax.grid(alpha=0.3)
-    handles = {h.get_label(): h for ax in axes.values() for h in ax.get_legend_handles_labels()[0]}
-    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8,
-               title="mean, 95% CI", title_fontsize=8)
+        finish_panel(ax, True, [(t, f"{t:g}") for t in ticks], "sigma_in / sigma_true", metric_label(metric),
+                     f"{dataset}\n{panel}", 9)
+    shared_legend(fig, axes, "mean, 95% CI")
     return fig
 
 
