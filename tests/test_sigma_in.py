@@ -144,3 +144,18 @@ def test_the_report_draws_the_robustness_figure_and_the_table_pairs_deltas(cli, 
     assert report.code == 0, report.err
     assert (figures / "psnr_vs_sigma_in.png").is_file()
     assert "robustness to the level given" in (tmp_path / "r.html").read_text()
+
+
+def test_an_estimate_sits_at_its_mean_estimate_over_the_truth_on_a_subset_too(cli, store):
+    from bench.reports import figures, tables
+    from bench.store.database import open_existing
+
+    result = cli("run", "-d", DATA, "-n", "gaussian:25/255", "-m", "gaussian-filter", "--metric", "psnr",
+                 "--sigma-in", "oracle,x2,estimate:skimage", "--limit-images", "2", "--store", store, "--quiet")
+    assert result.code == 0, result.err
+    (mean,), = rows(store, "SELECT avg(value) FROM estimates")
+    with open_existing(store) as opened:
+        table = tables.leaderboard(opened, "psnr")
+        ratios = dict(zip(table["sigma_in"], figures.received_ratio(opened, table)))
+    assert ratios["oracle"] == 1.0 and ratios["x2"] == pytest.approx(2.0)
+    assert ratios["estimate:skimage"] == pytest.approx(mean / (25 / 255))

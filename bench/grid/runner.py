@@ -45,7 +45,8 @@ def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict,
             if keep:
                 kept = [i for i, image_id in enumerate(batch.ids) if image_id in keep[1]]
                 save_outputs(keep[0], [batch.ids[i] for i in kept], out[kept])
-            values = {name: metric_values(name, fn(out, clean), batch.ids) for name, (fn, _) in metrics.items()}
+            values = {name: metric_values(f"metric {name}", fn(out, clean), batch.ids)
+                      for name, (fn, _) in metrics.items()}
             for i, image_id in enumerate(batch.ids):
                 scores[image_id] = {name: v[i] for name, v in values.items()}
                 image_seconds[image_id] = per_image
@@ -97,9 +98,9 @@ class CellRunner:
             return None
         if name not in self._estimates:
             estimate = self.grid.estimators[name]
-            self._estimates[name] = [metric_values(f"estimator {name}", estimate(batch.y.clone()), batch.ids)
+            self._estimates[name] = [torch.tensor(metric_values(f"estimator {name}", estimate(batch.y.clone()),
+                                                                batch.ids), dtype=torch.float32)
                                      for batch in batches]
-            self._estimates[name] = [torch.tensor(v, dtype=torch.float32) for v in self._estimates[name]]
         return self._estimates[name]
 
     def run(self, key: str) -> CellResult:

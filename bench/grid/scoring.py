@@ -36,14 +36,14 @@ def check_output(out, y: torch.Tensor) -> torch.Tensor:
     return out.to(device=y.device, dtype=torch.float32)
 
 
-def metric_values(name: str, values, ids: list[str]) -> list[float]:
-    """One finite float per image, or MetricValueError naming the metric and the image."""
+def metric_values(what: str, values, ids: list[str]) -> list[float]:
+    """One finite float per image, or MetricValueError naming ``what`` (``metric psnr``) and the image."""
     values = torch.as_tensor(values).detach().double().cpu().reshape(-1)
     if values.numel() != len(ids):
-        raise MetricValueError(f"metric {name} returned {values.numel()} values for {len(ids)} images")
+        raise MetricValueError(f"{what} returned {values.numel()} values for {len(ids)} images")
     bad = [image_id for image_id, v in zip(ids, values.tolist()) if not math.isfinite(v)]
     if bad:
-        raise MetricValueError(f"metric {name} is not finite ({values[ids.index(bad[0])].item()}) "
+        raise MetricValueError(f"{what} is not finite ({values[ids.index(bad[0])].item()}) "
                                f"for image {bad[0]}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else ""))
     return values.tolist()
 

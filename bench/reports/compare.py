@@ -98,9 +98,9 @@ def tied_ranks(scores: pd.DataFrame, higher_is_better: bool) -> pd.Series:
     order = sorted(names, key=lambda name: (-sign * means[name], name))
     p_values = np.array([paired_p_value((values[a] - values[b]).dropna().to_numpy())
                          for a, b in zip(order, order[1:])])
-    breaks = holm_reject(p_values) if len(p_values) else np.zeros(0, dtype=bool)
-    ranks, rank = {order[0]: 1} if order else {}, 1
-    for position, (name, broken) in enumerate(zip(order[1:], breaks), start=2):
+    breaks = [True, *holm_reject(p_values)]  # the first row starts a run
+    ranks, rank = {}, 1
+    for position, (name, broken) in enumerate(zip(order, breaks), start=1):
         rank = position if broken else rank
         ranks[name] = rank
     return pd.Series(ranks).reindex(names)

@@ -22,7 +22,7 @@ from matplotlib.patches import Rectangle
 from skimage import io as skio
 
 from bench.config import RunConfig
-from bench.data.datasets import ImageSet, noise_name
+from bench.data.datasets import ImageSet, noise_name, shown_name
 from bench.errors import UsageError
 from bench.grid.cells import load_dataset
 from bench.grid.outputs import output_dir, output_name
@@ -151,11 +151,12 @@ def received_ratio(store: Store, table: pd.DataFrame) -> pd.Series:
     """sigma_in / sigma_true of each row of a long table: the factor, a fixed level over the true
     one, the mean estimate over the true one (``estimate:NAME``), 1 for the oracle; NaN for blind rows."""
     estimated = {}
-    found = store.query("SELECT e.estimator, c.dataset, c.degradation, c.level, avg(e.value) AS value "
+    found = store.query("SELECT e.estimator, c.dataset, c.subset, c.degradation, c.level, avg(e.value) AS value "
                         "FROM estimates e JOIN cells c ON c.key = e.cell_key "
-                        "GROUP BY e.estimator, c.dataset, c.degradation, c.level")
-    for row in found.itertuples():
-        estimated[(row.estimator, row.dataset, row.degradation, row.level)] = row.value / row.level
+                        "GROUP BY e.estimator, c.dataset, c.subset, c.degradation, c.level")
+    for row in found.itertuples():  # keyed as the table names datasets (a subset apart)
+        estimated[(row.estimator, shown_name(row.dataset, row.subset), row.degradation, row.level)] = \
+            row.value / row.level
 
     def ratio(row) -> float:
         if row.sigma_in == BLIND:

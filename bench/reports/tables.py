@@ -214,7 +214,7 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
                       for key, group in scores.groupby(within, sort=True, dropna=False)])
     table = table.merge(tied, on=["denoiser"] + within, how="left")
     if not set(table["sigma_in"]) <= {ORACLE, BLIND}:
-        table = table.merge(deltas_vs_oracle(scores, within, bounds), on=["denoiser"] + within, how="left")
+        table = table.merge(deltas_vs_oracle(scores, within), on=["denoiser"] + within, how="left")
     table.insert(0, "metric", metric)
     table = table.sort_values(["dataset", "noise", "level", "rank", "denoiser"]).reset_index(drop=True)
     table = without_default_protocol(table)
@@ -223,12 +223,12 @@ def leaderboard(store: Store, metric: str = "psnr") -> pd.DataFrame:
     return table
 
 
-def deltas_vs_oracle(scores: pd.DataFrame, within: list[str], bounds) -> pd.DataFrame:
+def deltas_vs_oracle(scores: pd.DataFrame, within: list[str]) -> pd.DataFrame:
     """Per row given another level than the true one: its mean difference from the same denoiser
     given the true level, paired over images (``delta_vs_oracle``, t-based 95% CI), NaN elsewhere."""
-    images = image_values(scores.assign(given=scores["sigma_in"]), within + ["base", "given", "denoiser"])
-    oracle = images[images["given"] == ORACLE].drop(columns=["given", "denoiser"])
-    paired = images[~images["given"].isin([ORACLE, BLIND])].merge(
+    images = image_values(scores, within + ["base", "sigma_in", "denoiser"])
+    oracle = images[images["sigma_in"] == ORACLE].drop(columns=["sigma_in", "denoiser"])
+    paired = images[~images["sigma_in"].isin([ORACLE, BLIND])].merge(
         oracle, on=within + ["base", "image_id"], suffixes=("", "_oracle"))
     rows = []
     for key, group in paired.groupby(within + ["denoiser"], sort=True, dropna=False):
