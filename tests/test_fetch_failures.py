@@ -159,3 +159,11 @@ def test_fetching_weights_that_cannot_be_downloaded_is_one_line(cli, monkeypatch
     one_line_exit_2(result, "cannot be fetched")
     assert "Connection refused" in result.err and "on a machine with internet" in result.err, result.err
     assert not (fetching.settings().root / "torch-hub" / "checkpoints").exists()
+
+
+def test_release_weights_are_fetched_under_the_same_deadline_and_leave_nothing(cli, trickle):
+    started = time.monotonic()
+    result = cli("fetch", "swinir", "--quiet")
+    one_line_exit_2(result, "gave up on")
+    assert time.monotonic() - started < 10
+    assert leftovers() == [], "no temporary file, no empty folder"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,22 +101,9 @@ def fetch(file: ReleaseFile, row: str) -> Verified:
 
 
 def _download(file: ReleaseFile, path: Path, current: fetching.FetchSettings, row: str) -> str:
-    """Download to a temporary file in the folder, then move it in place; its SHA-256."""
-    import requests
-
-    fetching.check_writable(path.parent)
+    """Download through the project's downloader (deadline, nothing left behind on failure); its SHA-256."""
     url = file.url if not current.mirror else current.mirror.rstrip("/") + "/" + file.name
-    try:
-        with requests.get(url, stream=True, timeout=60) as response:
-            response.raise_for_status()
-            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-                for chunk in response.iter_content(1 << 20):
-                    tmp.write(chunk)
-    except requests.RequestException as exc:
-        raise UsageError(f"cannot download {url}: {fetching.one_line(exc)} "
-                         f"(offline? set {fetching.MIRROR_ENV} to a copy, or {fetching.fetch_hint(row)})") from None
-    os.replace(tmp.name, path)
-    return sha256_file(path)
+    return fetching.download(url, path, fetching.Pin(), file.name, row)
 
 
 def pin(files: list[ReleaseFile]) -> tuple[Path, list[str]]:
