@@ -431,15 +431,17 @@ def verified_checkpoint(url: str, path: Path, name: str) -> Path:
     return path
 
 
-def load_checkpoint(path: Path, map_location=None):
-    """``torch.load(weights_only=True)``: tensors and plain containers only, never code; UsageError otherwise."""
+def load_checkpoint(path: Path, map_location=None, what: str = "weights file",
+                    advice: str = "delete it and fetch it again"):
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never code; UsageError
+    naming ``what`` and the ``advice`` otherwise."""
     import torch
 
     try:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except Exception as exc:
-        raise UsageError(f"weights file {path} refused by torch.load(weights_only=True) "
-                         f"({one_line(exc, 160)}); delete it and fetch it again") from None
+        raise UsageError(f"{what} {path} refused by torch.load(weights_only=True) "
+                         f"({one_line(exc, 160)}); {advice}") from None
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from skimage import io as skio
 
+from bench.data.fetching import load_checkpoint
 from bench.errors import UsageError
 from bench.grid.sampler_runner import samples_dir
 from bench.registry import Registry
@@ -90,12 +91,7 @@ def load_samples(store: Store, key: str) -> torch.Tensor | None:
     path = samples_dir(store.path, key) / "samples.pt"
     if not path.is_file():
         return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
-        raise UsageError(f"samples file {path} refused by torch.load(weights_only=True) ({first}); "
-                         "delete it and rerun its cell") from None
+    saved = load_checkpoint(path, what="samples file", advice="delete it and rerun its cell")
     samples = saved.get("samples") if isinstance(saved, dict) else None
     if not isinstance(samples, torch.Tensor):
         raise UsageError(f"samples file {path} holds no 'samples' tensor; delete it and rerun its cell")
