@@ -69,7 +69,7 @@ METADATA: dict[str, dict[str, MetadataKey]] = {
     "denoisers": {"description": DESCRIPTION, "sigma_aware": MetadataKey(bool),
                   "native_poisson": MetadataKey(bool), "per_dataset": MetadataKey(bool),
                   "learned": MetadataKey(_is_learner), "per_level": MetadataKey(bool),
-                  "per_channels": MetadataKey(bool),
+                  "per_channels": MetadataKey(bool), "noise_map": MetadataKey(bool),
                   "published_as": MetadataKey(str), "fetch": FETCH},
     "datasets": {"description": DESCRIPTION, "uses_data_root": MetadataKey(bool), "fetch": FETCH},
     "degradations": {"description": DESCRIPTION},
@@ -96,10 +96,14 @@ def register_denoisers(register):
       to one dataset, such as oracles and learned denoisers).
     - ``learned`` (``bench.training.model_store.Learner``): how the harness trains and stores it
       (``denoise-bench train``).
-    - ``per_level`` (bool): the factory is also passed ``degradation=<name>`` and
-      ``level=<value>``: one model per level; a ``bench.Skip`` skips that level's cells only.
+    - ``per_level`` (bool): the factory is also passed ``degradation=<family>`` (the noise
+      family, ``gaussian`` or ``poisson``; a Gaussian noise map gives ``gaussian`` and its
+      mean level) and ``level=<value>``: one model per level; a ``bench.Skip`` skips that
+      level's cells only.
     - ``per_channels`` (bool): the factory is also passed ``channels=<C>``, the dataset's
       image channels (gray or colour models of one row).
+    - ``noise_map`` (bool): on noise whose std varies in space (``gaussian-map``) the model
+      is called with the per-pixel std, a (B, 1, H, W) tensor, instead of one level per image.
     - ``published_as`` (str): the method's name in published tables (``leaderboard
       --published``), e.g. ``"BM3D"``: declare it only where the row loads the paper's own
       weights (a family's rows, such as ``deepinv:``, are never compared: their weights are

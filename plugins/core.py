@@ -10,6 +10,9 @@ from bench.noise import degradations
 def register_degradations(register):
     register("gaussian", degradations.GaussianDegradation,
              description="y = x + sigma * n; levels are sigma in [0, 1] units (k/255 accepted)")
+    register("gaussian-map", degradations.GaussianMapDegradation,
+             description="y = x + m * n, the std m varying in space, levels are its mean; "
+                         "shape=ramp|peaks (FFDNet's demo), low=smallest/largest std (default 0)")
     register("poisson", degradations.PoissonDegradation,
              description="y = Poisson(peak * x) / peak; levels are peaks")
 

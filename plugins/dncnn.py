@@ -73,7 +73,9 @@ class MapDnCNN(torch.nn.Module):
         self.convs = torch.nn.ModuleList(torch.nn.Conv2d(a, b, 3, padding=1) for a, b in zip(sizes, sizes[1:]))
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        level = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1, 1, 1, 1)
+        """``sigma``: one level per image (B,) or a scalar, or a noise-level map (B, 1, H, W)."""
+        level = torch.as_tensor(sigma, dtype=y.dtype, device=y.device)
+        level = level if level.dim() == 4 else level.reshape(-1, 1, 1, 1)
         x = torch.cat([y, level.expand(y.shape[0], 1, *y.shape[2:])], dim=1)
         for conv in self.convs[:-1]:
             x = torch.relu(conv(x))
@@ -132,6 +134,7 @@ def register_denoisers(register):
                          "colour CDnCNN-S 5, 10, 15, 25, 35, 50 /255)")
     register("dncnn-b", dncnn_b, per_channels=True, published_as="DnCNN-B", fetch=BLIND_MODELS,
              description="DnCNN-B, the authors' blind model (gray, or CDnCNN-B on colour data)")
-    register("fdncnn", fdncnn, sigma_aware=True, per_channels=True, published_as="FDnCNN", fetch=FLEXIBLE,
+    register("fdncnn", fdncnn, sigma_aware=True, per_channels=True, noise_map=True, published_as="FDnCNN",
+             fetch=FLEXIBLE,
              description="FDnCNN, the authors' model told sigma by a noise-level map (clip=true: "
                          "trained on clipped inputs)")

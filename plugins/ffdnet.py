@@ -58,10 +58,23 @@ class PaddedFFDNet(torch.nn.Module):
         self.network = network
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``sigma``: one level per image (B,) or a scalar, or a noise-level map (B, 1, H, W)."""
         height, width = y.shape[-2:]
-        padded = F.pad(y, (0, width % 2, 0, height % 2), mode="replicate")
-        sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1).expand(y.shape[0])
-        return self.network(padded, sigma)[..., :height, :width]
+        pad = (0, width % 2, 0, height % 2)
+        padded = F.pad(y, pad, mode="replicate")
+        sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device)
+        if sigma.dim() == 4:
+            return self.with_map(padded, F.pad(sigma, pad, mode="replicate"))[..., :height, :width]
+        return self.network(padded, sigma.reshape(-1).expand(y.shape[0]))[..., :height, :width]
+
+    def with_map(self, y: torch.Tensor, level_map: torch.Tensor) -> torch.Tensor:
+        """The network told a map that varies in space: reduced to half size by antialiased bicubic
+        resampling, as the authors' ``Demo_AWGN_spatially_variant_noise.m`` does with ``imresize``,
+        and handed to each of the four sub-pixel map channels (their weights sum to the authors')."""
+        network = self.network
+        reduced = F.interpolate(level_map, scale_factor=0.5, mode="bicubic", antialias=True, align_corners=False)
+        x = torch.cat([network.downsampler(y), reduced.expand(-1, 4, -1, -1)], dim=1)
+        return network.upsampler(network.blocks(x))
 
 
 def build(saved: dict) -> torch.nn.Module:
@@ -84,6 +97,7 @@ def ffdnet(color: bool | None = None, clip: bool = False, channels: int | None =
 
 @bench.hookimpl
 def register_denoisers(register):
-    register("ffdnet", ffdnet, sigma_aware=True, per_channels=True, published_as="FFDNet", fetch=MODELS,
+    register("ffdnet", ffdnet, sigma_aware=True, per_channels=True, noise_map=True, published_as="FFDNet",
+             fetch=MODELS,
              description="FFDNet, the authors' model told sigma by a noise-level map (gray or colour "
                          "from the data; clip=true: trained on clipped inputs)")

@@ -7,6 +7,7 @@ is written, so a usage error leaves no trace.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -17,7 +18,7 @@ from bench.data import fetching
 from bench.data.datasets import ImageSet, noise_name
 from bench.errors import Skip, UsageError
 from bench.noise.degradations import Degradation
-from bench.noise.sigma_in import BLIND, ORACLE, SigmaIn, parse_all
+from bench.noise.sigma_in import BLIND, MEAN, ORACLE, SigmaIn, parse_all
 from bench.plugins import error_line, source_fingerprint
 from bench.registry import Entry, Registry
 from bench.seeding import identity_hash
@@ -37,7 +38,8 @@ class Cell:
 
     ``denoiser`` is the row name (``vst=...`` shown for Poisson rows); ``model``
     names the built instance in ``Grid.denoisers``; ``mode`` says what the
-    denoiser receives besides y: ``sigma``, ``peak`` or ``anscombe`` (sigma after VST).
+    denoiser receives besides y: ``sigma``, ``map`` (a noise-level map, on noise that varies
+    in space), ``peak`` or ``anscombe`` (sigma after VST).
     """
 
     dataset: str
@@ -118,15 +120,15 @@ def build_denoiser(registry: Registry, spec: Spec) -> Denoiser:
     return denoiser
 
 
-def model_spec(spec: Spec, entry: Entry, dataset: str, degradation: str | None = None,
+def model_spec(spec: Spec, entry: Entry, dataset: str, family: str | None = None,
                level: float | None = None, channels: int | None = None) -> Spec:
-    """What the factory gets: harness parameters removed; the dataset, the noise and
+    """What the factory gets: harness parameters removed; the dataset, the noise family and
     level, or the images' channels, added if it asks (``per_dataset``, ``per_level``, ``per_channels``)."""
     params = {k: v for k, v in spec.params.items() if k not in HARNESS_PARAMS}
     if entry.metadata.get("per_dataset"):
         params.setdefault("dataset", dataset)
-    if entry.metadata.get("per_level") and degradation is not None:
-        params.setdefault("degradation", degradation)
+    if entry.metadata.get("per_level") and family is not None:
+        params.setdefault("degradation", family)
         params.setdefault("level", level)
     if entry.metadata.get("per_channels") and channels is not None:
         params.setdefault("channels", channels)
@@ -170,6 +172,8 @@ def call_mode(spec: Spec, entry: Entry, degradation: Degradation) -> tuple[str, 
     if vst not in VST_CHOICES:
         raise UsageError(f"{spec.label}: vst must be one of {', '.join(VST_CHOICES)}, got {vst!r}")
     params = {k: v for k, v in spec.params.items() if k not in HARNESS_PARAMS}
+    if degradation.spatial and entry.metadata.get("noise_map"):
+        return "map", Spec(spec.name, params).label
     if degradation.family != "poisson" or entry.metadata.get("native_poisson"):
         return ("peak" if degradation.family == "poisson" else "sigma"), Spec(spec.name, params).label
     if not entry.metadata.get("sigma_aware"):
@@ -190,7 +194,7 @@ def dataset_identity(config: RunConfig, entry: Entry, label: str, *within, image
 
 
 def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: ImageSet, degradation: Entry,
-             level: float, denoiser: Denoiser, row_label: str,
+             degradation_label: str, level: float, denoiser: Denoiser, row_label: str,
              metrics: dict[str, tuple[object, Entry]], repetition: int, sigma_in: SigmaIn = SigmaIn(ORACLE),
              estimator: Entry | None = None) -> str:
     """Hash of everything that can change a cell's numbers: the data (its content, not its
@@ -200,7 +204,7 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: Imag
         row_label = without_paths(row_label) or row_label
     identity = {
         "dataset": dataset_identity(config, dataset, dataset_label, images.subset, images=images),
-        "degradation": [degradation.name, degradation.fingerprint, float(level).hex()],
+        "degradation": [degradation_label, degradation.fingerprint, float(level).hex()],
         "denoiser": [row_label, model_identity(denoiser), denoiser.entry.fingerprint],
         "harness": numeric_code(),
         "metrics": sorted([name, entry.fingerprint] for name, (_, entry) in metrics.items()),
@@ -222,11 +226,13 @@ def takes_a_level(entry: Entry) -> bool:
 def received_choices(choices: list[SigmaIn], entry: Entry, mode: str) -> list[SigmaIn]:
     """The levels a row is run at: every choice for a sigma-aware row given a sigma; one cell,
     ``blind``, for a row that ignores sigma (it reads the same for every choice); the oracle peak
-    for a native Poisson row."""
+    for a native Poisson row; ``mean`` is the oracle for a row not handed a noise map."""
     if not takes_a_level(entry):
         return [SigmaIn(BLIND)]
     if mode == "peak":
         return [SigmaIn(ORACLE)]
+    if mode != "map":
+        return list({c.label: c for c in (SigmaIn(ORACLE) if c.label == MEAN else c for c in choices)}.values())
     return choices
 
 
@@ -249,6 +255,9 @@ def sigma_in_setup(config: RunConfig, registry: Registry, entries: dict, degrada
     if any(not c.is_oracle for c in choices) and not any(takes_a_level(e) for e in entries.values()):
         raise UsageError(f"--sigma-in {','.join(config.sigma_in)}: no row of the grid is sigma-aware "
                          f"({', '.join(spec.label for spec in entries)} ignore sigma)")
+    if any(c.label == MEAN for c in choices) and not any(d.spatial for d, _ in degradations.values()):
+        raise UsageError(f"sigma_in {MEAN}: the mean of a noise map, and no noise of the grid varies in space "
+                         f"(try gaussian-map:25/255)")
     estimators, estimator_entries = {}, {}
     for choice in choices:
         if choice.estimator is None:
@@ -261,6 +270,20 @@ def sigma_in_setup(config: RunConfig, registry: Registry, entries: dict, degrada
         estimators[choice.estimator] = registry.build("estimators", Spec(choice.estimator))  # guarded: one line
         estimator_entries[choice.estimator] = entry
     return choices, estimators, estimator_entries
+
+
+def build_degradation(registry: Registry, text: str) -> tuple[str, Degradation, Entry]:
+    """``gaussian`` or ``gaussian-map[shape=peaks]``: its canonical label (the ``degradation`` of
+    cells and tables: parameters at their defaults left out), the built degradation and its entry;
+    bad parameters are one UsageError."""
+    spec = parse_spec(text, "noise")
+    degradation, entry = registry.build("degradations", spec), registry.get("degradations", spec.name)
+    try:
+        defaults = {name: p.default for name, p in inspect.signature(entry.factory).parameters.items()}
+    except (TypeError, ValueError):  # builtins without a signature
+        defaults = {}
+    given = {k: v for k, v in spec.params.items() if k not in defaults or defaults[k] != v}
+    return Spec(spec.name, given).label, degradation, entry
 
 
 def build_grid(config: RunConfig, registry: Registry, quiet: bool = False) -> Grid:
@@ -288,9 +311,9 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
     levels: list[tuple[str, float]] = []
     for text in config.noise:
         noise = parse_noise(text)
-        entry = registry.get("degradations", noise.degradation)
-        degradation = degradations.setdefault(noise.degradation, (entry.factory(), entry))[0]
-        levels += [(noise.degradation, degradation.parse_level(v)) for v in noise.levels]
+        label, degradation, entry = build_degradation(registry, noise.degradation)
+        degradation = degradations.setdefault(label, (degradation, entry))[0]
+        levels += [(label, degradation.parse_level(v)) for v in noise.levels]
     levels = list(dict.fromkeys(levels))
 
     datasets = {spec.label: load_dataset(registry, spec, config) for spec in dataset_specs}
@@ -311,11 +334,11 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
         images = datasets[dataset].images
         channels = images[0].shape[0] if images else None
         for choice in received_choices(choices, entry, mode):
-            name = build_for_choice(registry, denoisers, spec, entry, dataset, degradation,
+            name = build_for_choice(registry, denoisers, spec, entry, dataset,
                                     degradations[degradation][0].family, level, choice, channels)
             key = cell_key(config, dataset_entries[dataset], dataset, datasets[dataset],
-                           degradations[degradation][1], level, denoisers[name], row, metrics, repetition,
-                           choice, estimator_entries.get(choice.estimator))
+                           degradations[degradation][1], degradation, level, denoisers[name], row, metrics,
+                           repetition, choice, estimator_entries.get(choice.estimator))
             cells.append(Cell(dataset, degradation, level, row, repetition, name, mode, key,
                               datasets[dataset].subset, choice.label))
     return Grid(config, datasets, dataset_entries, degradations, denoisers, metrics, cells,
@@ -324,7 +347,7 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
 
 
 def build_for_choice(registry: Registry, denoisers: dict[str, Denoiser], spec: Spec, entry: Entry,
-                     dataset: str, degradation: str, family: str, level: float, choice: SigmaIn,
+                     dataset: str, family: str, level: float, choice: SigmaIn,
                      channels: int | None) -> str:
     """Build (once) the model a cell at this choice uses; returns its key in ``denoisers``.
 
@@ -337,7 +360,7 @@ def build_for_choice(registry: Registry, denoisers: dict[str, Denoiser], spec: S
             denoisers.setdefault(name, Denoiser(spec, entry, skip_reason=reason))
             return name
         level = received
-    built = model_spec(spec, entry, dataset, degradation, level, channels)
+    built = model_spec(spec, entry, dataset, family, level, channels)
     if built.label not in denoisers:
         denoisers[built.label] = build_denoiser(registry, built)
     return built.label

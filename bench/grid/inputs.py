@@ -19,23 +19,27 @@ from bench.seeding import noise_seed
 
 @dataclass
 class Batch:
-    """Images of one shape: ids, clean x, noisy y, Gaussian-equivalent sigma and level."""
+    """Images of one shape: ids, clean x, noisy y, Gaussian-equivalent sigma and level, and the
+    per-pixel std where it varies in space (``Degradation.sigma_map``)."""
 
     ids: list[str]
     x: torch.Tensor
     y: torch.Tensor
     sigma: torch.Tensor
     level: torch.Tensor
+    sigma_map: torch.Tensor | None = None
 
     def denoise(self, model, mode: str, sigma_in: SigmaIn = SigmaIn(ORACLE),
                 estimates: torch.Tensor | None = None) -> torch.Tensor:
         """Call a denoiser the way the cell's mode says (see ``bench.grid.cells.call_mode``),
         giving it the level ``sigma_in`` says (``estimates``: per image, for ``estimate:NAME``).
 
-        It gets its own copies of y, sigma and level: one that writes into its inputs
+        It gets its own copies of y, sigma, level and map: one that writes into its inputs
         cannot change what the next denoiser of the group sees.
         """
         y, sigma, level = self.y.clone(), self.sigma.clone(), self.level.clone()
+        if mode == "map":
+            return model(y, sigma_in.received(sigma, estimates, self.sigma_map.clone()))
         if mode == "anscombe":
             return AnscombeDenoiser(model, lambda s: sigma_in.received(s, estimates))(y, level)
         if mode == "peak":  # one that also serves Gaussian data takes the peak by name
@@ -74,5 +78,5 @@ def make_batches(images: ImageSet, dataset: str, degradation: Degradation, level
         y = degradation.apply(clean, level, seeds).to(device)
         levels = torch.full((len(ids),), float(level), device=device)
         batches.append(Batch(ids, torch.stack(clean).to(device), noisy_input(y, protocol),
-                             degradation.sigma(y, level), levels))
+                             degradation.sigma(y, level), levels, degradation.sigma_map(y, level)))
     return batches

@@ -28,6 +28,8 @@ class Degradation:
     family = ""
     #: How tables and figures show a level (stored with each run).
     scale = LevelScale()
+    #: Whether the std varies in space (``sigma_map``): rows that take a map are handed it.
+    spatial = False
 
     def parse_level(self, text: str) -> float:
         try:
@@ -51,6 +53,11 @@ class Degradation:
         """The per-image Gaussian-equivalent noise std handed to denoisers, shape (B,)."""
         raise NotImplementedError
 
+    def sigma_map(self, y: torch.Tensor, level: float) -> torch.Tensor | None:
+        """The per-pixel noise std (B, 1, H, W) where it varies in space, for rows that take a
+        noise-level map (``noise_map`` metadata); None where one level per image says it all."""
+        return None
+
 
 class GaussianDegradation(Degradation):
     """y = x + sigma * n, sigma in [0, 1] units."""
@@ -73,6 +80,53 @@ class GaussianDegradation(Degradation):
             raise UsageError(f"gaussian sigma {text} is on the [0, 1] scale (>= 1 buries the image); "
                              f"for {text} on the 0-255 scale write {text}/255")
         return value
+
+
+class GaussianMapDegradation(GaussianDegradation):
+    """y = x + m * n: Gaussian noise whose std m varies in space, the same map on every channel.
+
+    The level is the map's mean, so a row told one level per image receives exactly it (and
+    ``sigma_in`` factors scale the whole map). ``shape``: ``ramp``, a horizontal ramp, or
+    ``peaks``, MATLAB's ``peaks`` surface flipped upside down, as the FFDNet authors'
+    ``Demo_AWGN_spatially_variant_noise.m`` draws it. ``low``: the smallest std over the
+    largest (0, the default, as in that demo: from 0 to twice the level for the ramp).
+    """
+
+    name = "gaussian-map"
+    spatial = True
+    SHAPES = ("ramp", "peaks")
+
+    def __init__(self, shape: str = "ramp", low: float = 0.0):
+        if shape not in self.SHAPES:
+            raise UsageError(f"gaussian-map shape must be one of {', '.join(self.SHAPES)}, got {shape!r}")
+        if not 0.0 <= low <= 1.0:
+            raise UsageError(f"gaussian-map low is the smallest std over the largest, in [0, 1], got {low}")
+        self.shape, self.low = shape, float(low)
+
+    def profile(self, height: int, width: int) -> torch.Tensor:
+        """The map's shape (H, W) in float64, scaled to mean 1."""
+        if self.shape == "ramp":
+            rise = torch.linspace(0.0, 1.0, width, dtype=torch.float64).expand(height, width)
+        else:  # MATLAB: [x, y] = meshgrid(linspace(-3, 3, n)); z = peaks; flipud
+            y, x = torch.meshgrid(torch.linspace(-3.0, 3.0, height, dtype=torch.float64),
+                                  torch.linspace(-3.0, 3.0, width, dtype=torch.float64), indexing="ij")
+            z = (3 * (1 - x) ** 2 * torch.exp(-x ** 2 - (y + 1) ** 2)
+                 - 10 * (x / 5 - x ** 3 - y ** 5) * torch.exp(-x ** 2 - y ** 2)
+                 - torch.exp(-(x + 1) ** 2 - y ** 2) / 3).flip(0)
+            rise = (z - z.min()) / (z.max() - z.min())
+        stds = self.low + (1.0 - self.low) * rise
+        return stds / stds.mean()
+
+    def level_map(self, height: int, width: int, level: float) -> torch.Tensor:
+        """The per-pixel std (1, 1, H, W), float32, whose mean is the level."""
+        return (self.profile(height, width) * level).to(torch.float32)[None, None]
+
+    def draw(self, x, level, generator):
+        # the draw of GaussianDegradation, the scalar sigma replaced by the map
+        return x + torch.empty_like(x).normal_(generator=generator) * self.level_map(*x.shape[-2:], level)
+
+    def sigma_map(self, y, level):
+        return self.level_map(*y.shape[-2:], level).to(y.device).expand(y.shape[0], -1, -1, -1)
 
 
 class PoissonDegradation(Degradation):

@@ -2,9 +2,11 @@
 
 A grid axis (``--sigma-in``, TOML ``sigma_in``): ``oracle`` (the default, the true
 level), ``xF`` (F times the true level: ``x0.5``, ``x2``), ``N/255`` or a number (a
-fixed level, in [0, 1] units) and ``estimate:NAME`` (the named estimator's estimate of
-each noisy image, see ``register_estimators``). Rows that ignore sigma (blind) run once
-and read ``blind``.
+fixed level, in [0, 1] units), ``estimate:NAME`` (the named estimator's estimate of
+each noisy image, see ``register_estimators``) and ``mean`` (on noise whose std varies in
+space, its mean for a row that would take the map; the oracle for every other row).
+Rows that ignore sigma (blind) run once and read ``blind``. On such noise the oracle and
+factors hand a map-taking row the whole map (times the factor), every other row its mean.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ ORACLE = "oracle"
 #: What a denoiser that ignores sigma reads in the ``sigma_in`` column: one cell serves every choice.
 BLIND = "blind"
 ESTIMATE = "estimate:"
+#: A noise map's mean instead of the map itself.
+MEAN = "mean"
 
 
 @dataclass(frozen=True)
@@ -35,15 +39,19 @@ class SigmaIn:
     def is_oracle(self) -> bool:
         return self.label == ORACLE
 
-    def received(self, sigma: torch.Tensor, estimates: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-image level handed over, from the true ``sigma`` (B,) and per-image ``estimates``."""
+    def received(self, sigma: torch.Tensor, estimates: torch.Tensor | None = None,
+                 sigma_map: torch.Tensor | None = None) -> torch.Tensor:
+        """The level handed over, from the true ``sigma`` (B,), per-image ``estimates`` and, for a
+        row that takes one, the true per-pixel ``sigma_map`` (B, 1, H, W) (then it is a map too,
+        unless the choice is one level per image: fixed, estimated, ``mean``)."""
+        true = sigma if sigma_map is None or self.label == MEAN else sigma_map
         if self.factor is not None:
-            return sigma * self.factor
+            return true * self.factor
         if self.fixed is not None:
             return torch.full_like(sigma, self.fixed)
         if self.estimator is not None:
             return estimates.to(device=sigma.device, dtype=sigma.dtype)
-        return sigma
+        return true
 
     def one_level(self, level: float) -> float | None:
         """The single level a whole cell receives at true ``level`` (per-level models pick theirs by
@@ -54,10 +62,10 @@ class SigmaIn:
 
 
 def parse_sigma_in(text: str) -> SigmaIn:
-    """``oracle``, ``x0.5``, ``25/255`` or ``estimate:NAME``; UsageError in one line otherwise."""
+    """``oracle``, ``mean``, ``x0.5``, ``25/255`` or ``estimate:NAME``; UsageError in one line otherwise."""
     text = str(text).strip()
-    if text == ORACLE:
-        return SigmaIn(ORACLE)
+    if text in (ORACLE, MEAN):
+        return SigmaIn(text)
     if text.startswith(ESTIMATE):
         name = text[len(ESTIMATE):].strip()
         if not name:
@@ -76,8 +84,8 @@ def parse_sigma_in(text: str) -> SigmaIn:
     try:
         fixed = parse_number(text)
     except (ValueError, ZeroDivisionError):
-        raise UsageError(f"unknown sigma_in {text!r}: use oracle, xF (x0.5), N/255 (a fixed level) "
-                         "or estimate:NAME") from None
+        raise UsageError(f"unknown sigma_in {text!r}: use oracle, xF (x0.5), N/255 (a fixed level), "
+                         "estimate:NAME or mean (a noise map's mean)") from None
     if fixed <= 0:
         raise UsageError(f"sigma_in {text!r}: a fixed level must be > 0")
     return SigmaIn(f"{fixed * 255:g}/255", fixed=fixed)
