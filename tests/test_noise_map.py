@@ -162,3 +162,17 @@ def register_denoisers(register):
     assert result.code == 0, result.err
     assert rows(store, "SELECT status FROM cells") == [("done",)]
 
+
+
+def test_the_robustness_figure_draws_the_maps_mean_apart_from_the_line():
+    import pandas as pd
+
+    from bench.reports.figures import robustness
+
+    table = pd.DataFrame({"metric": "psnr", "dataset": "set12", "noise": "gaussian-map", "level": 0.1,
+                          "denoiser": ["ffdnet", "ffdnet @ x2", "ffdnet @ mean"], "sigma_in": ["oracle", "x2", "mean"],
+                          "mean": [31.0, 27.0, 27.5], "ci95_low": [30.0, 26.0, 26.5], "ci95_high": [32.0, 28.0, 28.5]})
+    figure = robustness(table, pd.Series([1.0, 2.0, 1.0]))
+    drawn = {bars.get_label(): bars.lines[0].get_xydata().tolist() for bars in figure.axes[0].containers}
+    assert drawn["ffdnet"] == [[1.0, 31.0], [2.0, 27.0]]
+    assert drawn["ffdnet, told the map's mean"] == [[1.0, 27.5]]

@@ -18,7 +18,8 @@ def configure(parser) -> None:
     parser.add_argument("config", nargs="?", help="TOML config file")
     parser.add_argument("-d", "--dataset", action="append", dest="datasets", metavar="DATASET")
     parser.add_argument("-n", "--noise", action="append", metavar="NOISE",
-                        help="gaussian:0.1,25/255 or poisson:4,16,64 (repeatable)")
+                        help="gaussian:0.1,25/255, poisson:4,16,64 or gaussian-map[shape=peaks]:25/255 "
+                             "(a std varying in space, the level its mean) (repeatable)")
     parser.add_argument("-m", "--denoiser", action="append", dest="denoisers", metavar="DENOISER",
                         help="name or name[key=value,...] (repeatable)")
     parser.add_argument("--metric", action="append", dest="metrics", metavar="METRIC")
@@ -33,7 +34,8 @@ def configure(parser) -> None:
     parser.add_argument("--sigma-in", type=comma_list, metavar="CHOICES",
                         help="the level sigma-aware denoisers receive, a grid axis: comma list of oracle "
                              "(default), xF (x0.5: F times the true level), N/255 (fixed), estimate:NAME "
-                             "(an estimator's per-image estimate; `denoise-bench list estimators`)")
+                             "(an estimator's per-image estimate; `denoise-bench list estimators`), mean "
+                             "(a noise map's mean for the rows that take the map)")
     parser.add_argument("--protocol", choices=PROTOCOLS,
                         help="paper: round outputs to 8 bits before scoring, as DPIR's test script; "
                              "clip: also clip the noisy input to [0, 1]; uint8: clip and round it to 8 bits")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from bench.errors import UsageError
-from bench.noise.levels import GAUSSIAN, POISSON, LevelScale
+from bench.noise.levels import GAUSSIAN, MAP_MEAN, POISSON, LevelScale
 from bench.specs import parse_number
 
 
@@ -93,6 +93,7 @@ class GaussianMapDegradation(GaussianDegradation):
     """
 
     name = "gaussian-map"
+    scale = MAP_MEAN
     spatial = True
     SHAPES = ("ramp", "peaks")
 

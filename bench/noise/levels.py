@@ -49,6 +49,9 @@ class LevelScale:
 
 GAUSSIAN = LevelScale("sigma", 255.0, {"unicode": "σ", "latex": r"$\sigma$"},
                       "noise std σ (0-255 scale)")
+#: A noise map's level is its mean std.
+MAP_MEAN = LevelScale("mean_sigma", 255.0, {"unicode": "σ̄", "latex": r"$\bar\sigma$"},
+                      "mean noise std σ̄ of the map (0-255 scale)")
 POISSON = LevelScale("peak", 1.0, {}, "Poisson peak (higher = less noise)", log_axis=True)
 #: What stores written before levels described themselves get for the built-ins.
 BUILTIN = {"gaussian": GAUSSIAN, "poisson": POISSON}

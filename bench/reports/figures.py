@@ -30,7 +30,7 @@ from bench.grid.inputs import make_batches
 from bench.grid.scoring import clamp_for_scoring
 from bench.noise import levels
 from bench.noise.levels import LevelScale
-from bench.noise.sigma_in import BLIND, parse_sigma_in
+from bench.noise.sigma_in import BLIND, MEAN, parse_sigma_in
 from bench.registry import Registry
 from bench.reports import tables
 from bench.specs import Spec, parse_spec
@@ -170,7 +170,8 @@ def received_ratio(store: Store, table: pd.DataFrame) -> pd.Series:
 
 def robustness(table: pd.DataFrame, ratios: pd.Series) -> Figure:
     """The metric against sigma_in / sigma_true (log scale), one line per denoiser through the
-    levels it was given, one panel per (dataset, noise, level); a blind row is a dashed line."""
+    levels it was given, one panel per (dataset, noise, level); a blind row is a dashed line, a
+    map-taking row told a noise map's mean (``mean``) a hollow square beside its line."""
     metric = table["metric"].iloc[0]
     scales = table.attrs.get("level_scales", {})
     table = table.assign(ratio=ratios, base=table["denoiser"].str.split(" @ ").str[0],
@@ -181,13 +182,18 @@ def robustness(table: pd.DataFrame, ratios: pd.Series) -> Figure:
     for (dataset, panel), ax in axes.items():
         part = table[(table["dataset"] == dataset) & (table["panel"] == panel)]
         for name, rows in part.groupby("base", sort=False):
-            given = rows[rows["ratio"].notna()].sort_values("ratio")
-            if given.empty:
+            if rows["ratio"].isna().all():
                 ax.axhline(rows["mean"].iloc[0], color=palette[name], ls="--", lw=1, label=f"{name} (blind)")
                 continue
-            ax.errorbar(given["ratio"], given["mean"], yerr=[given["mean"] - given["ci95_low"],
-                        given["ci95_high"] - given["mean"]], marker="o", ms=4, capsize=2,
-                        color=palette[name], label=name)
+            told_mean = rows["sigma_in"] == MEAN
+            for given, style in ((rows[~told_mean & rows["ratio"].notna()].sort_values("ratio"),
+                                  {"marker": "o", "label": name}),
+                                 (rows[told_mean], {"marker": "s", "mfc": "none", "ls": "none",
+                                                    "label": f"{name}, told the map's mean"})):
+                if not given.empty:
+                    ax.errorbar(given["ratio"], given["mean"], yerr=[given["mean"] - given["ci95_low"],
+                                given["ci95_high"] - given["mean"]], ms=4, capsize=2, color=palette[name],
+                                **style)
         ax.axvline(1.0, color="0.6", lw=0.8)
         ticks = sorted(set(part["ratio"].dropna().round(3)))
         finish_panel(ax, True, [(t, f"{t:g}") for t in ticks], "sigma_in / sigma_true", metric_label(metric),
