@@ -176,3 +176,14 @@ def test_the_robustness_figure_draws_the_maps_mean_apart_from_the_line():
     drawn = {bars.get_label(): bars.lines[0].get_xydata().tolist() for bars in figure.axes[0].containers}
     assert drawn["ffdnet"] == [[1.0, 31.0], [2.0, 27.0]]
     assert drawn["ffdnet, told the map's mean"] == [[1.0, 27.5]]
+
+
+def test_a_noise_filter_by_name_matches_every_map_shape():
+    from bench.store.selection import noise_matches
+
+    assert noise_matches("gaussian-map", "gaussian-map[shape=peaks]", 0.1)
+    assert noise_matches("gaussian-map:0.1", "gaussian-map[shape=peaks]", 0.1)
+    assert noise_matches("gaussian-map[shape=peaks]", "gaussian-map[shape=peaks]", 0.1)
+    assert not noise_matches("gaussian-map:0.2", "gaussian-map[shape=peaks]", 0.1)
+    assert not noise_matches("gaussian", "gaussian-map", 0.1)
+    assert not noise_matches("gaussian-map[shape=ramp]", "gaussian-map[shape=peaks]", 0.1)

@@ -53,12 +53,14 @@ def matches(value: str, patterns: tuple[str, ...]) -> bool:
 
 
 def noise_matches(pattern: str, degradation: str, level: float) -> bool:
-    """``gaussian`` (a glob on the name) or ``gaussian:25/255,50/255`` (name and levels)."""
-    if ":" not in pattern:
-        return matches(degradation, (pattern,))
-    spec = parse_noise(pattern)
-    if not matches(degradation, (spec.degradation,)):
+    """``gaussian`` (a glob on the name) or ``gaussian:25/255,50/255`` (name and levels); a name
+    without parameters matches every parameterisation (``gaussian-map`` matches ``gaussian-map[shape=peaks]``)."""
+    name = pattern.partition(":")[0]
+    if not (matches(degradation, (name,)) or matches(degradation.partition("[")[0], (name,))):
         return False
+    if ":" not in pattern:
+        return True
+    spec = parse_noise(pattern)
     return any(math.isclose(level, number(text), rel_tol=1e-9) for text in spec.levels)
 
 
