@@ -4,8 +4,7 @@ Serves the authors' files (``../shared/datasets``: Set12, the FFDNet and DnCNN
 MatConvNet models) from a local HTTP server set as ``DENOISE_BENCH_MIRROR``,
 fetches them into a fresh data folder (SHA-256 checked against the shipped
 manifests), stops the server, runs ``--offline --protocol paper`` and writes
-``leaderboard --published`` and the per-image time of each row against
-``dncnn-s`` (same run, same images) into benchmarks/RESULTS.md.
+``leaderboard --published`` into benchmarks/RESULTS.md (speed: ``authors_speed.py``).
 
     .venv/bin/python benchmarks/authors_rows.py [--store results/authors_rows.sqlite]
 """
@@ -24,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from published_set12 import cli, fetched_offline  # noqa: E402
 from results_file import update_section  # noqa: E402
 
-from bench.store.database import Store  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 #: mirror path -> shared file (the manifests' layout)
@@ -73,7 +71,7 @@ def measure(store: str) -> None:
 
 
 def write_section(store: str, note: str) -> None:
-    """``leaderboard --published`` and per-image times from the store, into benchmarks/RESULTS.md."""
+    """``leaderboard --published`` from the store, into benchmarks/RESULTS.md."""
     csv = cli("leaderboard", "--store", store, "--published", "--metric", "psnr", "--format", "csv")
     table = pd.read_csv(io.StringIO(csv)).assign(sigma=lambda t: (t["level"] * 255).round().astype(int))
     table = table.sort_values(["dataset", "denoiser", "sigma"])
@@ -82,13 +80,6 @@ def write_section(store: str, note: str) -> None:
     for column, style in (("PSNR here", "{:.2f}"), ("published", "{:.2f}"), ("delta", "{:+.2f}")):
         shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else style.format(v))
     sources = table.dropna(subset=["published"]).drop_duplicates(["denoiser", "source"])[["denoiser", "source"]]
-    with Store(store) as opened:
-        cells = opened.query("SELECT dataset, denoiser, level, denoise_seconds, n_images FROM cells "
-                            "WHERE status = 'done'")
-    cells = cells[(cells["dataset"] == "set12") & ((cells["level"] * 255).round() == 25)]
-    per_image = (cells["denoise_seconds"] / cells["n_images"]).groupby(cells["denoiser"]).mean()
-    speed = pd.DataFrame({"denoiser": per_image.index, "s / image": per_image.values,
-                          "vs dncnn-s": per_image.values / per_image["dncnn-s"]})
     body = ("### The authors' rows against their papers (`benchmarks/authors_rows.py`)\n\n"
             "The authors' MatConvNet files and Set12 served by a local HTTP server as `DENOISE_BENCH_MIRROR`, "
             "fetched once (SHA-256 checked), then run `--offline` (seed 0, one noise draw per image). "
@@ -96,8 +87,9 @@ def write_section(store: str, note: str) -> None:
             "(skimage-color and the Clip row have no published number).\n\n"
             + shown.to_markdown(index=False, disable_numparse=True) + "\n\nSources:\n\n" + "\n".join(f"- {r.denoiser}: {r.source}"
                                                                 for r in sources.itertuples())
-            + "\n\nDenoising time per Set12 image at 25/255 (CPU), against DnCNN-S in the same run:\n\n"
-            + speed.to_markdown(index=False, floatfmt=".3f") + f"\n\n{note}")
+            + "\n\nSpeed: `benchmarks/authors_speed.py` (its section below), which times the rows "
+              "interleaved in one process; the cells here come from separate runs, so their times are "
+              f"not comparable.\n\n{note}")
     update_section("authors-rows", body)
     print(body)
 

@@ -78,7 +78,7 @@ class MapDnCNN(torch.nn.Module):
         level = level if level.dim() == 4 else level.reshape(-1, 1, 1, 1)
         x = torch.cat([y, level.expand(y.shape[0], 1, *y.shape[2:])], dim=1)
         for conv in self.convs[:-1]:
-            x = torch.relu(conv(x))
+            x = torch.relu_(conv(x))  # in place, as deepinv's DnCNN: a copy per layer cost FDnCNN ~10%
         return self.convs[-1](x)
 
 

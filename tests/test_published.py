@@ -37,6 +37,9 @@ def test_built_in_rows_declare_their_counterparts(registry):
     assert published.counterpart(registry, "dncnn-b[color=true]") == "DnCNN-B"
     assert published.counterpart(registry, "ffdnet") == "FFDNet"
     assert published.counterpart(registry, "fdncnn") == "FDnCNN"
+    # Release weights of the papers (plugins/sota.py): the table's method names.
+    assert [published.counterpart(registry, r) for r in ("drunet-dpir", "swinir", "scunet", "restormer")] == \
+        ["DRUNet", "SwinIR", "SCUNet", "Restormer"]
     # deepinv's downloads are deepinv's training; tuned or Clip rows are variants.
     assert published.counterpart(registry, "deepinv:DRUNet[pretrained=download]") is None
     assert published.counterpart(registry, "deepinv:DRUNet") is None

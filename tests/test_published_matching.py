@@ -84,3 +84,43 @@ def test_the_leaderboard_prints_the_reason_under_the_table(cli, store):
     result = cli("leaderboard", "--store", store, "--published", "--format", "csv")
     assert result.code == 0 and pd.read_csv(io.StringIO(result.out))["published"].isna().all()
     assert "--published: no row has a published counterpart" in result.err, result.err
+
+
+#: By hand from the papers' tables (not from the shipped CSV): SwinIR (arXiv 2108.10257) Tables 5 and 6,
+#: SCUNet (arXiv 2203.13278) Tables 1 and 2, DPIR (arXiv 2008.13751) Tables 2 and 3, as the authors'
+#: repositories show them (SwinIR figs/*_image_denoising.png, SCUNet figs/*_scunet.png, DPIR figs/*_psnr.png).
+SOTA = {("bsd68", 68, 25): {"drunet-dpir": 29.48, "swinir": 29.50, "scunet": 29.55},
+        ("set12", 12, 15): {"drunet-dpir": 33.25, "swinir": 33.36, "scunet": 33.43},
+        ("urban100[gray=1]", 100, 50): {"drunet-dpir": 27.96, "swinir": 27.98, "scunet": 28.56},
+        ("cbsd68", 68, 25): {"drunet-dpir": 31.69, "swinir": 31.78, "scunet": 31.79},
+        ("kodak24", 24, 50): {"drunet-dpir": 29.86, "swinir": 29.79, "scunet": 29.87},
+        ("mcmaster", 18, 15): {"drunet-dpir": 35.40, "swinir": 35.61, "scunet": 35.60},
+        ("urban100", 100, 25): {"drunet-dpir": 32.60, "swinir": 32.90, "scunet": 33.03}}
+
+
+@pytest.mark.parametrize("dataset,n,sigma", sorted(SOTA))
+def test_todays_rows_with_the_authors_weights_get_their_papers_numbers(registry, dataset, n, sigma):
+    rows = ["drunet-dpir", "swinir", "scunet", "deepinv:DRUNet", "deepinv:DRUNet[pretrained=download]"]
+    out = published.add_published(board(rows, dataset=dataset, n=n, sigma=sigma), published.references(),
+                                  registry).set_index("denoiser")
+    assert out["published"].dropna().to_dict() == SOTA[(dataset, n, sigma)]
+    assert "arXiv 2108.10257" in out.loc["swinir", "source"] and "arXiv 2203.13278" in out.loc["scunet", "source"]
+    # deepinv's DRUNet weights are deepinv's own (fine-tuned), never DPIR's: no delta, and the reason.
+    assert any(note.startswith("deepinv:DRUNet: a deepinv: row carries the library's own weights")
+               for note in out.attrs["published_notes"])
+
+
+def test_todays_rows_match_only_like_with_like(registry):
+    refs = published.references()
+    colour = published.add_published(board(["swinir[color=true]", "scunet"], dataset="cbsd68", sigma=50), refs,
+                                     registry)
+    assert colour["published"].tolist() == [28.56, 28.61]  # color= only picks among the paper's own models
+    other = published.add_published(board(["swinir", "scunet", "drunet-dpir"], sigma=35), refs, registry)
+    assert other["published"].isna().all()  # no model and no table at 35/255
+    default = published.add_published(board(["swinir", "scunet", "drunet-dpir"], protocol="default"), refs, registry)
+    assert default["published"].isna().all()
+    assert default.attrs["published_notes"] == [
+        f"{row}: {method} is published under --protocol paper, this row ran under default"
+        for row, method in (("swinir", "SwinIR"), ("scunet", "SCUNet"), ("drunet-dpir", "DRUNet"))]
+    part = published.add_published(board(["swinir"], dataset="urban100", n=10), refs, registry)
+    assert part["published"].isna().all() and "10 of 100 images scored" in part.attrs["published_notes"][0]
