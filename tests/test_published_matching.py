@@ -124,3 +124,11 @@ def test_todays_rows_match_only_like_with_like(registry):
         for row, method in (("swinir", "SwinIR"), ("scunet", "SCUNet"), ("drunet-dpir", "DRUNet"))]
     part = published.add_published(board(["swinir"], dataset="urban100", n=10), refs, registry)
     assert part["published"].isna().all() and "10 of 100 images scored" in part.attrs["published_notes"][0]
+
+
+def test_a_row_whose_paper_number_is_missing_says_so(registry):
+    # Restormer's tables could not be checked against a source here, so the table has no row for it
+    out = published.add_published(board(["restormer", "swinir"]), published.references(), registry)
+    assert out["published"].tolist()[1] == 29.50 and pd.isna(out["published"].tolist()[0])
+    assert out.attrs["published_notes"] == ["restormer: the published table has no Restormer number for bsd68 "
+                                            "at sigma=25/255"]

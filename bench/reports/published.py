@@ -143,6 +143,9 @@ def add_published(table: pd.DataFrame, refs: pd.DataFrame, registry: Registry) -
         sources.append(match["source"].iloc[0] if not np.isnan(value) else "")
         if method is None and level.any() and why:
             notes.setdefault(why, None)
+        elif method is not None and level.any() and not len(reported):
+            notes.setdefault(f"{row.denoiser}: the published table has no {method} number for {dataset} "
+                             f"at sigma={row.level * 255:.4g}/255", None)
         elif len(reported) and not len(match):
             notes.setdefault(f"{row.denoiser}: {method} is published under --protocol "
                              f"{'/'.join(sorted(set(reported[PROTOCOL])))}, this row ran under {protocol}", None)
