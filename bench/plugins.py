@@ -52,6 +52,32 @@ def source_fingerprint(module: ModuleType) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
+def plugin_fingerprint(module: ModuleType) -> str:
+    """Short hash of a plugin module's source and of every module of its own package that it
+    uses (found through its globals, transitively: ``bench_plugins.ffdnet`` uses
+    ``bench_plugins.matconvnet``), so a change in a helper module changes cell keys too.
+    Modules imported only inside functions are not seen."""
+    package = module.__name__.partition(".")[0]
+    found: dict[str, ModuleType] = {}
+    pending = [module]
+    while pending:
+        current = pending.pop()
+        if current.__name__ in found:
+            continue
+        found[current.__name__] = current
+        for value in list(vars(current).values()):
+            try:
+                name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+            except Exception:  # an exotic global (a lazy proxy): not a module of the package
+                continue
+            if isinstance(name, str) and name.partition(".")[0] == package and name in sys.modules:
+                pending.append(sys.modules[name])
+    digest = hashlib.sha256()
+    for name in sorted(found):
+        digest.update(f"{name}:{source_fingerprint(found[name])};".encode())
+    return digest.hexdigest()[:12]
+
+
 def error_line(exc: BaseException) -> str:
     lines = f"{type(exc).__name__}: {exc}".splitlines()
     return lines[0] if lines else type(exc).__name__
@@ -86,7 +112,7 @@ class PluginSet:
 
     def add(self, module: ModuleType, info: PluginInfo) -> None:
         """Register a module; a misspelt hook marks it broken and unregisters it."""
-        info.fingerprint = info.fingerprint or source_fingerprint(module)
+        info.fingerprint = info.fingerprint or plugin_fingerprint(module)
         self.infos[info.name] = info
         self.pm.register(module, name=info.name)
         try:

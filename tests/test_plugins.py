@@ -115,3 +115,40 @@ def test_missing_plugin_file_is_a_usage_error(cli, store):
     result = cli("run", "--plugin", "/nonexistent/plugin.py", "--store", store)
     assert result.code == 2 and "plugin file not found" in result.err
     assert not store.exists()
+
+
+def test_a_change_in_a_helper_module_of_the_plugins_package_changes_its_fingerprint(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    from bench.plugins import plugin_fingerprint
+
+    package = tmp_path / "fp_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text("def scale(y):\n    return y\n")
+    (package / "unused.py").write_text("X = 1\n")
+    (package / "plugin.py").write_text("import bench\nfrom fp_pkg.helper import scale\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def fingerprint() -> str:
+        for name in [n for n in sys.modules if n.startswith("fp_pkg")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+        return plugin_fingerprint(importlib.import_module("fp_pkg.plugin"))
+
+    before = fingerprint()
+    (package / "unused.py").write_text("X = 2\n")
+    assert fingerprint() == before  # not used by the plugin
+    (package / "helper.py").write_text("def scale(y):\n    return 2 * y\n")
+    assert fingerprint() != before
+
+
+def test_the_built_in_rows_fingerprint_their_helper_modules():
+    import bench_plugins.ffdnet
+
+    from bench.plugins import plugin_fingerprint, source_fingerprint
+
+    entry = Registry(get_plugin_set()).get("denoisers", "ffdnet")
+    # ffdnet.py builds on matconvnet.py: the entry's fingerprint covers both files
+    assert entry.fingerprint == plugin_fingerprint(bench_plugins.ffdnet) != source_fingerprint(bench_plugins.ffdnet)
