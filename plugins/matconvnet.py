@@ -109,7 +109,8 @@ def cpu_layout(device: torch.device) -> torch.memory_format:
 class AuthorsNetwork(torch.nn.Module):
     """An authors' network as a row: ``network(y, sigma)``; ``fingerprint`` = its file's SHA-256.
 
-    ``sigma`` is the one noise level the model is told (the harness hands over the run's own).
+    ``sigma`` is the noise level the model is told, per image or as a map for the rows that take
+    one (the harness hands over what ``--sigma-in`` says).
     Every MatConvNet row runs the same way: weights laid out by ``cpu_layout`` for the
     device of the call (same numbers up to float rounding), output in the default layout.
     """
