@@ -202,12 +202,25 @@ def test_sample_command_on_images_writes_a_grid(cli, store):
     (["langevin", "--score", "oracle", "--sigma", "-0.1"], "sigma must be > 0"),
     (["langevin", "--score", "oracle", "--n", "1"], "--n must be >= 2"),
     (["langevin[steps=0]", "--score", "oracle"], "steps must be an integer >= 1"),
+    (["edm-heun", "--score", "oracle", "--step-size", "0.1"],
+     "--step-size does not apply to edm-heun (its parameters: steps, sigma_min, sigma_max, rho)"),
+    (["real-data", "--score", "oracle", "--sigma", "0.1"], "--sigma does not apply to real-data"),
 ])
 def test_sample_command_refuses_bad_input_in_one_line(cli, store, args, message):
     result = cli("sample", *args, "--dataset", "gmm2d", "--store", store)
     assert result.code == 2
     assert message in result.err and len(result.err.strip().splitlines()) == 1
     assert not store.exists(), "nothing may be written on bad input"
+
+
+def test_sigma_flag_is_the_smallest_level_of_the_edm_and_ddim_samplers(cli, store):
+    result = cli("sample", "edm-heun[sigma_max=3,steps=3]", "ddim[sigma_max=3,steps=3]", "--sigma", "0.05",
+                 "--score", "oracle", "--dataset", "gmm2d", "--n", "8", "--store", store, "--device", "cpu",
+                 "--quiet")
+    assert result.code == 0, result.err
+    names = sorted(name for name, in rows(store, "SELECT sampler FROM sample_cells"))
+    assert names == ["ddim[eta=0,rho=7,sigma_max=3,sigma_min=0.05,steps=3]",
+                     "edm-heun[rho=7,sigma_max=3,sigma_min=0.05,steps=3]"]
 
 
 def test_a_diverging_sampler_is_an_error_cell(cli, store):

@@ -97,6 +97,25 @@ def test_range_sampling_is_uniform_and_levels_sampling_picks_levels():
     assert {round(v, 6) for v in picks.tolist()} == {0.05, 0.2}
 
 
+def test_lognormal_range_draws_edms_truncated_log_normal():
+    from scipy.stats import truncnorm
+
+    noise = parse_training_noise("gaussian:0.05:2:lognormal")
+    assert noise.label == "gaussian:0.05:2:lognormal"
+    draws = noise.sample(40000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert draws.min() >= 0.05 and draws.max() <= 2
+    # ln sigma ~ N(-1.2, 1.2^2) truncated to [ln 0.05, ln 2]: scipy's truncated normal as the reference.
+    a, b = ((math.log(v) + 1.2) / 1.2 for v in (0.05, 2))
+    reference = truncnorm(a, b, loc=-1.2, scale=1.2)
+    logs = draws.double().log()
+    assert logs.mean().item() == pytest.approx(reference.mean(), abs=0.01)
+    assert logs.var().item() == pytest.approx(reference.var(), rel=0.03)
+    assert noise.validation_levels() == pytest.approx([math.exp(reference.ppf(q)) for q in (1 / 6, 0.5, 5 / 6)],
+                                                      rel=1e-5)
+    with pytest.raises(UsageError, match="log-normal range needs a low end > 0"):
+        parse_training_noise("gaussian:0:2:lognormal")
+
+
 # --- the loop ------------------------------------------------------------------------------------
 
 def test_training_reaches_the_analytic_optimum_of_a_linear_shrinker():
@@ -173,6 +192,36 @@ def test_early_stopping_stops_and_restores_the_best_weights():
                          0, torch.device("cpu"))
     model.load_state_dict(result.state_dict)
     assert validation_loss(model, val, 8, amp=False) == pytest.approx(best, rel=1e-6)
+
+
+def test_ema_returns_the_moving_average_of_the_trained_weights():
+    """The same seeded run with and without ``ema``: the EMA of the weights after every step,
+    recomputed here in float64 from the recorded trajectory, is what comes back."""
+    x = images(40, 8)
+    options = TrainOptions(epochs=3, batch_size=8, lr=0.05, noise="gaussian:0.3", val_fraction=0.0)
+    plain = Recorder()
+    last = train(plain, x, options, torch.device("cpu"), quiet=True).state_dict["a"].item()
+    trajectory = []
+
+    class Tracked(Recorder):
+        def forward(self, y, sigma):
+            if self.training:
+                trajectory.append(self.a.item())  # the weight before each step
+            return super().forward(y, sigma)
+
+    ratio = 0.3
+    averaged = train(Tracked(), x, options.with_overrides(ema=ratio), torch.device("cpu"), quiet=True)
+    weights = trajectory[1:] + [last]  # after each step: the same trajectory (same seed, CPU)
+    average = trajectory[0]
+    for k, w in enumerate(weights, start=1):  # batches of 8 images, 8 k seen after step k
+        beta = 0.5 ** (8 / (ratio * 8 * k))
+        average = beta * average + (1 - beta) * w
+    assert averaged.state_dict["a"].item() == pytest.approx(average, rel=1e-5)
+    assert abs(average - last) > 1e-3, "the test needs a trajectory whose average differs from its end"
+    assert "ema" not in TrainOptions().to_dict(), "an option added later must not rename old checkpoints"
+    assert TrainOptions(ema=0.1).to_dict()["ema"] == 0.1
+    with pytest.raises(UsageError, match="ema"):
+        train(Recorder(), x, options.with_overrides(ema=0.0), torch.device("cpu"), quiet=True)
 
 
 def test_the_progress_bar_closes_when_training_fails(monkeypatch):

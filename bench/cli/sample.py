@@ -8,6 +8,7 @@ become sampler cells, run like denoiser cells (stored, resumable, isolated with
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -16,11 +17,14 @@ from bench.cli.run import add_executor_flags, execute
 from bench.config import make_config
 from bench.errors import UsageError
 from bench.grid.sampler_cells import REFERENCE_N
+from bench.plugins import get_plugin_set
+from bench.registry import Registry
 from bench.sampling.samplers import INITS
 from bench.specs import Spec, parse_spec
 
-#: Flags that set sampler parameters, by parameter name.
-SAMPLER_FLAGS = {"steps": "steps", "step_size": "step_size", "sigma": "sigma"}
+#: Flags that set sampler parameters: flag -> the parameter it sets, the first a sampler has
+#: (--sigma, the smallest level, is ``sigma_min`` of the EDM and DDIM samplers).
+SAMPLER_FLAGS = {"steps": ("steps",), "step_size": ("step_size",), "sigma": ("sigma", "sigma_min")}
 
 
 def configure(parser) -> None:
@@ -55,12 +59,22 @@ def configure(parser) -> None:
     parser.set_defaults(func=main)
 
 
-def sampler_spec(text: str, args) -> str:
-    """The sampler spec with --steps/--step-size/--sigma merged in (flags win)."""
+def sampler_spec(text: str, args, registry: Registry) -> str:
+    """The sampler spec with --steps/--step-size/--sigma merged in (flags win); a flag that
+    sets none of the sampler's parameters is a UsageError."""
     spec = parse_spec(text, "sampler")
-    flags = {param: getattr(args, flag) for flag, param in SAMPLER_FLAGS.items()
-             if getattr(args, flag) is not None}
-    return Spec(spec.name, {**spec.params, **flags}).label
+    accepted = inspect.signature(registry.get("samplers", spec.name).factory).parameters
+    params = dict(spec.params)
+    for flag, names in SAMPLER_FLAGS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        name = next((name for name in names if name in accepted), None)
+        if name is None:
+            raise UsageError(f"--{flag.replace('_', '-')} does not apply to {spec.name} "
+                             f"(its parameters: {', '.join(accepted) or 'none'})")
+        params[name] = value
+    return Spec(spec.name, params).label
 
 
 def main(args) -> int:
@@ -68,8 +82,9 @@ def main(args) -> int:
         raise UsageError(f"--n must be >= 2 (metrics compare samples), got {args.n}")
     if args.reference_n < 2:
         raise UsageError(f"--reference-n must be >= 2, got {args.reference_n}")
+    registry = Registry(get_plugin_set(args.plugins))
     table = {"datasets": args.datasets, "scores": args.scores,
-             "samplers": [sampler_spec(text, args) for text in args.samplers], "n": args.n,
+             "samplers": [sampler_spec(text, args, registry) for text in args.samplers], "n": args.n,
              "repetitions": args.repetitions, "init": args.init, "reference_n": args.reference_n}
     config = make_config({}, {"sampling": [table], "seed": args.seed, "store": args.store,
                               "plugins": args.plugins, "device": args.device, "data_root": args.data_root,

@@ -6,7 +6,8 @@ seeded from ``TrainOptions.seed``, and the model is initialised under the same
 seed, so training on the CPU gives the same weights every time. A held-out
 part of the training images gives the validation loss (fixed noise, drawn once
 on the CPU), which early stopping watches. Mixed precision is used on CUDA
-when asked.
+when asked. With ``ema`` the weights kept (validated, restored, returned) are an
+exponential moving average of the trained ones (``WeightAverage``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ TRAINING_NOISE = ("gaussian",)
 #: Number of fixed noise levels each validation image is scored at, for a range.
 VALIDATION_LEVELS = 3
 SCHEDULES = ("constant", "cosine")
-#: Spacings of a range of training levels: uniform, or log-uniform (geometric).
-SPACINGS = ("linear", "log")
+#: Spacings of a range of training levels: uniform, log-uniform (geometric), or EDM's log-normal.
+SPACINGS = ("linear", "log", "lognormal")
+#: ``lognormal``: ln sigma ~ N(P_MEAN, P_STD^2) truncated to the range (Karras et al. 2022's P_mean, P_std).
+P_MEAN, P_STD = -1.2, 1.2
 #: The top of a range left to the data: the largest distance between two training images.
 DATA_HIGH = "diameter"
 
@@ -38,7 +41,8 @@ DATA_HIGH = "diameter"
 @dataclass(frozen=True)
 class TrainingNoise:
     """Gaussian noise levels: a list of levels, or a range ``low:high`` sampled uniformly
-    (``spacing="linear"``) or log-uniformly (``"log"``: a geometric range of levels).
+    (``spacing="linear"``), log-uniformly (``"log"``: a geometric range of levels) or
+    log-normally (``"lognormal"``: EDM's ln sigma ~ N(-1.2, 1.2^2), truncated to the range).
 
     Each training image in a batch gets its own level. ``high`` may be left to the
     data (``from_data``): the largest pairwise distance of the training images
@@ -79,16 +83,28 @@ class TrainingNoise:
             raise ValueError("resolve() the noise range against the training images first")
         if self.is_range:
             u = torch.rand(n, generator=generator, device=device)
+            if self.spacing == "lognormal":
+                return self.lognormal_quantile(u)
             if self.spacing == "log":
                 return self.low * (self.high / self.low) ** u
             return self.low + (self.high - self.low) * u
         levels = torch.tensor(self.levels, device=device)
         return levels[torch.randint(len(levels), (n,), generator=generator, device=device)]
 
+    def lognormal_quantile(self, u: torch.Tensor) -> torch.Tensor:
+        """Levels at probabilities ``u`` of the log-normal truncated to [low, high] (inverse CDF)."""
+        a, b = (torch.special.ndtr(torch.tensor((math.log(v) - P_MEAN) / P_STD, dtype=torch.float64))
+                for v in (self.low, self.high))
+        z = torch.special.ndtri(a + (b - a) * u.double())
+        return torch.exp(P_MEAN + P_STD * z).to(u.dtype).clamp(self.low, self.high)
+
     def validation_levels(self) -> tuple[float, ...]:
         """The levels validation images are scored at: the list, or midpoints spread over the range."""
         if not self.is_range:
             return self.levels
+        if self.spacing == "lognormal":
+            middle = (torch.arange(VALIDATION_LEVELS, dtype=torch.float64) + 0.5) / VALIDATION_LEVELS
+            return tuple(self.lognormal_quantile(middle).tolist())
         if self.spacing == "log":
             ratio = self.high / self.low
             return tuple(self.low * ratio ** ((k + 0.5) / VALIDATION_LEVELS) for k in range(VALIDATION_LEVELS))
@@ -134,8 +150,9 @@ def parse_training_noise(text: str) -> TrainingNoise:
         raise UsageError(f"training noise {text!r}: the range low:high has low > high")
     if max(values) == 0 and not noise.from_data:
         raise UsageError(f"training noise {text!r}: at least one noise level must be > 0")
-    if noise.spacing == "log" and noise.low <= 0:
-        raise UsageError(f"training noise {text!r}: a log-spaced range needs a low end > 0")
+    if noise.spacing in ("log", "lognormal") and noise.low <= 0:
+        kind = "log-spaced" if noise.spacing == "log" else "log-normal"
+        raise UsageError(f"training noise {text!r}: a {kind} range needs a low end > 0")
     return noise
 
 
@@ -161,6 +178,9 @@ class TrainOptions:
     amp: bool = False
     #: ``constant`` learning rate, or ``cosine``: annealed to 0 over all epochs, per step.
     schedule: str = "constant"
+    #: Keep an exponential moving average of the weights, half-life = ``ema`` x the images seen so
+    #: far (Karras et al. 2022's ramp-up, theirs 0.05), and return it; None: the last weights.
+    ema: float | None = None
 
     def validate(self) -> TrainingNoise:
         """Check every value (UsageError on a bad one); returns the parsed noise."""
@@ -169,6 +189,8 @@ class TrainOptions:
                 raise UsageError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UsageError(f"lr must be > 0, got {self.lr}")
+        if self.ema is not None and not 0 < self.ema <= 1:
+            raise UsageError(f"ema (half-life / images seen) must be in (0, 1], got {self.ema}")
         if self.patch is not None and self.patch < 1:
             raise UsageError(f"patch must be >= 1, got {self.patch}")
         if self.schedule not in SCHEDULES:
@@ -188,7 +210,13 @@ class TrainOptions:
         return replace(self, **{k: v for k, v in overrides.items() if k in known and v is not None})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """All options, less those added later and left at their default (``LATER_OPTIONS``), so
+        that checkpoints trained before an option existed keep their names in the model store."""
+        return {k: v for k, v in asdict(self).items() if not (k in LATER_OPTIONS and v == LATER_OPTIONS[k])}
+
+
+#: Options added after checkpoints were first named, with the default under which they are left out.
+LATER_OPTIONS = {"ema": None}
 
 
 @dataclass
@@ -350,6 +378,28 @@ class Optimisation:
         return loss.detach()
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights (EDM's EMA, Karras et al. 2022).
+
+    After a batch of b images, with n images seen in all: avg <- beta avg + (1 - beta) w,
+    beta = 0.5^(b / (ratio n)): the half-life grows with training, so early weights fade.
+    Buffers are copied as they are.
+    """
+
+    def __init__(self, model: torch.nn.Module, ratio: float):
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.ratio, self.seen = ratio, 0
+
+    def update(self, model: torch.nn.Module, batch: int) -> None:
+        self.seen += batch
+        beta = 0.5 ** (batch / (self.ratio * self.seen))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), 1 - beta)
+            for mine, theirs in zip(self.model.buffers(), model.buffers()):
+                mine.copy_(theirs)
+
+
 class BestWeights:
     """Early stopping's memory: the best validation loss, its weights, validations since."""
 
@@ -374,13 +424,16 @@ class BestWeights:
 
 def run_epoch(optimisation: Optimisation, data: torch.Tensor, order: torch.Tensor, options: TrainOptions,
               noise: TrainingNoise, generator: torch.Generator, bar, epoch: int,
-              val_loss: float | None) -> float:
-    """One pass over ``order`` (indices into ``data``) in batches; returns the mean training loss."""
+              val_loss: float | None, average: WeightAverage | None = None) -> float:
+    """One pass over ``order`` (indices into ``data``) in batches, updating ``average`` after each;
+    returns the mean training loss."""
     total = torch.zeros((), device=data.device)
     steps = math.ceil(len(order) / options.batch_size)
     for step in range(steps):
         idx = order[step * options.batch_size:(step + 1) * options.batch_size]
         total += optimisation.step(*noisy_batch(data[idx], options, noise, generator)) * len(idx)
+        if average is not None:
+            average.update(optimisation.model, len(idx))
         bar.update(1)
         if not bar.disable and (step % 20 == 19 or step == steps - 1):
             seen = min(len(order), (step + 1) * options.batch_size)
@@ -409,6 +462,8 @@ def train(model: torch.nn.Module, images: torch.Tensor, options: TrainOptions,
     n_items = len(data) * patches_per_image(data.shape[2], data.shape[3], options.patch)
     steps_per_epoch = math.ceil(n_items / options.batch_size)
     optimisation = Optimisation.create(model, options, options.epochs * steps_per_epoch, amp)
+    average = WeightAverage(model, options.ema) if options.ema is not None else None
+    kept = average.model if average is not None else model  # the weights validated and returned
     result, best, seconds = TrainResult(state_dict={}), BestWeights(options.early_stopping is not None), 0.0
     with tqdm(total=options.epochs * steps_per_epoch, desc=desc, unit="batch",
               disable=quiet, dynamic_ncols=True, leave=not quiet) as bar:  # closed on error too
@@ -417,20 +472,22 @@ def train(model: torch.nn.Module, images: torch.Tensor, options: TrainOptions,
             start = time.perf_counter()
             order = torch.randperm(n_items, generator=generator, device=device) % len(data)
             result.train_loss = run_epoch(optimisation, data, order, options, noise, generator, bar,
-                                          epoch, result.val_loss)
+                                          epoch, result.val_loss, average)
             synchronize(device)
             seconds += time.perf_counter() - start
             result.steps, result.epochs_run = result.steps + steps_per_epoch, epoch
             result.history.append({"epoch": epoch, "train_loss": result.train_loss})
             if val is None or not (epoch % options.val_every == 0 or epoch == options.epochs):
                 continue
-            result.val_loss = validation_loss(model, val, options.batch_size, amp)
+            result.val_loss = validation_loss(kept, val, options.batch_size, amp)
             result.history[-1]["val_loss"] = result.val_loss
-            best.update(model, result, epoch)
+            best.update(kept, result, epoch)
             if options.early_stopping is not None and best.stale >= options.early_stopping:
                 result.stopped_early = True
                 break
-    best.restore(model, result)
+    best.restore(kept, result)
+    if kept is not model:
+        model.load_state_dict(kept.state_dict())
     result.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     result.seconds = seconds
     result.images_per_second = n_items * result.epochs_run / seconds if seconds > 0 else 0.0
