@@ -125,6 +125,8 @@ def test_a_sampling_table_becomes_keyed_cells_with_their_own_table(cli, store, t
     ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["langevin"]\nchain = 3', "unknown key(s) chain"),
     ('dataset = "gmm2d"\nscores = []\nsamplers = ["langevin"]', "langevin needs a score model"),
     ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["nope"]', "unknown sampler 'nope'"),
+    ('dataset = "gmm2d"\nscores = ["oracle"]\nsamplers = ["edm-heun[sigma_max=model]"]',
+     "edm-heun[sigma_max=model]: this score model records no trained noise range"),
 ])
 def test_bad_sampling_tables_are_one_line_and_write_nothing(cli, store, tmp_path, table, message):
     result = cli("run", write_config(tmp_path / "bad.toml", [table]), "--store", store, "--quiet")

@@ -261,12 +261,27 @@ def build_sampling(config, registry: Registry) -> SamplingGrid | None:
                 if built.label not in scores:
                     scores[built.label] = build_denoiser(registry, built)
                 score, score_label, model = scores[built.label], score_spec.label, built.label
+                check_binds(sampler, score)
             key = sampler_cell_key(config, data[dataset], dataset, score, sampler, sampler_entry,
                                    table, repetition)
             cells.append(SamplerCell(dataset, score_label, sampler.label, table.chains, table.init,
                                      repetition, table.reference_n, model,
                                      sigma_mismatch(sampler, score), key))
     return SamplingGrid(tables, data, samplers, scores, unique(cells))
+
+
+def check_binds(sampler: Sampler, score: Denoiser) -> None:
+    """A sampler that cannot take this score model (``sigma_max=model`` on a model that records
+    no range) is a UsageError at planning, not a failed cell; anything else it raises is left
+    for the cell to report."""
+    if score.model is None:
+        return
+    try:
+        sampler.bind(score.model)
+    except UsageError:
+        raise
+    except Exception:
+        pass
 
 
 def unique(cells: list[SamplerCell]) -> list[SamplerCell]:
