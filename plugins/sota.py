@@ -64,7 +64,7 @@ class Family:
     files: Callable[[bool, int | None], weights.ReleaseFile]
     levels: tuple[int, ...] | None  # one model per level (sigma * 255), or None: one model for all
     multiple: int  # height and width must be multiples of this
-    sigma_input: bool  # the network is told sigma (a noise-level map)
+    sigma_input: bool  # the network is told sigma as a full-size noise-level map (it can take one that varies)
     #: How the authors' test script pads: "replicate" (the last row / column), "reflect" (Restormer),
     #: "swinir" (mirrored, edge included, always by at least one step).
     padding: str = "replicate"
@@ -110,8 +110,11 @@ class ReleaseNetwork(torch.nn.Module):
         return F.pad(y, (0, pad_w, 0, pad_h), mode=self.family.padding) if pad_h or pad_w else y
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``sigma``: one level per image (B,), or a noise-level map (B, 1, H, W) padded as the image."""
         height, width = y.shape[-2:]
         padded = self.pad(y)
+        if torch.is_tensor(sigma) and sigma.dim() == 4:
+            sigma = self.pad(sigma)
         out = self.network(padded, sigma) if self.family.sigma_input else self.network(padded)
         return out[..., :height, :width]
 
@@ -184,6 +187,7 @@ DESCRIPTIONS = {
 def register_denoisers(register):
     for name, family in FAMILIES.items():
         published, description = DESCRIPTIONS[name]
-        register(name, factory(family), sigma_aware=family.sigma_input, per_channels=True,
+        register(name, factory(family), sigma_aware=family.sigma_input, noise_map=family.sigma_input,
+                 per_channels=True,
                  per_level=family.levels is not None, published_as=published, fetch=family,
                  description=f"{description} (release assets; hashes recorded, `fetch --pin {name}`)")

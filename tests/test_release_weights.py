@@ -153,3 +153,20 @@ def test_swinir_pads_as_its_test_script_and_the_others_by_the_last_rows():
     assert replicated.shape == (1, 1, 8, 8) and replicated[0, 0, 6:, 0].tolist() == [40.0, 40.0]
     reflected = sota.ReleaseNetwork(torch.nn.Identity(), unused, sota.FAMILIES["restormer"]).pad(y)
     assert reflected[0, 0, 6:, 0].tolist() == [32.0, 24.0]  # test_gaussian_*_denoising.py: F.pad 'reflect'
+
+
+def test_drunet_dpir_takes_a_noise_map_that_varies(cli, releases, store):
+    # DPIR feeds DRUNet the noise-level map as a full-size input channel: on gaussian-map it is
+    # handed the map itself (padded as the image), and a flat map reads as the scalar level.
+    releases.publish("drunet-dpir")
+    result = cli("run", "-d", "skimage-gray[crop=30]", "--limit-images", "1", "-n", "gaussian-map:25/255",
+                 "-m", "drunet-dpir", "--sigma-in", "oracle,mean", "--metric", "psnr", "--store", store, "--quiet")
+    assert result.code == 0, result.err
+    assert dict(rows(store, "SELECT sigma_in, status FROM cells")) == {"oracle": "done", "mean": "done"}
+    model = sota.load(sota.FAMILIES["drunet-dpir"], False, None)
+    y = torch.rand(1, 1, 30, 30, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        flat = model(y, torch.full((1, 1, 30, 30), 0.1))
+        ramp = model(y, torch.linspace(0.0, 0.2, 30).expand(1, 1, 30, 30))
+        torch.testing.assert_close(flat, model(y, torch.tensor([0.1])))
+    assert not torch.allclose(flat, ramp, atol=1e-4)
