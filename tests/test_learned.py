@@ -164,7 +164,7 @@ def test_train_writes_a_checkpoint_and_reuses_it(cli, tmp_path):
     path = models / first.out.splitlines()[0].split("/")[-1]
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["learner"] == "conv-dae" and meta["data"]["label"] == "lfw-faces[split=train]"
-    assert meta["data"]["n_images"] == 160 and meta["options"]["epochs"] == 1
+    assert meta["data"]["n_images"] == 160 and meta["options"]["epochs"] == 1 and "ema" not in meta["options"]
     assert not set(meta["validation_ids"]) & {f"lfw{i:03d}" for i in range(0, 200, 5)}, \
         "validation images come from the train split"
     assert meta["train_loss"] > 0 and meta["val_loss"] > 0
@@ -172,6 +172,10 @@ def test_train_writes_a_checkpoint_and_reuses_it(cli, tmp_path):
     again = cli(*args)
     assert again.code == 0 and "already trained" in again.err
     assert path.stat().st_mtime_ns == mtime
+    averaged = cli(*args, "--ema", "0.2")  # another option, another checkpoint
+    assert averaged.code == 0, averaged.err
+    ema_path = models / averaged.out.splitlines()[0].split("/")[-1]
+    assert ema_path != path and json.loads(ema_path.with_suffix(".json").read_text())["options"]["ema"] == 0.2
 
 
 def test_run_trains_a_missing_model_once_then_reuses_it(cli, tiny_plugin, tmp_path):
@@ -259,6 +263,8 @@ def test_bad_training_input_is_one_line_exit_2(cli, tmp_path):
                    "images of one size")
     one_line_error(cli("train", "noisy", "--dataset", "lfw-faces", *common),
                    "not a learned denoiser", "conv-dae")
+    one_line_error(cli("train", "conv-dae", "--dataset", "lfw-faces", "--ema", "0", *common),
+                   "ema (half-life / images seen) must be in (0, 1]")
     assert not models.exists(), "nothing written on bad input"
 
 

@@ -37,6 +37,9 @@ def configure(parser) -> None:
                         help="stop after PATIENCE validations without improvement; keep the best")
     parser.add_argument("--schedule", choices=("constant", "cosine"),
                         help="learning rate: constant, or cosine-annealed to 0")
+    parser.add_argument("--ema", type=float, metavar="RATIO",
+                        help="keep (and return) an average of the weights, half-life RATIO x the images "
+                             "seen so far (EDM's; score-unet's default on MNIST-like sets is 0.2)")
     parser.add_argument("--amp", action="store_true", default=None,
                         help="mixed precision (CUDA only)")
     add_device(parser)
@@ -50,7 +53,7 @@ def configure(parser) -> None:
 
 
 OPTIONS = ("noise", "epochs", "batch_size", "lr", "seed", "patch", "hflip", "val_fraction",
-           "val_every", "early_stopping", "amp", "schedule")
+           "val_every", "early_stopping", "amp", "schedule", "ema")
 
 
 def main(args) -> int:
