@@ -51,16 +51,24 @@ def trained_on_faces(learner: str, models: Path) -> str:
     return f"{learner}[weights={path}]"
 
 
-def robustness_table(store: str) -> str:
+def psnr_rows(store: str) -> pd.DataFrame:
+    """The store's long PSNR leaderboard (missing values as empty strings)."""
     csv = cli("leaderboard", "--store", store, "--metric", "psnr", "--format", "csv")
-    table = pd.read_csv(io.StringIO(csv), keep_default_na=False)
+    return pd.read_csv(io.StringIO(csv), keep_default_na=False)
+
+
+def measured(row) -> str:
+    """``mean | [CI] | delta vs oracle [CI]`` cells of a leaderboard row."""
+    delta = f"{float(row.delta_vs_oracle):+.2f} [{float(row.delta_ci95_low):+.2f}, " \
+            f"{float(row.delta_ci95_high):+.2f}]" if row.delta_vs_oracle != "" else ""
+    return f"{row.mean:.2f} | [{row.ci95_low:.2f}, {row.ci95_high:.2f}] | {delta}"
+
+
+def robustness_table(store: str) -> str:
     lines = ["| row | sigma_in | PSNR (dB) | 95% CI | delta vs oracle (dB) |", "|---|---|---|---|---|"]
-    for row in table.itertuples():
-        delta = f"{float(row.delta_vs_oracle):+.2f} [{float(row.delta_ci95_low):+.2f}, " \
-                f"{float(row.delta_ci95_high):+.2f}]" if row.delta_vs_oracle != "" else ""
+    for row in psnr_rows(store).itertuples():
         name = re.sub(r"\[weights=[^\]]*\]", " (trained on lfw-faces)", row.denoiser)
-        lines.append(f"| {name} | {row.sigma_in} | {row.mean:.2f} | "
-                     f"[{row.ci95_low:.2f}, {row.ci95_high:.2f}] | {delta} |")
+        lines.append(f"| {name} | {row.sigma_in} | {measured(row)} |")
     estimators = pd.read_csv(io.StringIO(cli("leaderboard", "--estimators", "--store", store, "--format", "csv")))
     lines += ["", "| estimator | mean estimate (/255) | bias | MAE | relative error |", "|---|---|---|---|---|"]
     for row in estimators.itertuples():

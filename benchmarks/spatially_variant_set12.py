@@ -17,31 +17,25 @@ stands on its own: the gap between map and mean is the measurement.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from authors_rows import mirror_tree  # noqa: E402
 from published_set12 import cli, fetched_offline  # noqa: E402
 from results_file import update_section  # noqa: E402
+from robustness_set12 import measured, psnr_rows  # noqa: E402
 
 NOISES = ("gaussian-map[shape=peaks]:23.57/255", "gaussian-map:25/255")
 ROWS = ("ffdnet", "fdncnn", "bm3d", "dncnn-b", "noisy")
 
 
 def table(store: str) -> str:
-    csv = cli("leaderboard", "--store", store, "--metric", "psnr", "--format", "csv")
-    found = pd.read_csv(io.StringIO(csv), keep_default_na=False)
     lines = ["| noise | row | sigma_in | PSNR (dB) | 95% CI | delta vs oracle (dB) |", "|---|---|---|---|---|---|"]
-    for row in found.itertuples():
-        delta = f"{float(row.delta_vs_oracle):+.2f} [{float(row.delta_ci95_low):+.2f}, " \
-                f"{float(row.delta_ci95_high):+.2f}]" if row.delta_vs_oracle != "" else ""
-        lines.append(f"| {row.noise} {row.level_label} | {row.denoiser} | {row.sigma_in} | {row.mean:.2f} | "
-                     f"[{row.ci95_low:.2f}, {row.ci95_high:.2f}] | {delta} |")
+    lines += [f"| {row.noise} {row.level_label} | {row.denoiser} | {row.sigma_in} | {measured(row)} |"
+              for row in psnr_rows(store).itertuples()]
     return "\n".join(lines)
 
 
