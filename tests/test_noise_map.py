@@ -187,3 +187,18 @@ def test_a_noise_filter_by_name_matches_every_map_shape():
     assert not noise_matches("gaussian-map:0.2", "gaussian-map[shape=peaks]", 0.1)
     assert not noise_matches("gaussian", "gaussian-map", 0.1)
     assert not noise_matches("gaussian-map[shape=ramp]", "gaussian-map[shape=peaks]", 0.1)
+
+
+def test_galleries_redraw_the_noise_of_a_parameterised_degradation():
+    from bench.config import RunConfig
+    from bench.plugins import get_plugin_set
+    from bench.registry import Registry
+    from bench.reports.figures import clean_and_noisy
+
+    registry = Registry(get_plugin_set())
+    clean, noisy = clean_and_noisy(registry, RunConfig(), DATA, "gaussian-map[shape=peaks]", 0.1, 0, 0, "camera")
+    flat_clean, flat = clean_and_noisy(registry, RunConfig(), DATA, "gaussian", 0.1, 0, 0, "camera")
+    assert torch.equal(clean, flat_clean) and noisy.shape == flat.shape
+    # the peaks map is 0 at its lowest point: there the noisy pixel is the clean one
+    lowest = GaussianMapDegradation("peaks").profile(*clean.shape[-2:]).argmin()
+    assert noisy.flatten()[lowest] == clean.flatten()[lowest]

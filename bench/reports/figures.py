@@ -24,7 +24,7 @@ from skimage import io as skio
 from bench.config import RunConfig
 from bench.data.datasets import ImageSet, noise_name, shown_name
 from bench.errors import UsageError
-from bench.grid.cells import load_dataset
+from bench.grid.cells import build_degradation, load_dataset
 from bench.grid.outputs import output_dir, output_name
 from bench.grid.inputs import make_batches
 from bench.grid.scoring import clamp_for_scoring
@@ -285,7 +285,7 @@ def clean_and_noisy(registry: Registry, config: RunConfig, dataset: str, noise: 
     if image_id not in images.ids:
         raise UsageError(f"image {image_id!r} is not in dataset {dataset!r}")
     clean = images.images[images.ids.index(image_id)]
-    degradation = registry.get("degradations", noise).factory()
+    degradation = build_degradation(registry, noise)[1]
     batch = make_batches(ImageSet([image_id], [clean]), noise_name(dataset, images), degradation, level,
                          repetition, seed, 1, torch.device("cpu"), protocol)[0]
     return batch.x[0], batch.y[0]
