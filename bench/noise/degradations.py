@@ -13,6 +13,8 @@ Noisy inputs are not clipped.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from bench.errors import UsageError
@@ -105,18 +107,8 @@ class GaussianMapDegradation(GaussianDegradation):
         self.shape, self.low = shape, float(low)
 
     def profile(self, height: int, width: int) -> torch.Tensor:
-        """The map's shape (H, W) in float64, scaled to mean 1."""
-        if self.shape == "ramp":
-            rise = torch.linspace(0.0, 1.0, width, dtype=torch.float64).expand(height, width)
-        else:  # MATLAB: [x, y] = meshgrid(linspace(-3, 3, n)); z = peaks; flipud
-            y, x = torch.meshgrid(torch.linspace(-3.0, 3.0, height, dtype=torch.float64),
-                                  torch.linspace(-3.0, 3.0, width, dtype=torch.float64), indexing="ij")
-            z = (3 * (1 - x) ** 2 * torch.exp(-x ** 2 - (y + 1) ** 2)
-                 - 10 * (x / 5 - x ** 3 - y ** 5) * torch.exp(-x ** 2 - y ** 2)
-                 - torch.exp(-(x + 1) ** 2 - y ** 2) / 3).flip(0)
-            rise = (z - z.min()) / (z.max() - z.min())
-        stds = self.low + (1.0 - self.low) * rise
-        return stds / stds.mean()
+        """The map's shape (H, W) in float64, scaled to mean 1 (made once per size: not to be changed)."""
+        return map_profile(self.shape, self.low, height, width)
 
     def level_map(self, height: int, width: int, level: float) -> torch.Tensor:
         """The per-pixel std (1, 1, H, W), float32, whose mean is the level."""
@@ -128,6 +120,22 @@ class GaussianMapDegradation(GaussianDegradation):
 
     def sigma_map(self, y, level):
         return self.level_map(*y.shape[-2:], level).to(y.device).expand(y.shape[0], -1, -1, -1)
+
+
+@functools.lru_cache(maxsize=32)
+def map_profile(shape: str, low: float, height: int, width: int) -> torch.Tensor:
+    """``GaussianMapDegradation.profile``: the same for every image of a size, so made once."""
+    if shape == "ramp":
+        rise = torch.linspace(0.0, 1.0, width, dtype=torch.float64).expand(height, width)
+    else:  # MATLAB: [x, y] = meshgrid(linspace(-3, 3, n)); z = peaks; flipud
+        y, x = torch.meshgrid(torch.linspace(-3.0, 3.0, height, dtype=torch.float64),
+                              torch.linspace(-3.0, 3.0, width, dtype=torch.float64), indexing="ij")
+        z = (3 * (1 - x) ** 2 * torch.exp(-x ** 2 - (y + 1) ** 2)
+             - 10 * (x / 5 - x ** 3 - y ** 5) * torch.exp(-x ** 2 - y ** 2)
+             - torch.exp(-(x + 1) ** 2 - y ** 2) / 3).flip(0)
+        rise = (z - z.min()) / (z.max() - z.min())
+    stds = low + (1.0 - low) * rise
+    return stds / stds.mean()
 
 
 class PoissonDegradation(Degradation):
