@@ -232,7 +232,7 @@ def received_choices(choices: list[SigmaIn], entry: Entry, mode: str) -> list[Si
     if mode == "peak":
         return [SigmaIn(ORACLE)]
     if mode != "map":
-        return list({c.label: c for c in (SigmaIn(ORACLE) if c.label == MEAN else c for c in choices)}.values())
+        return list(dict.fromkeys(SigmaIn(ORACLE) if c.label == MEAN else c for c in choices))
     return choices
 
 
