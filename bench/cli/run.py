@@ -90,10 +90,11 @@ def main(args) -> int:
     return summary.exit_code
 
 
-def execute(config: RunConfig, args):
+def execute(config: RunConfig, args, plugins=None):
     """Build the grid (usage errors first, nothing written), run it into the store, report.
 
-    Returns the run's summary and the store's path (``sample`` runs its grid here too).
+    Returns the run's summary and the store's path (``sample`` runs its grid here too, with the
+    ``plugins`` it already loaded).
     """
     check_executor_options(args.executor, args.workers, args.scheduler, args.timeout)
     check_dashboard(args)
@@ -105,7 +106,7 @@ def execute(config: RunConfig, args):
         from bench.plugins import load_plugins
         from bench.registry import Registry
 
-        plugins = load_plugins(config.plugins)
+        plugins = plugins or load_plugins(config.plugins)
         grid = build_grid(config, Registry(plugins), quiet=args.quiet)
         device = resolve_device(config.device)
         executor = None

@@ -17,7 +17,7 @@ from bench.cli.run import add_executor_flags, execute
 from bench.config import make_config
 from bench.errors import UsageError
 from bench.grid.sampler_cells import REFERENCE_N
-from bench.plugins import get_plugin_set
+from bench.plugins import load_plugins
 from bench.registry import Registry
 from bench.sampling.samplers import INITS
 from bench.specs import Spec, parse_spec
@@ -82,7 +82,8 @@ def main(args) -> int:
         raise UsageError(f"--n must be >= 2 (metrics compare samples), got {args.n}")
     if args.reference_n < 2:
         raise UsageError(f"--reference-n must be >= 2, got {args.reference_n}")
-    registry = Registry(get_plugin_set(args.plugins))
+    plugins = load_plugins(args.plugins)
+    registry = Registry(plugins)
     table = {"datasets": args.datasets, "scores": args.scores,
              "samplers": [sampler_spec(text, args, registry) for text in args.samplers], "n": args.n,
              "repetitions": args.repetitions, "init": args.init, "reference_n": args.reference_n}
@@ -90,7 +91,7 @@ def main(args) -> int:
                               "plugins": args.plugins, "device": args.device, "data_root": args.data_root,
                               "offline": args.offline, "models": args.models,
                               "no_train": args.no_train or None})
-    summary, store = execute(config, args)
+    summary, store = execute(config, args, plugins)
     print(f"samples in {Path(store).parent / 'samples'}/<cell key>/; "
           f"table: `denoise-bench leaderboard --samples --store {store}`", file=sys.stderr)
     return summary.exit_code
