@@ -12,10 +12,8 @@ folder of 256x256 PNGs.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +21,9 @@ from skimage import io
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results_file import update_section  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 SET12 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "set12"
-
-
-def timed(action, repeats: int = 7) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(files: list[Path]) -> tuple[float, float]:
@@ -41,9 +31,10 @@ def measure(files: list[Path]) -> tuple[float, float]:
     from bench.data.content_hash import sha256_files
 
     sha256_files(files)  # cache filled
-    cached = timed(lambda: sha256_files(files))
+    cached = median_seconds(lambda: sha256_files(files), repeats=7, warm_up=False)
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp()  # an empty cache: every file is read
-    fresh = timed(lambda: (os.environ.__setitem__("XDG_CACHE_HOME", tempfile.mkdtemp()), sha256_files(files)))
+    fresh = median_seconds(lambda: (os.environ.__setitem__("XDG_CACHE_HOME", tempfile.mkdtemp()), sha256_files(files)),
+                           repeats=7, warm_up=False)
     return fresh, cached
 
 

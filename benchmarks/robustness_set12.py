@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import io
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from authors_rows import mirror_tree  # noqa: E402
 from published_set12 import cli, fetched_offline  # noqa: E402
 from results_file import update_section  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 from bench.plugins import get_plugin_set  # noqa: E402
 from bench.registry import Registry  # noqa: E402
@@ -76,16 +76,6 @@ def robustness_table(store: str) -> str:
                      f"[{row.bias_ci95_low:+.2f}, {row.bias_ci95_high:+.2f}] | {row.mae:.2f} | "
                      f"{row.relative_error:.1%} |")
     return "\n".join(lines)
-
-
-def median_seconds(call, repeats: int = 5) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def cost_table() -> str:

@@ -80,6 +80,9 @@ def test_noise_specs_levels_and_ranges():
     ("poisson:4,16", "only gaussian"),
     ("gaussian:abc", "malformed"),
     ("gaussian:", "malformed"),
+    ("gaussian:0:1:log", "log-spaced range needs a low end > 0"),
+    ("gaussian:0.01:1:cubic", "malformed training noise"),
+    ("gaussian:0.01:diameter:log:x", "malformed training noise"),
 ])
 def test_bad_noise_specs_are_usage_errors(text, message):
     with pytest.raises(UsageError, match=message):
