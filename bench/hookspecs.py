@@ -38,10 +38,14 @@ class MetadataKey:
         return getattr(self.type, "type_name", getattr(self.type, "__name__", str(self.type)))
 
 
-def _is_learner(value) -> bool:
-    from bench.training.model_store import Learner  # imports torch: only when a plugin declares one
+#: What ``learned=`` metadata must offer (``bench.training.model_store.Learner`` has it): checked by
+#: its attributes, so the hook specs need not import the training layer above them.
+LEARNER_ATTRIBUTES = ("name", "build", "sigma_aware", "defaults", "version", "auto_train")
 
-    return isinstance(value, Learner)
+
+def _is_learner(value) -> bool:
+    return all(hasattr(value, name) for name in LEARNER_ATTRIBUTES) and callable(value.build) \
+        and callable(value.defaults)
 
 
 _is_learner.type_name = "bench.training.model_store.Learner"

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from results_file import update_section  # noqa: E402
 
 from bench.config import RunConfig  # noqa: E402
-from bench.grid.cells import build_grid  # noqa: E402
+from bench.grid.planning import build_grid  # noqa: E402
 from bench.grid.dask_executor import DaskExecutor  # noqa: E402
 from bench.grid.executors import LocalExecutor  # noqa: E402
 from bench.plugins import get_plugin_set  # noqa: E402
@@ -36,7 +36,7 @@ CONFIG = RunConfig(datasets=["skimage-gray"], noise=["gaussian:15/255,25/255,50/
 MALLOC_PROBE = """
 import time, torch
 from bench.config import RunConfig
-from bench.grid.cells import build_grid
+from bench.grid.planning import build_grid
 from bench.grid.runner import CellRunner
 from bench.plugins import get_plugin_set
 from bench.registry import Registry

@@ -39,7 +39,7 @@ CEILING = """
 import json, sys, time
 import torch
 from bench.config import RunConfig
-from bench.grid.cells import build_grid
+from bench.grid.planning import build_grid
 from bench.grid.runner import CellRunner
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
@@ -92,7 +92,8 @@ def overhead(folder: Path) -> dict[str, tuple[int, float, float | None]]:
     from distributed import get_task_stream
 
     from bench.config import RunConfig
-    from bench.grid.cells import Grid, build_grid
+    from bench.grid.cells import Grid
+    from bench.grid.planning import build_grid
     from bench.grid.dask_executor import DaskExecutor
     from bench.grid.driver import run_grid
     from bench.grid.executors import LocalExecutor

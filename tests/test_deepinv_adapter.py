@@ -11,7 +11,7 @@ import torch
 
 import bench
 from bench.config import RunConfig
-from bench.grid.cells import build_grid
+from bench.grid.planning import build_grid
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
 from bench.specs import parse_spec
@@ -203,7 +203,7 @@ def test_native_poisson_denoisers_get_the_peak_by_name(cli, store, write_plugin)
 def test_replacing_the_weights_file_changes_the_cell_key(tmp_path):
     """A new checkpoint under the same path must not reuse the old results."""
     from bench.config import RunConfig
-    from bench.grid.cells import build_grid
+    from bench.grid.planning import build_grid
     from bench.plugins import get_plugin_set
     from bench.registry import Registry
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bench.config import RunConfig
-from bench.grid.cells import build_grid
+from bench.grid.planning import build_grid
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
 from bench.training.model_store import tensors_hash

@@ -77,7 +77,7 @@ def test_every_numeric_module_and_library_version_is_in_the_cell_key(tmp_path, m
     from importlib import metadata
 
     from bench.config import RunConfig
-    from bench.grid import cells
+    from bench.grid import cells, planning
     from bench.plugins import get_plugin_set
     from bench.registry import Registry
 
@@ -86,7 +86,7 @@ def test_every_numeric_module_and_library_version_is_in_the_cell_key(tmp_path, m
 
     def key() -> str:
         cells.numeric_code.cache_clear()
-        return cells.build_grid(config, registry, quiet=True).cells[0].key
+        return planning.build_grid(config, registry, quiet=True).cells[0].key
 
     before = key()
     for name in cells.NUMERIC_MODULES:  # e.g. PSNR code edited (+1 dB): the cell must be recomputed
@@ -131,7 +131,7 @@ def test_a_weights_file_is_keyed_by_its_hash_not_its_path(tmp_path):
     import deepinv
 
     from bench.config import RunConfig
-    from bench.grid.cells import build_grid
+    from bench.grid.planning import build_grid
     from bench.plugins import get_plugin_set
     from bench.registry import Registry
 

@@ -14,7 +14,6 @@ from importlib import metadata
 from itertools import product
 
 from bench.config import RunConfig
-from bench.data import fetching
 from bench.data.datasets import ImageSet, noise_name
 from bench.errors import Skip, UsageError
 from bench.noise.degradations import Degradation
@@ -24,7 +23,6 @@ from bench.registry import Entry, Registry
 from bench.seeding import identity_hash
 from bench.specs import Spec, parse_noise, parse_spec, without_paths
 from bench.store.database import CellResult
-from bench.training.model_store import ModelContext, using_context
 
 
 #: Spec parameters the harness consumes instead of the factory.
@@ -286,22 +284,8 @@ def build_degradation(registry: Registry, text: str) -> tuple[str, Degradation, 
     return Spec(spec.name, given).label, degradation, entry
 
 
-def build_grid(config: RunConfig, registry: Registry, quiet: bool = False) -> Grid:
-    """Resolve every name, parse every level, load data and build denoisers.
-
-    Learned denoisers load (or first train, unless ``config.no_train``) from the
-    model store ``bench.training.model_store.ModelContext.for_run`` derives from the config.
-    """
-    from bench.grid.sampler_cells import build_sampling  # it builds on this module
-
-    with using_context(ModelContext.for_run(config, registry, quiet)), \
-            fetching.using(fetching.FetchSettings.resolve(config.data_root, config.offline, quiet)):
-        grid = _build_grid(config, registry)
-        grid.sampling = build_sampling(config, registry)
-        return grid
-
-
-def _build_grid(config: RunConfig, registry: Registry) -> Grid:
+def build_denoiser_grid(config: RunConfig, registry: Registry) -> Grid:
+    """The denoiser cells of a config (its sampler cells: ``bench.grid.planning.build_grid``)."""
     dataset_specs = [parse_spec(text, "dataset") for text in config.datasets]
     denoiser_specs = [parse_spec(text, "denoiser") for text in config.denoisers]
     metrics = {name: (registry.build("metrics", Spec(name)), registry.get("metrics", name))

@@ -21,9 +21,10 @@ import threading
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
-from bench.config import RunConfig, check_executor_options
+from bench.config import RunConfig
 from bench.device import resolve_device
-from bench.grid.cells import Grid, build_grid
+from bench.grid.cells import Grid
+from bench.grid.planning import build_grid
 from bench.grid.runner import CellRunner
 from bench.plugins import error_line, get_plugin_set
 from bench.registry import Registry
@@ -212,19 +213,3 @@ class LocalExecutor:
     def close(self) -> None:
         if isinstance(self.runner, IsolatedRunner):
             self.runner.stop()
-
-
-def make_executor(name: str, grid: Grid, device, workers: int | None, scheduler: str | None,
-                  timeout: float | None, dashboard: str | None = None):
-    """Validate the executor options and build one (connecting to Dask if asked).
-
-    ``dashboard``: where a local Dask cluster serves its dashboard (None: none).
-    """
-    check_executor_options(name, workers, scheduler, timeout)
-    if name == "local":
-        return LocalExecutor(grid, device, timeout)
-    from bench.grid.dask_executor import DaskExecutor
-
-    executor = DaskExecutor(grid.config.to_dict(), grid.config.device, workers, scheduler, timeout, dashboard)
-    executor.attach(grid)
-    return executor

@@ -209,7 +209,7 @@ def sampler_cell_key(config, data: SamplingData, dataset: str, score: Denoiser |
 def build_sampling(config, registry: Registry) -> SamplingGrid | None:
     """Resolve the config's ``[[sampling]]`` tables into sampler cells (None when it has none).
 
-    Call inside the run's model context (``bench.grid.cells.build_grid`` does), so
+    Call inside the run's model context (``bench.grid.planning.build_grid`` does), so
     learned score models and classifiers load or train where the run keeps models.
     """
     if not config.sampling:

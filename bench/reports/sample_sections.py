@@ -18,7 +18,7 @@ from bench.errors import UsageError
 from bench.grid.sampler_runner import samples_dir
 from bench.registry import Registry
 from bench.reports import figures, sample_tables
-from bench.reports.html import Section, image, save_figure
+from bench.reports.html_parts import Section, image, save_figure
 from bench.sampling import figures as sample_figures
 from bench.store.database import Store
 
