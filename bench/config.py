@@ -27,6 +27,9 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_MAX_CELLS = 20_000
 #: How deep a config's values may nest (``[[sampling]]`` tables are two levels).
 MAX_DEPTH = 4
+#: A config's ``[suite]`` table (description, version, reference rows) names it as a suite; it
+#: describes the grid and is not part of it.
+SUITE_TABLE = "suite"
 #: Seeds are hashed into 64-bit noise seeds.
 SEED_RANGE = (0, 2**63 - 1)
 
@@ -191,6 +194,8 @@ def load_config(path: str | Path) -> dict:
     too_deep = [key for key, value in data.items() if depth(value) > MAX_DEPTH - 1]
     if too_deep:
         raise UsageError(f"config file {path}: {too_deep[0]} nests too deeply (at most {MAX_DEPTH} levels)")
+    if isinstance(data.get(SUITE_TABLE), dict):  # a named suite's description, not part of the grid
+        data.pop(SUITE_TABLE)
     known = {f.name for f in fields(RunConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

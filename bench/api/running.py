@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from bench.config import RunConfig, check_executor_options
@@ -138,10 +139,13 @@ def record_run(config: RunConfig, options: RunOptions, grid, plugins, device, ea
 
     device_name = str(device) if options.executor == "local" else f"dask:{config.device}"
     executor = None
+    # An existing store is opened first (to see what is pending); a new one only once the
+    # executor stands, so a cluster that cannot be reached leaves no file behind.
+    store = Store(config.store) if Path(config.store).is_file() and Path(config.store).stat().st_size else None
     try:
-        with Store(config.store) as store:
-            if has_pending_cells(grid, store):
-                executor, early = executor_for(grid, device, options, early), None
+        if store is None or has_pending_cells(grid, store):
+            executor, early = executor_for(grid, device, options, early), None
+        with store or Store(config.store) as store:
             run_id = store.start_run(config.to_dict(), {**versions(plugins), "weights": weights(grid.denoisers)},
                                      device_name, list(options.argv))
             status = "interrupted"
@@ -158,6 +162,8 @@ def record_run(config: RunConfig, options: RunOptions, grid, plugins, device, ea
             if on_done is not None:
                 on_done(store, run_id, grid)
     finally:
+        if store is not None:
+            store.close()
         if executor is not None:
             executor.close()
         close_started(early)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-import pandas as pd
-
+from bench.api import boards
 from bench.cli.options import add_plugins, add_store
 from bench.errors import UsageError
 from bench.files import write_texts
-from bench.reports import cost_columns, estimators, published, rendering, sample_tables, tables
+from bench.reports import rendering
 from bench.store import selection
 from bench.store.database import open_existing
 
@@ -56,24 +54,8 @@ def configure(parser) -> None:
     parser.set_defaults(func=main)
 
 
-def build_table(store, args) -> pd.DataFrame:
-    """The table the flags ask for; UsageError (nothing written) for an unknown metric."""
-    if args.samples:
-        return sample_tables.sample_leaderboard(store, args.metrics)
-    if args.estimators:
-        return estimators.estimator_table(store)
-    if args.published is not None and (args.wide or args.summary):
-        raise UsageError("--published adds columns to the long layout; drop --wide and --summary")
-    if args.wide:
-        metrics = args.metrics or tables.default_metrics(store) or ["psnr"]
-        return tables.wide(store, list(dict.fromkeys(metrics)))
-    boards = [tables.ranking_summary(store, m) if args.summary else tables.leaderboard(store, m)
-              for m in dict.fromkeys(args.metrics or tables.scored_metrics(store) or ["psnr"])]
-    table = pd.concat(boards, ignore_index=True) if len(boards) > 1 else boards[0]
-    if args.published is not None:
-        table = published.beside(table, [f for f in args.published if f], args.plugins,
-                                 with_source=args.format in ("csv", "json"))
-    return table
+def layout(args) -> str:
+    return next((name for name in ("wide", "summary", "samples", "estimators") if getattr(args, name)), "long")
 
 
 def provenance_path(args) -> Path | None:
@@ -90,29 +72,30 @@ def main(args) -> int:
     if args.provenance and args.format != "csv":
         raise UsageError("--provenance is for --format csv (JSON holds its provenance inline; "
                          "Markdown and LaTeX as comments)")
+    registry = None
+    if args.published is not None:
+        from bench.plugins import get_plugin_set
+        from bench.registry import Registry
+
+        registry = Registry(get_plugin_set(args.plugins))
     with open_existing(args.store) as store:
         store.selection = selection.from_args(args)
-        table = build_table(store, args)
-        notes = table.attrs.get("published_notes", [])
-        if args.cost:
-            table = cost_columns.add(table, store, "wide" if args.wide else "summary" if args.summary else "long")
-        provenance = sample_tables.sample_provenance(store) if args.samples else tables.provenance(store)
-        failed = sample_tables.failed_sample_cells(store) if args.samples else tables.failed_cells(store)
+        board = boards.leaderboard(store, args.metrics, layout(args),
+                                   None if args.published is None else [f for f in args.published if f],
+                                   registry, with_source=args.format in ("csv", "json"), cost=args.cost)
+    text = boards.render(board, args.format)
     files = {}
-    if args.format == "csv":
-        text = rendering.render(table, "csv")
-        sidecar = provenance_path(args)
-        if sidecar:
-            files[sidecar] = json.dumps(provenance, indent=2) + "\n"
-    else:
-        text = rendering.render(table, args.format, provenance)
+    sidecar = provenance_path(args) if args.format == "csv" else None
+    if sidecar:
+        files[sidecar] = boards.provenance_text(board)
     if args.output:
         files[Path(args.output)] = text
     else:
         sys.stdout.write(text)
     write_texts(files)
-    for note in notes:  # under the table, off stdout so CSV and JSON stay clean
+    for note in board.notes:  # under the table, off stdout so CSV and JSON stay clean
         print(f"--published: {note}", file=sys.stderr)
+    failed = board.failed
     if not failed.empty:
         counts = ", ".join(f"{n} {status}" for status, n in failed["status"].value_counts().sort_index().items())
         if args.show_failed:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
+from bench.api import boards
 from bench.cli.options import add_plugins, add_store
-from bench.errors import UsageError
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
-from bench.reports import html
 from bench.store import selection
 from bench.store.database import open_existing
 
@@ -39,12 +38,9 @@ def run_plugins(store) -> list[str]:
 
 
 def main(args) -> int:
-    if args.galleries < 0:
-        raise UsageError(f"--galleries must be >= 0, got {args.galleries}")
     with open_existing(args.store) as store:
         store.selection = selection.from_args(args)
         registry = Registry(get_plugin_set(list(dict.fromkeys(run_plugins(store) + args.plugins))))
-        text = html.build(store, registry, args.metrics, args.galleries, args.figures)
-    path = html.write(text, args.output)
-    print(f"report: {path} ({len(text) / 1e6:.1f} MB)", file=sys.stderr)
+        path, size = boards.report(store, registry, args.output, args.metrics, args.galleries, args.figures)
+    print(f"report: {path} ({size / 1e6:.1f} MB)", file=sys.stderr)
     return 0

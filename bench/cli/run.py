@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from bench.api.running import RunOptions, execute, summary_lines
 from bench.cli.options import add_data_arguments, add_device, add_max_cells, add_plugins, add_store
-from bench.config import (EXECUTORS, PROTOCOLS, RunConfig, check_executor_options,
-                          default_config_path, load_config, make_config)
+from bench.config import EXECUTORS, PROTOCOLS, make_config
 from bench.errors import UsageError
 from bench.grid.dask_executor import DASHBOARD_ADDRESS
-from bench.store.database import Store, check_writable, has_done_cells, statuses_at
 
 
 def configure(parser) -> None:
@@ -71,129 +70,27 @@ def add_executor_flags(parser) -> None:
                              f"(default {DASHBOARD_ADDRESS}, this machine only; off unless given)")
 
 
-def check_dashboard(args) -> None:
-    """UsageError for ``--dashboard`` without a local cluster to serve it."""
-    if args.dashboard is not None and (args.executor != "dask" or args.scheduler):
-        raise UsageError("--dashboard needs --executor dask with a local cluster (an existing "
-                         "--scheduler serves its own dashboard)")
-
-
 OVERRIDES = ("datasets", "noise", "denoisers", "metrics", "repetitions", "seed", "store",
              "plugins", "device", "limit_images", "batch_size", "protocol", "data_root", "offline",
              "save_images", "models", "no_train", "cost", "max_cells", "sigma_in")
 
 
+def run_options(args) -> RunOptions:
+    """The executor flags as the API's run options."""
+    return RunOptions(args.executor, args.workers, args.scheduler, args.timeout, args.dashboard,
+                      quiet=args.quiet, argv=tuple(sys.argv))
+
+
 def main(args) -> int:
-    config = make_config(load_config(args.config or default_config_path()),
-                         {name: getattr(args, name) for name in OVERRIDES})
-    summary, _ = execute(config, args)
-    return summary.exit_code
+    from bench.api.suites import suite_config
+
+    config = make_config(suite_config(args.config), {name: getattr(args, name) for name in OVERRIDES})
+    outcome = execute(config, run_options(args), on_done=None if args.quiet else print_boards)
+    print_summary(outcome)
+    return outcome.summary.exit_code
 
 
-def execute(config: RunConfig, args, plugins=None):
-    """Build the grid (usage errors first, nothing written), run it into the store, report.
-
-    Returns the run's summary and the store's path (``sample`` runs its grid here too, with the
-    ``plugins`` it already loaded).
-    """
-    check_executor_options(args.executor, args.workers, args.scheduler, args.timeout)
-    check_dashboard(args)
-    check_writable(config.store)  # a damaged, newer or read-only store: one line before any work
-    early = start_cluster_early(config, args)
-    try:
-        from bench.device import resolve_device
-        from bench.grid.cells import build_grid
-        from bench.plugins import load_plugins
-        from bench.registry import Registry
-
-        plugins = plugins or load_plugins(config.plugins)
-        grid = build_grid(config, Registry(plugins), quiet=args.quiet)
-        device = resolve_device(config.device)
-        executor = None
-        if has_pending_cells(grid, config.store):  # no cluster (nor child process) when all are done
-            executor, early = executor_for(grid, device, args, early), None
-        summary = record_run(config, args, grid, plugins, device, executor)
-    finally:
-        if early is not None and early.exception() is None:  # started, but a usage error came first
-            early.result().close()
-    print_summary(summary, config.store)
-    return summary, config.store
-
-
-def start_cluster_early(config: RunConfig, args):
-    """A future of the Dask executor when every cell will be pending, else None.
-
-    The cluster then starts while this process loads torch, the plugins and the
-    data (the workers load theirs meanwhile).
-    """
-    if args.executor != "dask" or has_done_cells(config.store):
-        return None
-    from bench.grid.dask_executor import start_in_background
-
-    return start_in_background(config.to_dict(), config.device, args.workers, args.scheduler, args.timeout,
-                               args.dashboard)
-
-
-def has_pending_cells(grid, store: str) -> bool:
-    """Whether any denoiser or sampler cell of the grid is not done in the store, or lacks the
-    outputs ``--save-images`` asks for."""
-    from bench.grid.driver import needs_outputs
-
-    done = statuses_at(store, [cell.key for cell in grid.cells])
-    samplers = grid.sampling.cells if grid.sampling else []
-    done.update(statuses_at(store, [cell.key for cell in samplers], "sample_cells"))
-    return any(done.get(cell.key) != "done" or needs_outputs(grid, cell) for cell in [*grid.cells, *samplers])
-
-
-def executor_for(grid, device, args, early):
-    """The executor of the grid's pending cells: the cluster started early, or a new one."""
-    if early is None:
-        from bench.grid.executors import make_executor
-
-        executor = make_executor(args.executor, grid, device, args.workers, args.scheduler, args.timeout,
-                                 args.dashboard)
-    else:
-        executor = early.result()
-        executor.attach(grid)
-    if args.dashboard is not None:
-        print(f"Dask dashboard: {executor.client.dashboard_link}", file=sys.stderr)
-    return executor
-
-
-def record_run(config: RunConfig, args, grid, plugins, device, executor):
-    """Run the grid into the store as one run, measure costs if asked, print the boards.
-
-    The executor (None when nothing is pending) is closed before costs are measured,
-    since nothing may run beside them, and on any error.
-    """
-    from bench.grid.driver import measure_costs, run_grid
-    from bench.provenance import versions, weights
-
-    device_name = str(device) if args.executor == "local" else f"dask:{config.device}"
-    try:
-        with Store(config.store) as store:
-            run_id = store.start_run(config.to_dict(), {**versions(plugins), "weights": weights(grid.denoisers)},
-                                     device_name, sys.argv)
-            status = "interrupted"
-            try:
-                summary = run_grid(grid, store, run_id, executor, device_name, quiet=args.quiet)
-                if executor is not None:
-                    executor, finished = None, executor
-                    finished.close()
-                if config.cost:
-                    summary.cost_problems = measure_costs(grid, store, run_id, device, args.quiet)
-                status = "failed" if summary.failed else "done"
-            finally:
-                store.finish_run(run_id, status)
-            if not args.quiet and summary.counts["done"]:
-                print_boards(store, grid, run_id)
-    finally:
-        if executor is not None:
-            executor.close()
-    return summary
-
-
-def print_boards(store: Store, grid, run_id: str) -> None:
+def print_boards(store, run_id: str, grid) -> None:
     """The denoisers' leaderboard of this run's grid and the samplers' table, where there is one."""
     from bench.reports import sample_tables  # pandas and scipy: only for these tables
     from bench.reports import rendering, tables
@@ -212,14 +109,7 @@ def print_boards(store: Store, grid, run_id: str) -> None:
             pass
 
 
-def print_summary(summary, store: str) -> None:
+def print_summary(outcome) -> None:
     """Counts by status, cost problems, and every skipped or failed cell with its reason (stderr)."""
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
-    resaved = f", outputs saved again for {summary.resaved}" if summary.resaved else ""
-    print(f"{summary.counts.total()} cells: {counts} ({summary.cached} from earlier runs{resaved}); "
-          f"store: {store}", file=sys.stderr)
-    for problem in summary.cost_problems:
-        print(f"  cost not measured: {problem}", file=sys.stderr)
-    for title, rows in (("skipped", summary.skipped), ("FAILED", summary.failed)):
-        for cell, message in rows:
-            print(f"  {title}: {cell.describe()}: {message}", file=sys.stderr)
+    for line in summary_lines(outcome.summary, outcome.store):
+        print(line, file=sys.stderr)

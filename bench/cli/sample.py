@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from bench.cli.options import add_data_arguments, add_device, add_plugins, add_store
-from bench.cli.run import add_executor_flags, execute
+from bench.api.running import execute
+from bench.cli.run import add_executor_flags, print_boards, print_summary, run_options
 from bench.config import make_config
 from bench.errors import UsageError
 from bench.grid.sampler_cells import REFERENCE_N
@@ -91,7 +92,8 @@ def main(args) -> int:
                               "plugins": args.plugins, "device": args.device, "data_root": args.data_root,
                               "offline": args.offline, "models": args.models,
                               "no_train": args.no_train or None})
-    summary, store = execute(config, args, plugins)
-    print(f"samples in {Path(store).parent / 'samples'}/<cell key>/; "
-          f"table: `denoise-bench leaderboard --samples --store {store}`", file=sys.stderr)
-    return summary.exit_code
+    outcome = execute(config, run_options(args), plugins, registry, on_done=None if args.quiet else print_boards)
+    print_summary(outcome)
+    print(f"samples in {Path(outcome.store).parent / 'samples'}/<cell key>/; "
+          f"table: `denoise-bench leaderboard --samples --store {outcome.store}`", file=sys.stderr)
+    return outcome.summary.exit_code
