@@ -21,6 +21,7 @@ import sys
 import sysconfig
 import types
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +143,25 @@ class CalledModule(torch.nn.Module):
 
 def called(obj, sigma_aware: bool):
     return CalledModule(obj, sigma_aware) if isinstance(obj, torch.nn.Module) else Called(obj, sigma_aware)
+
+
+@contextmanager
+def restored(objects: list):
+    """Give each module back as it came: its device and train/eval mode (the grid moves and evals it)."""
+    modules = [obj for obj in objects if isinstance(obj, torch.nn.Module)]
+    states = []
+    for module in modules:
+        first = next(iter(module.parameters()), None)
+        first = first if first is not None else next(iter(module.buffers()), None)
+        states.append((module, module.training, first.device if first is not None else None))
+    try:
+        yield
+    finally:
+        for module, training, device in states:
+            if device is not None:
+                module.to(device)
+            module.train(training)
+
 
 
 # identities -------------------------------------------------------------------------------------

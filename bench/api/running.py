@@ -49,11 +49,12 @@ class RunOutcome:
 
 
 def execute(config: RunConfig, options: RunOptions, plugins=None, registry=None,
-            on_done: Callable | None = None) -> RunOutcome:
+            on_done: Callable | None = None, before_run: Callable | None = None) -> RunOutcome:
     """Build the grid (usage errors first, nothing written), run it into the store.
 
     ``plugins`` (a ``bench.plugins.PluginSet``) and ``registry`` may be given when the caller
     already loaded them (``sample`` checks its flags against them; ``evaluate`` adds objects).
+    ``before_run(grid, device)`` may raise a UsageError before anything is written;
     ``on_done(store, run_id, grid)`` is called with the store still open after the cells.
     """
     options.check()
@@ -69,6 +70,8 @@ def execute(config: RunConfig, options: RunOptions, plugins=None, registry=None,
         registry = registry or Registry(plugins)
         grid = build_grid(config, registry, quiet=options.quiet)
         device = resolve_device(config.device)
+        if before_run is not None:
+            before_run(grid, device)
     except BaseException:
         close_started(early)  # started, but a usage error came first
         raise

@@ -24,6 +24,7 @@ A delta means something only like with like, so a row matches a reference when
 from __future__ import annotations
 
 from importlib import resources
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,24 @@ def beside(table: pd.DataFrame, files: list[str], plugin_files: list[str],
     out = out if with_source else out.drop(columns="source")
     out.attrs["published_notes"] = notes
     return out
+
+
+def reference_rows(refs: pd.DataFrame, registry: Registry, rows: list[str], datasets: list[str],
+                   levels: list[float], protocol: str, metrics: list[str]) -> pd.DataFrame:
+    """Long-table rows holding only the published numbers of ``rows`` (a suite's reference rows,
+    not run) on ``datasets`` at Gaussian ``levels`` under ``protocol``: ``mean`` empty,
+    ``published`` and ``source`` filled, so they sit beside a user's rows."""
+    found = []
+    for row in rows:
+        method = method_of(registry, row)[0]
+        if method is None:
+            continue
+        for dataset, level, metric in product(datasets, levels, metrics):
+            name = DATASET_ALIASES.get(dataset, dataset)
+            match = refs[(refs["dataset"] == name) & (refs["method"] == method) & (refs[PROTOCOL] == protocol)
+                         & ((refs["sigma_255"] - level * 255).abs() < LEVEL_TOLERANCE)]
+            if metric in METRICS and len(match) and pd.notna(match[metric].iloc[0]):
+                found.append({"metric": metric, "dataset": dataset, "noise": "gaussian", "level": level,
+                              "denoiser": row, "protocol": protocol, "published": float(match[metric].iloc[0]),
+                              "source": match["source"].iloc[0]})
+    return pd.DataFrame(found)
