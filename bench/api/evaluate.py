@@ -8,15 +8,12 @@ import torch
 from bench.api.inprocess import InProcess, SessionRow, add_rows, default_name, denoiser, restored, session_row
 from bench.api.results import Results
 from bench.api.running import RunOptions, execute
-from bench.api.suites import suite_config
+from bench.api.suites import is_suite, rows_to_run, suite_config
 from bench.config import make_config
 from bench.errors import UsageError
 
 #: ``store=":memory:"`` keeps nothing: the run goes to a temporary folder, removed with the Results.
 MEMORY = ":memory:"
-#: What a suite's reference rows do beside a user's rows: show their published numbers (no
-#: recompute), run them too, or leave them out.
-BASELINES = ("published", "run", "none")
 
 
 def split_denoisers(denoisers) -> tuple[list[str], list[SessionRow]]:
@@ -108,17 +105,11 @@ def evaluate(denoisers, suite: str | None = None, *, datasets=None, noise=None, 
     not at all (``"none"``). ``store=None`` is the command line's default store;
     ``store=":memory:"`` keeps nothing. Usage errors raise ``bench.UsageError``, nothing written.
     """
-    if baselines not in BASELINES:
-        raise UsageError(f"baselines must be one of {', '.join(BASELINES)}, got {baselines!r}")
     base = suite_config(suite)
     specs, rows = split_denoisers(denoisers)
-    suite_rows = list(base.get("denoisers", []))
-    if not specs and not rows:
-        specs, reference = suite_rows, []
-    elif baselines == "run":
-        specs, reference = list(dict.fromkeys(suite_rows + specs)), []
-    else:
-        reference = suite_rows if baselines == "published" and suite else []
+    given = specs + [row.name for row in rows]
+    run, reference = rows_to_run(list(base.get("denoisers", [])), given, baselines, is_suite(suite))
+    specs = [name for name in run if name not in {row.name for row in rows}]
     options = run_options(executor, progress, rows)
     folder = tempfile.TemporaryDirectory(prefix="denoise-bench-") if store == MEMORY else None
     overrides = {"datasets": as_list(datasets), "noise": as_list(noise), "sigma_in": as_list(sigma_in),

@@ -61,19 +61,9 @@ class Results:
         their published numbers. ``.attrs["notes"]`` says what is not cached or not matched."""
         metrics = [metric] if isinstance(metric, str) else metric
         with self._opened() as store:
-            board = boards.leaderboard(store, metrics, "long", [] if published_numbers else None, self.registry)
-        table = board.table
-        if published_numbers and self.reference:
-            levels = sorted({cell.level for cell in self.outcome.grid.cells
-                             if self.outcome.grid.degradations[cell.degradation][0].family == "gaussian"})
-            extra = published.reference_rows(published.references(), self.registry, self.reference,
-                                             list(self.config.datasets), levels, self.config.protocol,
-                                             list(dict.fromkeys(table["metric"])))
-            if not extra.empty:
-                scales = {name: degradation.scale for name, (degradation, _) in self.outcome.grid.degradations.items()}
-                extra = tables.add_level_label(extra, scales)
-                table = pd.concat([table, extra.reindex(columns=table.columns)], ignore_index=True)
-        table.attrs["notes"] = [*board.notes, *(f"{name}: not cached ({why})" for name, why in self.uncached.items())]
+            table = leaderboard(store, self.outcome.grid, self.registry, self.reference, metrics, published_numbers)
+        table.attrs["notes"] = [*table.attrs["notes"], *(f"{name}: not cached ({why})"
+                                                         for name, why in self.uncached.items())]
         return table
 
     def per_image(self, metric: str | None = None) -> pd.DataFrame:
@@ -124,3 +114,22 @@ class Results:
         from bench.reports import rendering
 
         return rendering.render(self.table(), "table") + "\n".join(["", *self.notes()])
+
+
+def leaderboard(store, grid, registry, reference: list[str], metrics: list[str] | None = None,
+                published_numbers: bool = True) -> pd.DataFrame:
+    """A run's long leaderboard from its open store: published numbers and deltas beside its rows
+    (``published_numbers``), and the ``reference`` rows (a suite's, not run) by their published
+    numbers alone. ``.attrs["notes"]``: the published table's notes."""
+    board = boards.leaderboard(store, metrics, "long", [] if published_numbers else None, registry)
+    table = board.table
+    if published_numbers and reference:
+        levels = sorted({cell.level for cell in grid.cells if grid.degradations[cell.degradation][0].family == "gaussian"})
+        extra = published.reference_rows(published.references(), registry, reference, list(grid.config.datasets),
+                                         levels, grid.config.protocol, list(dict.fromkeys(table["metric"])))
+        if not extra.empty:
+            scales = {name: degradation.scale for name, (degradation, _) in grid.degradations.items()}
+            extra = tables.add_level_label(extra, scales)
+            table = pd.concat([table, extra.reindex(columns=table.columns)], ignore_index=True)
+    table.attrs["notes"] = list(board.notes)
+    return table

@@ -17,6 +17,9 @@ from bench.errors import UsageError
 from bench.specs import parse_noise, parse_spec
 
 DEFAULT_SUITE = "default"
+#: What a suite's own rows do beside a user's rows: show their published numbers (no recompute),
+#: run too, or stay out.
+BASELINES = ("published", "run", "none")
 
 
 def suites_folder() -> Path:
@@ -111,3 +114,22 @@ def suites_table():
                      "rows": ", ".join(suite.denoisers), "sampling tables": suite.sampling,
                      "cells": suite.cells, "denoiser calls": calls, "description": suite.description})
     return pd.DataFrame(rows)
+
+
+def is_suite(name_or_path: str | None) -> bool:
+    """Whether a run's config argument names a shipped suite (not a file)."""
+    return name_or_path is not None and not Path(name_or_path).expanduser().is_file() and \
+        (suites_folder() / f"{name_or_path}.toml").is_file() and "/" not in name_or_path
+
+
+def rows_to_run(suite_rows: list[str], given: list[str], baselines: str, named_suite: bool) -> tuple[list[str], list[str]]:
+    """(rows to run, reference rows shown by their published numbers) for a user's ``given`` rows
+    on a grid whose own rows are ``suite_rows``; no rows given runs the suite's own."""
+    if baselines not in BASELINES:
+        raise UsageError(f"baselines must be one of {', '.join(BASELINES)}, got {baselines!r}")
+    if not given:
+        return list(suite_rows), []
+    if baselines == "run" and named_suite:
+        return list(dict.fromkeys([*suite_rows, *given])), []
+    reference = [row for row in suite_rows if row not in given] if baselines == "published" and named_suite else []
+    return list(given), reference

@@ -10,7 +10,7 @@ from bench.cli.options import add_data_arguments, add_plugins
 from bench.plugins import get_plugin_set
 from bench.registry import KINDS, Registry
 
-WHAT = KINDS + ("plugins",)
+WHAT = KINDS + ("plugins", "suites")
 
 
 def configure(parser) -> None:
@@ -45,11 +45,26 @@ def entry_rows(registry: Registry, kind: str) -> list[dict]:
             for e in registry.entries(kind)]
 
 
+def suite_rows() -> list[dict]:
+    """Each named suite: its grid and its cost (cells; denoiser calls where the sets' sizes are pinned)."""
+    from bench.api.suites import suites_table
+
+    table = suites_table()
+    return table.astype(object).where(table.notna(), None).to_dict("records")
+
+
+def rows_of(registry: Registry, kind: str) -> list[dict]:
+    if kind == "plugins":
+        return plugin_rows(registry)
+    if kind == "suites":
+        return suite_rows()
+    return entry_rows(registry, kind)
+
+
 def main(args) -> int:
     registry = Registry(get_plugin_set(args.plugins))
     kinds = WHAT if args.what == "all" else (args.what,)
-    tables = {kind: plugin_rows(registry) if kind == "plugins" else entry_rows(registry, kind)
-              for kind in kinds}
+    tables = {kind: rows_of(registry, kind) for kind in kinds}
     if args.json:
         print(json.dumps(tables if args.what == "all" else tables[args.what], indent=2, default=str))
         return 0
@@ -60,7 +75,9 @@ def main(args) -> int:
             continue
         frame = pd.DataFrame(rows)
         columns = (["name", "status", "source", "hooks", "error"] if kind == "plugins"
+                   else ["suite", "datasets", "noise", "protocol", "cells", "denoiser calls", "description"]
+                   if kind == "suites"
                    else ["name", "plugin"] + ["cached"] * ("cached" in frame) + ["description"])
-        frame = frame[columns].fillna("")
+        frame = frame[columns].astype(object).fillna("")
         print(frame.to_markdown(index=False, tablefmt="simple"), end="\n\n")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bench.api.running import RunOptions, execute, summary_lines
+from bench.api.suites import BASELINES
 from bench.cli.options import add_data_arguments, add_device, add_max_cells, add_plugins, add_store
 from bench.config import EXECUTORS, PROTOCOLS, make_config
 from bench.errors import UsageError
@@ -14,7 +15,7 @@ from bench.grid.dask_executor import DASHBOARD_ADDRESS
 def configure(parser) -> None:
     parser.description = ("Run a grid. With no CONFIG the shipped default grid is the base; "
                     "flags replace its values.")
-    parser.add_argument("config", nargs="?", help="TOML config file")
+    parser.add_argument("config", nargs="?", help="a named suite (`denoise-bench list suites`) or a TOML config file")
     parser.add_argument("-d", "--dataset", action="append", dest="datasets", metavar="DATASET")
     parser.add_argument("-n", "--noise", action="append", metavar="NOISE",
                         help="gaussian:0.1,25/255, poisson:4,16,64 or gaussian-map[shape=peaks]:25/255 "
@@ -49,6 +50,9 @@ def configure(parser) -> None:
     parser.add_argument("--cost", action="store_true", default=None,
                         help="after the cells, measure each denoiser's parameters, FLOPs, latency and "
                              "peak memory per image (shown by `leaderboard --cost`)")
+    parser.add_argument("--baselines", choices=BASELINES, default="published",
+                        help="on a named suite with -m: its own rows shown by their published numbers "
+                             "(published, the default), run too (run), or left out (none)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     parser.set_defaults(func=main)
 
@@ -82,16 +86,26 @@ def run_options(args) -> RunOptions:
 
 
 def main(args) -> int:
-    from bench.api.suites import suite_config
+    from bench.api.suites import is_suite, rows_to_run, suite_config
+    from bench.plugins import load_plugins
+    from bench.registry import Registry
 
-    config = make_config(suite_config(args.config), {name: getattr(args, name) for name in OVERRIDES})
-    outcome = execute(config, run_options(args), on_done=None if args.quiet else print_boards)
+    base = suite_config(args.config)
+    run, reference = rows_to_run(base.get("denoisers", []), args.denoisers or [], args.baselines,
+                                 is_suite(args.config))
+    values = {name: getattr(args, name) for name in OVERRIDES}
+    config = make_config(base, {**values, "denoisers": run})
+    plugins = load_plugins(config.plugins)
+    registry = Registry(plugins)
+    boards = None if args.quiet else lambda store, run_id, grid: print_boards(store, run_id, grid, registry, reference)
+    outcome = execute(config, run_options(args), plugins, registry, on_done=boards)
     print_summary(outcome)
     return outcome.summary.exit_code
 
 
-def print_boards(store, run_id: str, grid) -> None:
-    """The denoisers' leaderboard of this run's grid and the samplers' table, where there is one."""
+def print_boards(store, run_id: str, grid, registry=None, reference: tuple[str, ...] = ()) -> None:
+    """The denoisers' leaderboard of this run's grid (a suite's rows by their published numbers
+    beside it, where it names ``reference`` rows) and the samplers' table, where there is one."""
     from bench.reports import sample_tables  # pandas and scipy: only for these tables
     from bench.reports import rendering, tables
     from bench.store.selection import Selection
@@ -99,7 +113,12 @@ def print_boards(store, run_id: str, grid) -> None:
     boards = []
     if grid.cells:
         store.selection = Selection(run=run_id)
-        boards.append(lambda: tables.leaderboard(store, grid.config.metrics[0]))
+        if reference:
+            from bench.api.results import leaderboard
+
+            boards.append(lambda: leaderboard(store, grid, registry, list(reference), [grid.config.metrics[0]]))
+        else:
+            boards.append(lambda: tables.leaderboard(store, grid.config.metrics[0]))
     if grid.sampling:
         boards.append(lambda: sample_tables.sample_leaderboard(store))
     for board in boards:
