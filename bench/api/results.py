@@ -59,7 +59,7 @@ class Results:
         """The leaderboard (the columns of ``leaderboard --format csv``), with the published
         number and delta where a row holds a paper's weights, and a suite's reference rows by
         their published numbers. ``.attrs["notes"]`` says what is not cached or not matched."""
-        metrics = [metric] if isinstance(metric, str) else metric
+        metrics = [metric] if isinstance(metric, str) else metric or list(self.config.metrics)
         with self._opened() as store:
             table = leaderboard(store, self.outcome.grid, self.registry, self.reference, metrics, published_numbers)
         table.attrs["notes"] = [*table.attrs["notes"], *(f"{name}: not cached ({why})"
