@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 from bench.api import boards
-from bench.cli.options import add_store
+from bench.cli.options import add_selection, add_store, selection_of
 from bench.reports import compare, rendering, tables
-from bench.store import selection
 from bench.store.database import open_existing
 
 
@@ -23,13 +22,13 @@ def configure(parser) -> None:
     parser.add_argument("--format", choices=rendering.FORMATS, default="table")
     parser.add_argument("--bootstrap", type=int, default=compare.N_BOOT, metavar="N",
                         help=f"bootstrap resamples (default {compare.N_BOOT})")
-    selection.add_arguments(parser)
+    add_selection(parser)
     parser.set_defaults(func=main)
 
 
 def main(args) -> int:
     with open_existing(args.store) as store:
-        store.selection = selection.from_args(args)
+        store.selection = selection_of(args)
         table, higher = boards.comparison(store, args.a, args.b, args.metric, args.bootstrap)
         provenance = tables.provenance(store)
     direction = "higher" if higher else "lower"

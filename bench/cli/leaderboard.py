@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 from bench.api import boards
-from bench.cli.options import add_plugins, add_store
+from bench.cli.options import add_plugins, add_selection, add_store, selection_of
 from bench.errors import UsageError
 from bench.files import write_texts
 from bench.reports import rendering
-from bench.store import selection
 from bench.store.database import open_existing
 
 
@@ -50,7 +49,7 @@ def configure(parser) -> None:
     parser.add_argument("--provenance", metavar="FILE",
                         help="CSV: where the provenance JSON goes (default: beside --output, "
                              "NAME.provenance.json; none when the CSV goes to stdout)")
-    selection.add_arguments(parser)
+    add_selection(parser)
     parser.set_defaults(func=main)
 
 
@@ -79,7 +78,7 @@ def main(args) -> int:
 
         registry = Registry(get_plugin_set(args.plugins))
     with open_existing(args.store) as store:
-        store.selection = selection.from_args(args)
+        store.selection = selection_of(args)
         board = boards.leaderboard(store, args.metrics, layout(args),
                                    None if args.published is None else [f for f in args.published if f],
                                    registry, with_source=args.format in ("csv", "json"), cost=args.cost)

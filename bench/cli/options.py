@@ -50,3 +50,22 @@ def settings_for(args) -> fetching.FetchSettings:
     """The fetch settings a command's flags ask for (flags, then environment, then cache)."""
     return fetching.FetchSettings.resolve(getattr(args, "data_root", None), getattr(args, "offline", None),
                                           bool(getattr(args, "quiet", False)))
+
+
+def add_selection(parser) -> None:
+    """The four filter flags, shared by the commands that read tables."""
+    group = parser.add_argument_group("which cells (repeatable; globs such as 'nlm*')")
+    group.add_argument("--dataset", action="append", dest="select_datasets", metavar="PATTERN", default=[])
+    group.add_argument("--noise", action="append", dest="select_noises", metavar="PATTERN", default=[],
+                       help="a degradation name, or name:levels such as gaussian:25/255")
+    group.add_argument("--denoiser", action="append", dest="select_denoisers", metavar="PATTERN", default=[])
+    group.add_argument("--run", dest="select_run", metavar="RUN_ID",
+                       help="only the cells of one run's grid (a run id, or `last`)")
+
+
+def selection_of(args):
+    """The ``bench.store.selection.Selection`` the four flags ask for (pandas: imported here, not at start-up)."""
+    from bench.store.selection import Selection
+
+    return Selection(tuple(args.select_datasets), tuple(args.select_noises),
+                     tuple(args.select_denoisers), args.select_run)

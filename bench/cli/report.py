@@ -6,10 +6,9 @@ import json
 import sys
 
 from bench.api import boards
-from bench.cli.options import add_plugins, add_store
+from bench.cli.options import add_plugins, add_selection, add_store, selection_of
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
-from bench.store import selection
 from bench.store.database import open_existing
 
 DEFAULT_OUTPUT = "results/report.html"
@@ -25,7 +24,7 @@ def configure(parser) -> None:
                         help="gallery images per (dataset, noise, level) among the saved ones (default 1; 0: none)")
     parser.add_argument("--figures", metavar="DIR", help="also write every figure as PNG and SVG into DIR")
     add_plugins(parser, help="local plugin file providing a dataset to reload for galleries (repeatable)")
-    selection.add_arguments(parser)
+    add_selection(parser)
     parser.set_defaults(func=main)
 
 
@@ -39,7 +38,7 @@ def run_plugins(store) -> list[str]:
 
 def main(args) -> int:
     with open_existing(args.store) as store:
-        store.selection = selection.from_args(args)
+        store.selection = selection_of(args)
         registry = Registry(get_plugin_set(list(dict.fromkeys(run_plugins(store) + args.plugins))))
         path, size = boards.report(store, registry, args.output, args.metrics, args.galleries, args.figures)
     print(f"report: {path} ({size / 1e6:.1f} MB)", file=sys.stderr)

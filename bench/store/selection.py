@@ -1,7 +1,8 @@
 """Which cells a table covers: filters on dataset, noise, denoiser and run.
 
-``leaderboard``, ``report`` and ``compare`` take the same four flags, so one
-grid's table is not mixed with everything else in the store. Patterns are
+``leaderboard``, ``report`` and ``compare`` take the same four flags (``bench.cli.options``),
+and ``Results`` selects its run's cells, so one grid's table is not mixed with everything
+else in the store. Patterns are
 globs (``nlm*``); a name that contains glob characters (``nlm[h=0.05]``)
 also matches itself literally.
 """
@@ -83,19 +84,3 @@ def run_cell_keys(store, run: str) -> set[str]:
     if keys.empty:  # stores from before runs recorded their grids
         keys = store.query("SELECT key AS cell_key FROM cells WHERE run_id = ?", (run_id,))["cell_key"]
     return set(keys)
-
-
-def add_arguments(parser) -> None:
-    """The four filter flags, shared by the commands that read tables."""
-    group = parser.add_argument_group("which cells (repeatable; globs such as 'nlm*')")
-    group.add_argument("--dataset", action="append", dest="select_datasets", metavar="PATTERN", default=[])
-    group.add_argument("--noise", action="append", dest="select_noises", metavar="PATTERN", default=[],
-                       help="a degradation name, or name:levels such as gaussian:25/255")
-    group.add_argument("--denoiser", action="append", dest="select_denoisers", metavar="PATTERN", default=[])
-    group.add_argument("--run", dest="select_run", metavar="RUN_ID",
-                       help="only the cells of one run's grid (a run id, or `last`)")
-
-
-def from_args(args) -> Selection:
-    return Selection(tuple(args.select_datasets), tuple(args.select_noises),
-                     tuple(args.select_denoisers), args.select_run)
