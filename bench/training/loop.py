@@ -6,8 +6,9 @@ seeded from ``TrainOptions.seed``, and the model is initialised under the same
 seed, so training on the CPU gives the same weights every time. A held-out
 part of the training images gives the validation loss (fixed noise, drawn once
 on the CPU), which early stopping watches. Mixed precision is used on CUDA
-when asked. The length is given in epochs or in images seen (``TrainingLength``). With ``ema`` the weights kept (validated, restored, returned) are an
-exponential moving average of the trained ones (``WeightAverage``).
+when asked. With ``ema`` the weights kept (validated, restored, returned) are an
+exponential moving average of the trained ones (``WeightAverage``). The length
+is given in epochs or in images seen (``TrainingLength``).
 """
 
 from __future__ import annotations
@@ -268,7 +269,9 @@ class TrainingLength:
         return full * math.ceil(self.per_epoch / batch_size) + math.ceil(rest / batch_size)
 
     def describe(self) -> str:
-        return f"{self.total:,} images seen ({self.total / self.per_epoch:.3g} epochs of {self.per_epoch:,})"
+        """``176,400 images seen (22.5 epochs of 7,840)``."""
+        epochs = f"{self.total / self.per_epoch:,.2f}".rstrip("0").rstrip(".")
+        return f"{self.total:,} images seen ({epochs} epochs of {self.per_epoch:,})"
 
 
 @dataclass
