@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from bench.errors import UsageError
 
@@ -22,6 +23,23 @@ def parse_number(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text!r} is not a finite number")
     return value
+
+
+#: Suffixes of counts: ``180k`` = 180,000 (EDM's kimg), ``1.5M`` = 1,500,000.
+COUNT_SUFFIXES = {"k": 1_000, "m": 1_000_000}
+
+
+def parse_count(text: str) -> int:
+    """A whole count: ``180000``, ``180_000``, ``180k`` or ``1.5M``; ValueError otherwise."""
+    digits = text.strip().replace("_", "")
+    scale = COUNT_SUFFIXES.get(digits[-1:].lower())
+    try:
+        value = Decimal(digits[:-1] if scale else digits) * (scale or 1)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a count (e.g. 180000 or 180k)") from None
+    if not value.is_finite() or value != value.to_integral_value():
+        raise ValueError(f"{text!r} is not a whole count (e.g. 180000 or 180k)")
+    return int(value)
 
 
 def parse_value(text: str):

@@ -70,7 +70,7 @@ def blocks_root(tmp_path_factory):
 
 def test_the_judge_separates_real_images_from_noise_and_collapse(blocks_root, tmp_path):
     judge = load_or_train("mnist", str(blocks_root), tmp_path, torch.device("cpu"), True,
-                          ClassifierOptions(epochs=15, batch_size=32))
+                          ClassifierOptions(images=6_000, batch_size=32))
     assert judge.accuracy > 0.95
     from bench.data.labelled import load_labelled
 
@@ -86,5 +86,24 @@ def test_the_judge_separates_real_images_from_noise_and_collapse(blocks_root, tm
     with pytest.raises(ValueError, match="1x28x28"):
         judge.evaluate(torch.rand(4, 1, 16, 16), torch.device("cpu"))
     again = load_or_train("mnist", str(blocks_root), tmp_path, torch.device("cpu"), False,
-                          ClassifierOptions(epochs=15, batch_size=32))
+                          ClassifierOptions(images=6_000, batch_size=32))
     assert again.fingerprint == judge.fingerprint, "loaded from the model store, not retrained"
+
+
+def test_the_judge_trains_for_its_images_seen_whatever_the_split(monkeypatch):
+    """LeNet's length is in images seen: 250 over 100 images is two passes and a cut half pass."""
+    from bench.sampling import classifier
+
+    batches = []
+
+    class Counted(classifier.LeNet):
+        def forward(self, x):
+            batches.append(len(x))
+            return super().forward(x)
+
+    monkeypatch.setattr(classifier, "LeNet", Counted)
+    x = torch.rand(100, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(100) % 10
+    classifier.train_lenet(x, labels, ClassifierOptions(images=250, batch_size=32), torch.device("cpu"))
+    assert sum(batches) == 250
+    assert batches == [32, 32, 32, 4] * 2 + [32, 18]

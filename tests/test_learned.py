@@ -13,6 +13,7 @@ from bench.config import RunConfig
 from bench.grid.planning import build_grid
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
+from bench.training.loop import split_validation
 from bench.training.model_store import tensors_hash
 from bench_plugins.empirical_mmse import EmpiricalMMSE
 from bench_plugins.learned import DRUNET_SMALL, ConvDAE, MLPDAE, drunet
@@ -311,6 +312,46 @@ def test_train_on_mnist_from_a_data_root(cli, tmp_path, fake_mnist):
     # The same command without the root: one line saying what to do.
     one_line_error(cli("train", "mlp-dae", "--dataset", "mnist", "--models", models, "--quiet", "--offline"),
                    "denoise-bench fetch mnist")
+
+
+def test_train_takes_a_length_in_images_seen_or_epochs_not_both(cli, tmp_path, fake_mnist):
+    root, _ = fake_mnist
+    models = tmp_path / "models"
+    common = ("train", "mlp-dae", "--dataset", "mnist", "--data-root", root, "--models", models, "--quiet")
+    result = cli(*common, "--images", "0.1k")
+    assert result.code == 0, result.err
+    meta = json.loads((models / result.out.splitlines()[0].split("/")[-1]).with_suffix(".json").read_text())
+    # 40 digits less 4 held out: passes of 36, 36 and 28 images.
+    assert meta["options"]["images"] == 100 and meta["options"]["epochs"] is None
+    assert (meta["images_seen"], meta["epochs_run"]) == (100, 3)
+    assert "100 images seen (3 epochs)" in result.out
+    one_line_error(cli(*common, "--images", "100", "--epochs", "2"), "not both")
+    bad = cli(*common, "--images", "18x")
+    assert bad.code == 2 and "--images" in bad.err and "count" in bad.err
+
+
+#: Today's MNIST lengths of the learners the origin studies train, in passes over the
+#: 60,000 training digits (before lengths were given in images seen).
+ORIGIN_EPOCHS = {"mlp-dae": 10, "mlp-dae-sigma": 10, "conv-dae-sigma": 2, "score-unet": 3}
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_origin_learners_train_as_long_as_before_on_the_full_split_and_on_a_small_one(dataset):
+    """On the 60,000 training images, the length in images seen is the epochs it was before, to the
+    image; on 8,000 the same number of images (so more passes)."""
+    from bench.sampling.classifier import ClassifierOptions
+    from bench.training.loop import training_length
+
+    registry = Registry(get_plugin_set())
+    for name, epochs in ORIGIN_EPOCHS.items():
+        options = registry.get("denoisers", name).metadata["learned"].defaults(dataset)
+        full = training_length(torch.zeros(60_000, 1, 1, 1), options)
+        small = training_length(torch.zeros(8_000, 1, 1, 1), options)
+        n_train = len(split_validation(60_000, options.val_fraction, options.seed)[0])
+        assert options.epochs is None, f"{name} on {dataset} is still trained by epochs"
+        assert (full.epochs, full.per_epoch, full.total) == (epochs, n_train, epochs * n_train), name
+        assert small.total == full.total and small.epochs > full.epochs, name
+    assert ClassifierOptions().images == 3 * 60_000, "the LeNet judge: three passes of 60,000"
 
 
 def test_mnist_run_evaluates_the_model_trained_on_its_train_split(cli, tiny_plugin, tmp_path,

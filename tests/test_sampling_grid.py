@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 
@@ -330,13 +331,25 @@ def test_the_report_shows_the_samplers_table_and_sample_grids(cli, store, tmp_pa
     assert not (tmp_path / "m.html").exists() and not (tmp_path / "more").exists()
 
 
-@pytest.mark.parametrize("name", ["study-mnist.toml", "study-fashion-mnist.toml"])
+@pytest.mark.parametrize("name", ["origin-mnist.toml", "origin-fashion-mnist.toml"])
 def test_the_shipped_study_configs_name_real_samplers_and_score_models(name):
     from bench.config import default_config_path, load_config, make_config
     from bench.grid.sampler_cells import parse_tables
+    from bench.sampling.classifier import ClassifierOptions
 
-    config = make_config(load_config(default_config_path().with_name(name)), {})
+    path = default_config_path().with_name(name)
+    config = make_config(load_config(path), {})
     registry = Registry(get_plugin_set())
+    # The header says how long each learner trains, as its defaults for the dataset do.
+    header = path.read_text()
+    lengths = {"lenet": ClassifierOptions().images}
+    for denoiser in config.denoisers:
+        learner = registry.get("denoisers", denoiser).metadata.get("learned")
+        if learner is not None:
+            lengths[denoiser] = learner.defaults(config.datasets[0]).images
+    assert len(lengths) == 5, lengths  # the judge, three DAEs and score-unet
+    for learner_name, images in lengths.items():
+        assert re.search(rf"^#   {learner_name}\b.*\b{images:,} images seen", header, re.M), learner_name
     tables = parse_tables(config.sampling)
     assert {t.datasets[0] for t in tables} == {config.datasets[0]}
     for table in tables:

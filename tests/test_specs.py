@@ -3,7 +3,7 @@
 import pytest
 
 from bench.errors import UsageError
-from bench.specs import Spec, parse_noise, parse_spec
+from bench.specs import Spec, parse_count, parse_noise, parse_spec
 
 
 def test_spec_parses_typed_parameters_and_has_a_canonical_label():
@@ -35,3 +35,15 @@ def test_noise_spec():
 def test_malformed_noise_specs(text):
     with pytest.raises(UsageError, match="malformed noise spec"):
         parse_noise(text)
+
+
+@pytest.mark.parametrize("text, count", [("180000", 180_000), ("180_000", 180_000), ("180k", 180_000),
+                                         ("180K", 180_000), ("1.5M", 1_500_000), ("0.5k", 500), ("1e3", 1000)])
+def test_counts_take_k_and_m_suffixes(text, count):
+    assert parse_count(text) == count and isinstance(parse_count(text), int)
+
+
+@pytest.mark.parametrize("text", ["", "k", "18x", "1.5", "1.2345k", "inf", "nan", "1k5"])
+def test_malformed_counts_are_value_errors(text):
+    with pytest.raises(ValueError, match="count"):
+        parse_count(text)

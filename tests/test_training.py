@@ -16,7 +16,7 @@ from bench.training.model_store import (Learner, TrainingData, checkpoint_path, 
 from bench.plugins import PluginSet
 from bench.registry import Registry
 from bench.training.loop import (TrainOptions, parse_training_noise, random_crops, split_validation,
-                                 train, validation_loss, validation_set)
+                                 train, training_length, validation_loss, validation_set)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -270,6 +270,119 @@ def test_random_crops_are_windows_of_the_images():
 def test_bad_options_are_usage_errors(overrides, message):
     with pytest.raises(UsageError, match=message):
         train(TinyConv(), images(8, 8), TrainOptions(**overrides), torch.device("cpu"), quiet=True)
+
+
+# --- the training length: epochs or images seen -----------------------------------------------------
+
+def trained_batches(x, options) -> tuple[list[int], object]:
+    """The size of every training batch a run draws (counted by the model), and its result."""
+    model = Recorder()
+    result = train(model, x, options, torch.device("cpu"), quiet=True)
+    return [len(y) for y, _ in model.seen], result
+
+
+@pytest.mark.parametrize("n, patch", [(7, None), (24, None), (50, None), (6, 4)])
+def test_a_length_in_images_seen_draws_exactly_that_many_whatever_the_split(n, patch):
+    """100 images seen, batch 8: whatever the number of images, the last epoch is cut where 100 is reached."""
+    options = TrainOptions(images=100, batch_size=8, lr=1e-9, noise="gaussian:0.1", patch=patch,
+                           val_fraction=0.0)
+    batches, result = trained_batches(images(n, 8), options)
+    per_epoch = n * (4 if patch else 1)  # 8x8 images tile into four 4x4 crops
+    assert sum(batches) == 100 == result.images_seen
+    assert len(batches) == result.steps
+    assert result.epochs_run == math.ceil(100 / per_epoch)
+    assert [h["images"] for h in result.history] == [min(100, e * per_epoch) for e in
+                                                      range(1, result.epochs_run + 1)]
+
+
+def test_a_smaller_split_trains_as_many_images_and_steps_as_the_full_one():
+    """mlp-dae's MNIST length (540,000 images, batch 128, 10% held out) on the 60,000 digits and
+    on 8,000: the same images seen, the small split in 75 passes; each pass may end on one
+    smaller batch, so the step counts agree to within one step per pass (exactly when the
+    batch divides both passes)."""
+    options = TrainOptions(images=540_000, batch_size=128, val_fraction=0.1)
+    full = training_length(torch.zeros(60_000, 1, 1, 1), options)
+    small = training_length(torch.zeros(8_000, 1, 1, 1), options)
+    assert (full.total, full.per_epoch, full.epochs) == (540_000, 54_000, 10)
+    assert (small.total, small.per_epoch, small.epochs) == (540_000, 7_200, 75)
+    assert 0 <= small.steps(128) - full.steps(128) <= small.epochs
+    assert small.steps(100) == full.steps(100) == 5_400
+    # Counted on real runs, with a batch that divides both passes: 40 images or 10, 80 seen.
+    counted = [trained_batches(images(n, 8), TrainOptions(images=80, batch_size=5, lr=1e-9,
+                                                          noise="gaussian:0.1", val_fraction=0.0))[0]
+               for n in (40, 10)]
+    assert counted[0] == counted[1] == [5] * 16
+    # Counted by epochs instead, the small split trains a quarter as long.
+    by_epochs = [trained_batches(images(n, 8), TrainOptions(epochs=2, batch_size=5, lr=1e-9,
+                                                            noise="gaussian:0.1", val_fraction=0.0))[0]
+                 for n in (40, 10)]
+    assert (sum(by_epochs[0]), sum(by_epochs[1])) == (80, 20)
+
+
+def test_the_cosine_schedule_reaches_zero_at_the_end_of_the_length_in_images(monkeypatch):
+    """images=70 over 30 images, batch 8: passes of 30, 30 and 10 images, 4 + 4 + 2 = 10 steps;
+    the learning rate follows lr (1 + cos(pi k / 10)) / 2 and is 0 after the last step."""
+    from bench.training import loop
+
+    rates = []
+    step = loop.Optimisation.step
+
+    def recording_step(self, *batch):
+        loss = step(self, *batch)
+        rates.append(self.optimizer.param_groups[0]["lr"])
+        return loss
+
+    monkeypatch.setattr(loop.Optimisation, "step", recording_step)
+    options = TrainOptions(images=70, batch_size=8, lr=0.1, noise="gaussian:0.1", val_fraction=0.0,
+                           schedule="cosine")
+    result = train(Shrink(), images(30, 8), options, torch.device("cpu"), quiet=True)
+    assert result.steps == 10
+    expected = [0.1 * (1 + math.cos(math.pi * k / 10)) / 2 for k in range(1, 11)]
+    assert rates == pytest.approx(expected, abs=1e-9)
+    assert rates[-1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_images_seen_of_whole_passes_train_exactly_as_the_same_epochs():
+    """The full split's length in images (epochs x the pass) reproduces the epochs' weights bit
+    for bit, with EMA and validation on: results measured by epochs stay valid."""
+    x = images(30, 8)
+    by_epochs = TrainOptions(epochs=3, batch_size=8, lr=1e-2, noise="0:0.2", val_fraction=0.2, ema=0.3)
+    n_train = len(split_validation(30, 0.2, 0)[0])
+    by_images = by_epochs.with_overrides(images=3 * n_train)
+    assert by_images.epochs is None and by_images.images == 72
+
+    def run(options):
+        torch.manual_seed(0)
+        return train(TinyConv(), x, options, torch.device("cpu"), quiet=True)
+
+    first, second = run(by_epochs), run(by_images)
+    assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)
+    assert first.history == second.history and first.steps == second.steps == 3 * 3
+
+
+def test_a_cut_last_epoch_is_validated_and_early_stopping_sees_it():
+    """With val_every=2 and 2.5 passes, validation runs after pass 2 and after the cut third."""
+    options = TrainOptions(images=60, batch_size=8, lr=1e-2, noise="gaussian:0.1", val_fraction=0.2,
+                           val_every=2)
+    _, result = trained_batches(images(30, 8), options)
+    assert [("val_loss" in h) for h in result.history] == [False, True, True]
+    assert result.history[-1]["images"] == 60 and result.val_loss == result.history[-1]["val_loss"]
+
+
+def test_the_length_is_epochs_or_images_never_both():
+    assert TrainOptions().epochs == 100 and TrainOptions().images is None
+    assert "images" not in TrainOptions(epochs=10).to_dict(), "epoch lengths keep their checkpoint names"
+    assert TrainOptions(images=1000).to_dict()["images"] == 1000
+    by_images = TrainOptions(images=1000)
+    assert by_images.with_overrides(epochs=3) == TrainOptions(epochs=3)
+    assert TrainOptions(epochs=3).with_overrides(images=500) == TrainOptions(images=500)
+    assert by_images.with_overrides(lr=0.1).images == 1000
+    with pytest.raises(UsageError, match="not both"):
+        by_images.with_overrides(epochs=3, images=500)
+    with pytest.raises(UsageError, match="not both"):
+        TrainOptions(epochs=3, images=500).validate()
+    with pytest.raises(UsageError, match="images must be >= 1"):
+        TrainOptions(images=0).validate()
 
 
 # --- the model store ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from bench.training.model_store import (DEFAULT_MODELS_DIR, checkpoint_path, is_
                                         read_meta, train_checkpoint, training_spec)
 from bench.plugins import load_plugins
 from bench.registry import Registry
-from bench.specs import parse_spec
+from bench.specs import parse_count, parse_spec
 
 
 def configure(parser) -> None:
@@ -23,7 +23,10 @@ def configure(parser) -> None:
     parser.add_argument("denoiser", help="a learned denoiser (see `denoise-bench list denoisers`)")
     parser.add_argument("--dataset", required=True, help="e.g. lfw-faces, mnist (train split used)")
     parser.add_argument("--noise", help="gaussian:0.05,0.2 (levels) or gaussian:LO:HI / LO:HI (a range)")
-    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--epochs", type=int, help="training length in passes over the train split")
+    parser.add_argument("--images", type=image_count, metavar="N",
+                        help="training length in images seen (180k = 180,000), the same whatever the size "
+                             "of the train split; instead of --epochs")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int)
@@ -52,7 +55,14 @@ def configure(parser) -> None:
     parser.set_defaults(func=main)
 
 
-OPTIONS = ("noise", "epochs", "batch_size", "lr", "seed", "patch", "hflip", "val_fraction",
+def image_count(text: str) -> int:
+    try:
+        return parse_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+OPTIONS = ("noise", "epochs", "images", "batch_size", "lr", "seed", "patch", "hflip", "val_fraction",
            "val_every", "early_stopping", "amp", "schedule", "ema")
 
 
@@ -82,8 +92,11 @@ def main(args) -> int:
         train_checkpoint(learner, data, options, args.models, device, registry, args.quiet)
     meta = read_meta(path)
     val = meta["val_loss"]
+    length = f"{meta['epochs_run']} epochs"  # checkpoints written before images seen was recorded
+    if "images_seen" in meta:
+        length = f"{meta['images_seen']:,} images seen ({length})"
     print(f"{path}\n  weights {meta['weights_hash']}, {meta['parameters']} parameters, "
-          f"{meta['epochs_run']} epochs in {meta['seconds']:.1f} s "
+          f"{length} in {meta['seconds']:.1f} s "
           f"({meta['images_per_second']:.0f} images/s), train loss {meta['train_loss']:.5g}, "
           f"val loss {'-' if val is None else f'{val:.5g}'}")
     if options == learner.defaults(data.dataset):

@@ -32,7 +32,7 @@ from bench.sampling import classifier_metrics
 from bench.sampling.sample_metrics import split_reference
 from bench.seeding import identity_hash
 from bench.specs import Spec
-from bench.training.loop import adam, seeded_init
+from bench.training.loop import TrainingLength, adam, seeded_init
 from bench.training.model_store import is_complete, meta_path, model_context, tensors_hash
 
 #: Images per forward pass when extracting features.
@@ -67,7 +67,9 @@ class LeNet(nn.Module):
 
 @dataclass(frozen=True)
 class ClassifierOptions:
-    epochs: int = 3
+    #: Training length in images seen: three passes over the 60,000 training images, and as
+    #: long on a smaller train split.
+    images: int = 180_000
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
@@ -75,13 +77,14 @@ class ClassifierOptions:
 
 def train_lenet(images: torch.Tensor, labels: torch.Tensor, options: ClassifierOptions,
                 device: torch.device) -> LeNet:
-    """Adam on the cross-entropy, seeded order and initialisation."""
+    """Adam on the cross-entropy, seeded order and initialisation, for ``options.images`` images seen."""
     model = seeded_init(LeNet, options.seed).to(device).train()
     optimizer = adam(model, options.lr)
     generator = torch.Generator().manual_seed(options.seed)
-    for _ in range(options.epochs):
-        order = torch.randperm(len(images), generator=generator)
-        for start in range(0, len(images), options.batch_size):
+    length = TrainingLength(len(images), options.images)
+    for epoch in range(1, length.epochs + 1):
+        order = torch.randperm(len(images), generator=generator)[:length.size(epoch)]
+        for start in range(0, len(order), options.batch_size):
             idx = order[start:start + options.batch_size]
             loss = F.cross_entropy(model(images[idx].to(device)), labels[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
@@ -139,8 +142,8 @@ def load_or_train(dataset: str, data_root: str | None, models_dir: Path, device:
         if not may_train:
             raise UsageError(f"no trained {dataset} classifier in {models_dir} and --no-train given; "
                              "drop --no-train to train it (a minute on a CPU)")
-        print(f"training the {dataset} classifier (LeNet, {len(train_x)} images, {options.epochs} "
-              f"epochs) -> {path}", file=sys.stderr)
+        print(f"training the {dataset} classifier (LeNet, {len(train_x)} images, "
+              f"{TrainingLength(len(train_x), options.images).describe()}) -> {path}", file=sys.stderr)
         model = train_lenet(train_x, train_y, options, device)
         accuracy = float((batched(model, test_x, device).argmax(1) == test_y).double().mean())
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -7,7 +7,8 @@ seed, so training on the CPU gives the same weights every time. A held-out
 part of the training images gives the validation loss (fixed noise, drawn once
 on the CPU), which early stopping watches. Mixed precision is used on CUDA
 when asked. With ``ema`` the weights kept (validated, restored, returned) are an
-exponential moving average of the trained ones (``WeightAverage``).
+exponential moving average of the trained ones (``WeightAverage``). The length
+is given in epochs or in images seen (``TrainingLength``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ SPACINGS = ("linear", "log", "lognormal")
 P_MEAN, P_STD = -1.2, 1.2
 #: The top of a range left to the data: the largest distance between two training images.
 DATA_HIGH = "diameter"
+#: Training length when neither ``epochs`` nor ``images`` is given.
+DEFAULT_EPOCHS = 100
 
 
 @dataclass(frozen=True)
@@ -158,9 +161,17 @@ def parse_training_noise(text: str) -> TrainingNoise:
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Everything that decides what a training run produces (besides model and data)."""
+    """Everything that decides what a training run produces (besides model and data).
 
-    epochs: int = 100
+    The length is ``epochs`` (passes over the training images) or ``images`` (images
+    seen, as EDM's kimg: the same length whatever the size of the train split),
+    never both; with neither, ``DEFAULT_EPOCHS``.
+    """
+
+    epochs: int | None = None
+    #: Training examples drawn over all epochs (a crop counts as one with ``patch``); the
+    #: last epoch is cut at the step where the count is reached.
+    images: int | None = None
     batch_size: int = 32
     lr: float = 1e-3
     noise: str = "gaussian:0:0.25"
@@ -170,22 +181,29 @@ class TrainOptions:
     #: Random horizontal flips of the training images.
     hflip: bool = False
     val_fraction: float = 0.1
-    #: Validate every this many epochs.
+    #: Validate every this many epochs, and at the end of training.
     val_every: int = 1
     #: Stop after this many validations without a lower validation loss (then keep the best).
     early_stopping: int | None = None
     #: Mixed precision (float16 autocast); only used on CUDA.
     amp: bool = False
-    #: ``constant`` learning rate, or ``cosine``: annealed to 0 over all epochs, per step.
+    #: ``constant`` learning rate, or ``cosine``: annealed to 0 over the whole length, per step.
     schedule: str = "constant"
     #: Keep an exponential moving average of the weights, half-life = ``ema`` x the images seen so
     #: far (Karras et al. 2022's ramp-up, theirs 0.05), and return it; None: the last weights.
     ema: float | None = None
 
+    def __post_init__(self):
+        if self.epochs is None and self.images is None:
+            object.__setattr__(self, "epochs", DEFAULT_EPOCHS)
+
     def validate(self) -> TrainingNoise:
         """Check every value (UsageError on a bad one); returns the parsed noise."""
-        for name in ("epochs", "batch_size", "val_every"):
-            if getattr(self, name) < 1:
+        if self.epochs is not None and self.images is not None:
+            raise UsageError(f"give the training length as epochs or as images seen, not both "
+                             f"(got epochs {self.epochs} and images {self.images})")
+        for name in ("epochs", "images", "batch_size", "val_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UsageError(f"lr must be > 0, got {self.lr}")
@@ -205,9 +223,20 @@ class TrainOptions:
         return parse_training_noise(self.noise)
 
     def with_overrides(self, **overrides) -> "TrainOptions":
-        """A copy with the given values replaced (None means keep)."""
+        """A copy with the given values replaced (None means keep); a length given in epochs or
+        in images replaces the other (UsageError when both are given)."""
         known = {f.name for f in fields(self)}
-        return replace(self, **{k: v for k, v in overrides.items() if k in known and v is not None})
+        given = {k: v for k, v in overrides.items() if k in known and v is not None}
+        if "epochs" in given and "images" in given:
+            raise UsageError("give the training length as epochs or as images seen, not both")
+        if "epochs" in given or "images" in given:
+            given = {"epochs": None, "images": None, **given}
+        return replace(self, **given)
+
+    def length(self, per_epoch: int) -> "TrainingLength":
+        """The length of training on ``per_epoch`` examples a pass."""
+        total = self.images if self.images is not None else self.epochs * per_epoch
+        return TrainingLength(per_epoch, total)
 
     def to_dict(self) -> dict:
         """All options, less those added later and left at their default (``LATER_OPTIONS``), so
@@ -216,7 +245,33 @@ class TrainOptions:
 
 
 #: Options added after checkpoints were first named, with the default under which they are left out.
-LATER_OPTIONS = {"ema": None}
+LATER_OPTIONS = {"ema": None, "images": None}
+
+
+@dataclass(frozen=True)
+class TrainingLength:
+    """How long a run trains: ``total`` examples drawn, ``per_epoch`` a pass, the last pass cut short."""
+
+    per_epoch: int
+    total: int
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.total / self.per_epoch)
+
+    def size(self, epoch: int) -> int:
+        """Examples drawn in ``epoch`` (from 1): a whole pass, or what is left of the total."""
+        return min(self.per_epoch, self.total - (epoch - 1) * self.per_epoch)
+
+    def steps(self, batch_size: int) -> int:
+        """Optimizer steps over the whole length, each epoch ending on a (possibly smaller) batch."""
+        full, rest = divmod(self.total, self.per_epoch)
+        return full * math.ceil(self.per_epoch / batch_size) + math.ceil(rest / batch_size)
+
+    def describe(self) -> str:
+        """``176,400 images seen (22.5 epochs of 7,840)``."""
+        epochs = f"{self.total / self.per_epoch:,.2f}".rstrip("0").rstrip(".")
+        return f"{self.total:,} images seen ({epochs} epochs of {self.per_epoch:,})"
 
 
 @dataclass
@@ -229,6 +284,7 @@ class TrainResult:
     val_loss: float | None = None
     best_epoch: int | None = None
     epochs_run: int = 0
+    images_seen: int = 0
     stopped_early: bool = False
     steps: int = 0
     seconds: float = 0.0
@@ -422,6 +478,13 @@ class BestWeights:
             result.train_loss, result.val_loss = best["train_loss"], best["val_loss"]
 
 
+def training_length(images: torch.Tensor, options: TrainOptions) -> TrainingLength:
+    """The length of training on ``images`` under ``options``: an epoch is one pass over the
+    images left after the validation split (over as many crops as tile each, with ``patch``)."""
+    n_train = len(split_validation(len(images), options.val_fraction, options.seed)[0])
+    return options.length(n_train * patches_per_image(images.shape[2], images.shape[3], options.patch))
+
+
 def run_epoch(optimisation: Optimisation, data: torch.Tensor, order: torch.Tensor, options: TrainOptions,
               noise: TrainingNoise, generator: torch.Generator, bar, epoch: int,
               val_loss: float | None, average: WeightAverage | None = None) -> float:
@@ -459,25 +522,28 @@ def train(model: torch.nn.Module, images: torch.Tensor, options: TrainOptions,
     val = validation_set(images[val_idx], noise, options.seed, device)
     generator = torch.Generator(device=device).manual_seed(options.seed)
     model = model.to(device).train()
-    n_items = len(data) * patches_per_image(data.shape[2], data.shape[3], options.patch)
-    steps_per_epoch = math.ceil(n_items / options.batch_size)
-    optimisation = Optimisation.create(model, options, options.epochs * steps_per_epoch, amp)
+    length = training_length(images, options)
+    total_steps = length.steps(options.batch_size)
+    optimisation = Optimisation.create(model, options, total_steps, amp)
     average = WeightAverage(model, options.ema) if options.ema is not None else None
     kept = average.model if average is not None else model  # the weights validated and returned
     result, best, seconds = TrainResult(state_dict={}), BestWeights(options.early_stopping is not None), 0.0
-    with tqdm(total=options.epochs * steps_per_epoch, desc=desc, unit="batch",
+    with tqdm(total=total_steps, desc=desc, unit="batch",
               disable=quiet, dynamic_ncols=True, leave=not quiet) as bar:  # closed on error too
-        for epoch in range(1, options.epochs + 1):
+        for epoch in range(1, length.epochs + 1):
             synchronize(device)
             start = time.perf_counter()
-            order = torch.randperm(n_items, generator=generator, device=device) % len(data)
+            order = torch.randperm(length.per_epoch, generator=generator, device=device) % len(data)
+            order = order[:length.size(epoch)]
             result.train_loss = run_epoch(optimisation, data, order, options, noise, generator, bar,
                                           epoch, result.val_loss, average)
             synchronize(device)
             seconds += time.perf_counter() - start
-            result.steps, result.epochs_run = result.steps + steps_per_epoch, epoch
-            result.history.append({"epoch": epoch, "train_loss": result.train_loss})
-            if val is None or not (epoch % options.val_every == 0 or epoch == options.epochs):
+            result.steps += math.ceil(len(order) / options.batch_size)
+            result.epochs_run, result.images_seen = epoch, result.images_seen + len(order)
+            result.history.append({"epoch": epoch, "images": result.images_seen,
+                                   "train_loss": result.train_loss})
+            if val is None or not (epoch % options.val_every == 0 or epoch == length.epochs):
                 continue
             result.val_loss = validation_loss(kept, val, options.batch_size, amp)
             result.history[-1]["val_loss"] = result.val_loss
@@ -490,7 +556,7 @@ def train(model: torch.nn.Module, images: torch.Tensor, options: TrainOptions,
         model.load_state_dict(kept.state_dict())
     result.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     result.seconds = seconds
-    result.images_per_second = n_items * result.epochs_run / seconds if seconds > 0 else 0.0
+    result.images_per_second = result.images_seen / seconds if seconds > 0 else 0.0
     result.noise = noise.label
     return result
 

@@ -36,7 +36,7 @@ from bench.scoped import set_for_block
 from bench.seeding import identity_hash
 from bench.specs import Spec, parse_spec
 from bench.training.loop import (TrainOptions, TrainResult, check_trainable, seeded_init,
-                                 split_validation, train)
+                                 split_validation, train, training_length)
 
 DEFAULT_MODELS_DIR = "results/models"
 #: Dataset parameters that say where the data is, not what it is: left out of identities.
@@ -213,7 +213,8 @@ def train_checkpoint(learner: Learner, data: TrainingData, options: TrainOptions
     model = build_model(learner, arch, options.seed)  # bad sizes fail here, before training
     path = checkpoint_path(models_dir, learner, data, options)
     print(f"training {learner.name} on {data.label}: {len(data.ids)} images "
-          f"{'x'.join(map(str, data.images.shape[1:]))}, {options.epochs} epochs, noise "
+          f"{'x'.join(map(str, data.images.shape[1:]))}, "
+          f"{training_length(data.images, options).describe()}, noise "
           f"{options.noise}, seed {options.seed}, {device} -> {path}", file=sys.stderr)
     result: TrainResult = train(model, data.images, options, device,
                                 desc=f"train {learner.name} on {data.label}", quiet=quiet)
