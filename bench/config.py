@@ -7,6 +7,8 @@ A grid larger than ``max_cells`` (``DEFAULT_MAX_CELLS`` unless given) is refused
 
 from __future__ import annotations
 
+import os
+import threading
 import tomllib
 import types
 import typing
@@ -184,6 +186,8 @@ def load_config(path: str | Path) -> dict:
         raise UsageError(f"config file {path} is a folder") from None
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL byte in the path: no file has such a name
+        raise UsageError(f"cannot read config file {str(path)!r}: {exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
     except RecursionError:
@@ -225,10 +229,14 @@ def check_executor_options(name: str, workers: int | None, scheduler: str | None
     """UsageError for executor options that do not go together (before anything runs)."""
     if name not in EXECUTORS:
         raise UsageError(f"unknown executor {name!r}; choose {', '.join(EXECUTORS)}")
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be > 0 seconds, got {timeout:g}")
+    if timeout is not None and not 0 < timeout <= threading.TIMEOUT_MAX:
+        raise UsageError(f"--timeout must be a number of seconds > 0 and finite, got {timeout:g}")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
+    if workers is not None and workers > (os.cpu_count() or 1):
+        raise UsageError(f"--workers {workers} would start {workers} processes on this machine's "
+                         f"{os.cpu_count() or 1} CPUs: give at most {os.cpu_count() or 1}, or "
+                         "--scheduler ADDRESS for a cluster")
     if name == "local" and (workers or scheduler):
         raise UsageError("--workers and --scheduler need --executor dask")
     if workers and scheduler:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.cli.options import add_plugins, add_store
 from bench.errors import UsageError
-from bench.files import write_texts
+from bench.files import provenance_beside, write_texts
 from bench.reports import cost_columns, estimators, published, rendering, sample_tables, tables
 from bench.store import selection
 from bench.store.database import open_existing
@@ -81,8 +81,7 @@ def provenance_path(args) -> Path | None:
     if args.provenance:
         return Path(args.provenance)
     if args.output:
-        output = Path(args.output)
-        return output.with_name(f"{output.stem}.provenance.json")
+        return provenance_beside(args.output)
     return None
 
 
@@ -99,17 +98,15 @@ def main(args) -> int:
         provenance = sample_tables.sample_provenance(store) if args.samples else tables.provenance(store)
         failed = sample_tables.failed_sample_cells(store) if args.samples else tables.failed_cells(store)
     files = {}
-    if args.format == "csv":
-        text = rendering.render(table, "csv")
-        sidecar = provenance_path(args)
-        if sidecar:
-            files[sidecar] = json.dumps(provenance, indent=2) + "\n"
-    else:
-        text = rendering.render(table, args.format, provenance)
+    text = rendering.render(table, "csv") if args.format == "csv" else \
+        rendering.render(table, args.format, provenance)
     if args.output:
         files[Path(args.output)] = text
     else:
         sys.stdout.write(text)
+    sidecar = provenance_path(args) if args.format == "csv" else None
+    if sidecar:
+        files[sidecar] = json.dumps(provenance, indent=2) + "\n"
     write_texts(files)
     for note in notes:  # under the table, off stdout so CSV and JSON stay clean
         print(f"--published: {note}", file=sys.stderr)

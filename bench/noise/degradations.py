@@ -22,6 +22,22 @@ from bench.noise.levels import GAUSSIAN, MAP_MEAN, POISSON, LevelScale
 from bench.specs import parse_number
 
 
+#: The smallest level a built-in degradation takes: float32's step at 1. Gaussian noise below it
+#: rounds away in [0, 1] intensities; a Poisson peak below it has a gain (1 / peak) past 10^7.
+SMALLEST_LEVEL = torch.finfo(torch.float32).eps
+#: The largest Poisson peak: torch.poisson draws its counts as 64-bit integers, which wrap past
+#: this (``poisson:1e20`` scored 4.7 dB as "done").
+LARGEST_PEAK = 2 ** 62
+
+
+def check_resolvable(degradation: "Degradation", text: str, value: float) -> float:
+    """UsageError for a level below ``SMALLEST_LEVEL`` (it would vanish, or fail later as cell errors)."""
+    if value < SMALLEST_LEVEL:
+        raise UsageError(f"{degradation.name} {degradation.scale.name} {text} is below float32's "
+                         f"resolution ({SMALLEST_LEVEL:.2g}): give a level >= {SMALLEST_LEVEL:.2g}")
+    return value
+
+
 class Degradation:
     """A noise model with one scalar level."""
 
@@ -81,7 +97,7 @@ class GaussianDegradation(Degradation):
         if value >= 1:
             raise UsageError(f"gaussian sigma {text} is on the [0, 1] scale (>= 1 buries the image); "
                              f"for {text} on the 0-255 scale write {text}/255")
-        return value
+        return check_resolvable(self, text, value)
 
 
 class GaussianMapDegradation(GaussianDegradation):
@@ -144,6 +160,14 @@ class PoissonDegradation(Degradation):
     name = "poisson"
     family = "poisson"
     scale = POISSON
+
+    def parse_level(self, text):
+        value = check_resolvable(self, text, super().parse_level(text))
+        if value > LARGEST_PEAK:
+            raise UsageError(f"poisson peak {text} is past the largest count torch.poisson draws exactly "
+                             f"(2**{LARGEST_PEAK.bit_length() - 1}); at such peaks the noise is "
+                             f"negligible: use a smaller peak")
+        return value
 
     def draw(self, x, level, generator):
         # deepinv.physics.PoissonNoise(gain=1 / peak, normalize=True): Poisson(x / gain) * gain
