@@ -25,16 +25,17 @@ from bench.specs import parse_number
 #: The smallest level a built-in degradation takes: float32's step at 1. Gaussian noise below it
 #: rounds away in [0, 1] intensities; a Poisson peak below it has a gain (1 / peak) past 10^7.
 SMALLEST_LEVEL = torch.finfo(torch.float32).eps
-#: The largest Poisson peak: torch.poisson draws its counts as 64-bit integers, which wrap past
-#: this (``poisson:1e20`` scored 4.7 dB as "done").
-LARGEST_PEAK = 2 ** 62
+#: The largest Poisson peak: torch.poisson's float32 counts are exact integers up to 2**24 (past
+#: 2**63 its 64-bit counts wrap: ``poisson:1e20`` scored 4.7 dB as "done"). At 2**24 the noise's
+#: relative std (1 / sqrt(peak) = 2.4e-4) is already far below an 8-bit step.
+LARGEST_PEAK = int(2 / SMALLEST_LEVEL)
 
 
 def check_resolvable(degradation: "Degradation", text: str, value: float) -> float:
     """UsageError for a level below ``SMALLEST_LEVEL`` (it would vanish, or fail later as cell errors)."""
     if value < SMALLEST_LEVEL:
         raise UsageError(f"{degradation.name} {degradation.scale.name} {text} is below float32's "
-                         f"resolution ({SMALLEST_LEVEL:.2g}): give a level >= {SMALLEST_LEVEL:.2g}")
+                         f"resolution ({SMALLEST_LEVEL:.2g}): give a {degradation.scale.name} >= {SMALLEST_LEVEL:.2g}")
     return value
 
 
@@ -164,9 +165,9 @@ class PoissonDegradation(Degradation):
     def parse_level(self, text):
         value = check_resolvable(self, text, super().parse_level(text))
         if value > LARGEST_PEAK:
-            raise UsageError(f"poisson peak {text} is past the largest count torch.poisson draws exactly "
-                             f"(2**{LARGEST_PEAK.bit_length() - 1}); at such peaks the noise is "
-                             f"negligible: use a smaller peak")
+            raise UsageError(f"poisson peak {text} is past 2**{LARGEST_PEAK.bit_length() - 1}, where "
+                             "torch.poisson's float32 counts stop being exact (the noise is far below "
+                             f"an 8-bit step there): give a peak <= {LARGEST_PEAK}")
         return value
 
     def draw(self, x, level, generator):
