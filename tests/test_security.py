@@ -224,6 +224,21 @@ def test_fetching_urban100_with_a_hostile_archive_writes_nothing(cli, mirror, st
     assert not (fetching.settings().root / "Urban100").exists(), "no archive, staging or empty folder left"
 
 
+def test_an_archive_expanding_past_the_free_space_is_refused_before_extracting(tmp_path, monkeypatch):
+    """A gzip bomb: 100 kB of zeros compress to a few hundred bytes; the entries' declared sizes
+    are held against the disk's free space (made small here) before anything is written."""
+    archive = tmp_path / "bomb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        add_bytes(tar, "zeros.bin", bytes(100_000))
+    assert archive.stat().st_size < 1000
+    into = tmp_path / "into"
+    into.mkdir()
+    monkeypatch.setattr(fetching, "free_bytes", lambda folder: 50_000)
+    with pytest.raises(fetching.FetchError, match="expands to 100000 bytes, more than the 50000 free"):
+        fetching.extract_archive(archive, into)
+    assert list(into.iterdir()) == []
+
+
 def test_a_plain_archive_is_extracted_and_moved_in_place(cli, mirror, store, tmp_path, monkeypatch):
     """The same path with an honest archive: the images arrive, nothing else stays."""
     from deepinv.datasets import Urban100HR
