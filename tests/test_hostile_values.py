@@ -129,13 +129,14 @@ def test_output_into_a_device_writes_into_it(board, tmp_path):
     assert not (tmp_path / "null.provenance.json").exists()
 
 
-@pytest.mark.parametrize("command", ["leaderboard", "report"])
-def test_output_naming_a_folder_is_one_line_and_writes_nothing(cli, board, tmp_path, command):
+@pytest.mark.parametrize("command", [("leaderboard", "--format", "csv"), ("report", "--figures", "figures")])
+def test_output_naming_a_folder_is_one_line_and_writes_nothing(cli, board, tmp_path, command, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     folder = tmp_path / "out"
     folder.mkdir()
     before = sorted(os.listdir(tmp_path))
     store = tmp_path / "store" / "bench.sqlite"
-    one_line_refusal(cli(command, "--store", store, "--output", folder), str(folder), "is a folder")
+    one_line_refusal(cli(*command, "--store", store, "--output", folder), str(folder), "is a folder")
     assert sorted(os.listdir(tmp_path)) == before and not os.listdir(folder)
 
 

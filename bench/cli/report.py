@@ -7,6 +7,7 @@ import sys
 
 from bench.cli.options import add_plugins, add_store
 from bench.errors import UsageError
+from bench.files import output_target
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
 from bench.reports import html
@@ -41,6 +42,7 @@ def run_plugins(store) -> list[str]:
 def main(args) -> int:
     if args.galleries < 0:
         raise UsageError(f"--galleries must be >= 0, got {args.galleries}")
+    output_target(args.output)  # a folder or socket is refused before any figure is written
     with open_existing(args.store) as store:
         store.selection = selection.from_args(args)
         registry = Registry(get_plugin_set(list(dict.fromkeys(run_plugins(store) + args.plugins))))
