@@ -88,6 +88,15 @@ def check_chains_fit(what: str, chains: int, item: torch.Tensor) -> None:
                          f"{total / 1e9:.3g} GB: use a smaller n")
 
 
+def check_steps_fit(label: str, steps) -> None:
+    """UsageError when a sampler's schedule (a list of at least ``steps`` references, 8 bytes each)
+    would not fit in this machine's memory: ``steps=10**12`` is refused at planning."""
+    total = memory_bytes()
+    if isinstance(steps, int) and total is not None and steps * 8 > total:
+        raise UsageError(f"{label}: {steps} steps need a schedule of {steps * 8 / 1e9:.3g} GB, more than this "
+                         f"machine's {total / 1e9:.3g} GB: use fewer steps")
+
+
 class Evaluations:
     """A score function that counts its calls (NFE) and also serves as the denoiser
     D(x, s) = x + s^2 score(x, s) (Tweedie), for samplers written in terms of D."""
