@@ -230,7 +230,7 @@ def check_executor_options(name: str, workers: int | None, scheduler: str | None
     if name not in EXECUTORS:
         raise UsageError(f"unknown executor {name!r}; choose {', '.join(EXECUTORS)}")
     if timeout is not None and not 0 < timeout <= threading.TIMEOUT_MAX:
-        raise UsageError(f"--timeout must be a number of seconds > 0 and finite, got {timeout:g}")
+        raise UsageError(f"--timeout must be > 0 seconds and finite, got {timeout:g}")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
     if workers is not None and workers > (os.cpu_count() or 1):

@@ -56,8 +56,8 @@ def test_a_checkpoint_changed_after_training_is_refused_and_retraining_fixes_it(
     (("-n", "gaussian:1e-320"), "gaussian sigma 1e-320 is below float32's resolution"),
     (("-n", "gaussian:0.1", "--sigma-in", "x1e308"), "sigma_in 'x1e308': a factor"),
     (("-n", "gaussian:0.1", "--sigma-in", "1e-300"), "sigma_in '1e-300': a fixed level"),
-    (("-n", "gaussian:0.1", "--timeout", "nan"), "--timeout must be a number of seconds > 0 and finite"),
-    (("-n", "gaussian:0.1", "--timeout", "inf"), "--timeout must be a number of seconds > 0 and finite"),
+    (("-n", "gaussian:0.1", "--timeout", "nan"), "--timeout must be > 0 seconds and finite, got"),
+    (("-n", "gaussian:0.1", "--timeout", "inf"), "--timeout must be > 0 seconds and finite, got"),
     (("-n", "gaussian:0.1", "--executor", "dask", "--workers", "100000"), "--workers 100000"),
 ])
 def test_numbers_outside_their_domain_are_refused_before_anything_is_written(cli, store, args, shown):
