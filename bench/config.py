@@ -186,12 +186,12 @@ def load_config(path: str | Path) -> dict:
         raise UsageError(f"config file {path} is a folder") from None
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # a NUL byte in the path: no file has such a name
-        raise UsageError(f"cannot read config file {str(path)!r}: {exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
     except RecursionError:
         raise UsageError(f"config file {path}: values nest too deeply (at most {MAX_DEPTH} levels)") from None
+    except ValueError as exc:  # a NUL byte in the path: no file has such a name
+        raise UsageError(f"cannot read config file {str(path)!r}: {exc}") from None
     too_deep = [key for key, value in data.items() if depth(value) > MAX_DEPTH - 1]
     if too_deep:
         raise UsageError(f"config file {path}: {too_deep[0]} nests too deeply (at most {MAX_DEPTH} levels)")
