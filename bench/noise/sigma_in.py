@@ -81,7 +81,7 @@ def parse_sigma_in(text: str) -> SigmaIn:
         except (ValueError, ZeroDivisionError):
             factor = None
         if factor is None or not SMALLEST <= factor <= 1 / SMALLEST:
-            raise UsageError(f"sigma_in {text!r}: a factor of the true level must be a number from "
+            raise UsageError(f"sigma_in {text!r}: a factor of the true level must be a number > 0, from "
                              f"{SMALLEST:.2g} to {1 / SMALLEST:.2g} (float32's resolution), e.g. x0.5 or x2")
         return SigmaIn(f"x{factor:g}", factor=factor)
     try:
@@ -90,7 +90,7 @@ def parse_sigma_in(text: str) -> SigmaIn:
         raise UsageError(f"unknown sigma_in {text!r}: use oracle, xF (x0.5), N/255 (a fixed level), "
                          "estimate:NAME or mean (a noise map's mean)") from None
     if not SMALLEST <= fixed <= 1 / SMALLEST:
-        raise UsageError(f"sigma_in {text!r}: a fixed level must be from {SMALLEST:.2g} to "
+        raise UsageError(f"sigma_in {text!r}: a fixed level must be > 0, from {SMALLEST:.2g} to "
                          f"{1 / SMALLEST:.2g} (float32's resolution)")
     return SigmaIn(f"{fixed * 255:g}/255", fixed=fixed)
 
