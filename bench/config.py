@@ -7,6 +7,8 @@ A grid larger than ``max_cells`` (``DEFAULT_MAX_CELLS`` unless given) is refused
 
 from __future__ import annotations
 
+import os
+import threading
 import tomllib
 import types
 import typing
@@ -191,6 +193,8 @@ def load_config(path: str | Path) -> dict:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
     except RecursionError:
         raise UsageError(f"config file {path}: values nest too deeply (at most {MAX_DEPTH} levels)") from None
+    except ValueError as exc:  # a NUL byte in the path: no file has such a name
+        raise UsageError(f"cannot read config file {str(path)!r}: {exc}") from None
     too_deep = [key for key, value in data.items() if depth(value) > MAX_DEPTH - 1]
     if too_deep:
         raise UsageError(f"config file {path}: {too_deep[0]} nests too deeply (at most {MAX_DEPTH} levels)")
@@ -230,10 +234,14 @@ def check_executor_options(name: str, workers: int | None, scheduler: str | None
     """UsageError for executor options that do not go together (before anything runs)."""
     if name not in EXECUTORS:
         raise UsageError(f"unknown executor {name!r}; choose {', '.join(EXECUTORS)}")
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be > 0 seconds, got {timeout:g}")
+    if timeout is not None and not 0 < timeout <= threading.TIMEOUT_MAX:
+        raise UsageError(f"--timeout must be > 0 seconds and finite, got {timeout:g}")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
+    if workers is not None and workers > (os.cpu_count() or 1):
+        raise UsageError(f"--workers {workers} would start {workers} processes on this machine's "
+                         f"{os.cpu_count() or 1} CPUs: give at most {os.cpu_count() or 1}, or "
+                         "--scheduler ADDRESS for a cluster")
     if name == "local" and (workers or scheduler):
         raise UsageError("--workers and --scheduler need --executor dask")
     if workers and scheduler:

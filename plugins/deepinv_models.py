@@ -149,7 +149,8 @@ def build_model(cls: type, weights: str | None, params: dict) -> tuple[torch.nn.
     pretrained = params.get("pretrained")
     if isinstance(pretrained, str) and pretrained.lower() == "none":
         params["pretrained"] = pretrained = None
-    if isinstance(pretrained, str) and Path(pretrained).expanduser().is_file():
+    if isinstance(pretrained, str) and any(Path(p).exists() for p in (pretrained, Path(pretrained).expanduser())):
+        # the literal path too: deepinv opens it as written, where ``~`` may be a folder of that name
         raise bench.UsageError(f"deepinv:{name}: give a local checkpoint as weights={pretrained} "
                                "(loaded with weights_only=True), not as pretrained=")
     state = None

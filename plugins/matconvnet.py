@@ -5,7 +5,8 @@ The files are MATLAB v7.3 (HDF5): ``net/layers`` lists layers by type (``conv``,
 weight reads (C_out, C_in, W, H), the last layer of a one-channel net (C_in, W, H);
 MatConvNet convolves as PyTorch does (cross-correlation). A file is fetched and
 verified by its pinned SHA-256 (``bench.data.fetching``), converted once to a
-state dict cached beside it (keyed by that hash, loaded with ``weights_only=True``).
+state dict cached beside it (keyed by that hash, its own SHA-256 recorded and checked before
+every load, loaded with ``weights_only=True``; a cache that does not match is rebuilt).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 import bench
 from bench.data import fetching
+from bench.data.content_hash import sha256_file
 from bench.files import atomic_write
 
 Layer = tuple[str, list[np.ndarray], dict]
@@ -87,14 +89,16 @@ def converted(mat: Path, digest: str, convert: Callable[[list[Layer]], dict]) ->
     ``convert`` returns a dict of tensors and ints (a state dict and the shape facts needed to build it).
     """
     cache = mat.with_name(f"{mat.stem}-{digest[:16]}.pt")
-    if cache.is_file():
+    record = cache.with_suffix(".sha256")  # the cache's own SHA-256, checked before every load
+    if cache.is_file() and record.is_file() and sha256_file(cache) == record.read_text().strip():
         try:
             return torch.load(cache, map_location="cpu", weights_only=True)
         except Exception:  # a damaged cache is rebuilt from the verified .mat
             pass
-    saved = convert(read_layers(mat))
+    saved = convert(read_layers(mat))  # missing, changed or unrecorded: rebuilt from the verified .mat
     try:
         atomic_write(cache, lambda tmp: torch.save(saved, tmp))
+        atomic_write(record, lambda tmp: tmp.write_text(sha256_file(cache) + "\n"))
     except OSError:  # a read-only data folder only costs the conversion next time
         pass
     return saved

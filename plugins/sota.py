@@ -16,6 +16,7 @@ step), Restormer reflected, DRUNet and SCUNet by repeating the last rows and col
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -75,8 +76,9 @@ class Family:
         return [self.files(color, level) for color in (False, True) for level in (self.levels or (None,))]
 
     def fetch(self) -> None:
-        for file in self.all_files():
-            weights.fetch(file, self.name)
+        for color in (False, True):
+            for level in self.levels or (None,):
+                weights.fetch(self.files(color, level), self.name, reader(self, color))
 
     def status(self) -> tuple[bool, int]:
         present = [weights.folder() / f.name for f in self.all_files()]
@@ -119,16 +121,25 @@ class ReleaseNetwork(torch.nn.Module):
         return out[..., :height, :width]
 
 
+def reader(family: Family, color: bool) -> Callable[[Path], torch.nn.Module]:
+    """Reads a verified file into ``family``'s network; UsageError when it does not load into it."""
+
+    def read(path: Path) -> torch.nn.Module:
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            state = checkpoint.get("params", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+            network = family.architecture(3 if color else 1, **family.arguments)
+            network.load_state_dict(state, strict=True)
+        except Exception as exc:  # an unreadable or mismatched file is the user's to replace
+            raise bench.UsageError(f"{path.name} does not load into {family.name}: "
+                                   f"{' '.join(str(exc).split())[:200]}") from None
+        return network
+
+    return read
+
+
 def load(family: Family, color: bool, level: int | None) -> ReleaseNetwork:
-    verified = weights.fetch(family.files(color, level), family.name)
-    try:
-        checkpoint = torch.load(verified.path, map_location="cpu", weights_only=True)
-        state = checkpoint.get("params", checkpoint) if isinstance(checkpoint, dict) else checkpoint
-        network = family.architecture(3 if color else 1, **family.arguments)
-        network.load_state_dict(state, strict=True)
-    except Exception as exc:  # an unreadable or mismatched file is the user's to replace
-        raise bench.UsageError(f"{verified.path.name} does not load into {family.name}: "
-                               f"{' '.join(str(exc).split())[:200]}") from None
+    verified, network = weights.fetch(family.files(color, level), family.name, reader(family, color))
     return ReleaseNetwork(network, verified, family)
 
 

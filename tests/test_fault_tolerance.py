@@ -15,7 +15,7 @@ import pytest
 from conftest import rows, sigkill_mid_grid
 
 PLUGIN = '''
-import os, signal, sys, time
+import os, signal, subprocess, sys, time
 from pathlib import Path
 import torch.nn.functional as F
 import bench
@@ -23,9 +23,13 @@ import bench
 class Slow:
     """A 3x3 mean filter that takes its time, hangs or kills its own process when told
     (``started``: a file it writes when called)."""
-    def __init__(self, delay=0.0, hang=False, die_once="", started=""):
+    def __init__(self, delay=0.0, hang=False, die_once="", started="", spawned=""):
         self.delay, self.hang, self.die_once, self.started = delay, hang, die_once, started
+        self.spawned = spawned  # a file for the pid of a process it starts and leaves running
     def __call__(self, y, sigma):
+        if self.spawned:
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+            Path(self.spawned).write_text(str(child.pid))
         if self.started:
             Path(self.started).write_text(str(os.getpid()))
         if self.die_once and not Path(self.die_once).exists():
@@ -43,6 +47,8 @@ class Exit:
             os._exit(self.code)
         if self.how == "sys-exit":
             sys.exit(self.code)
+        if self.how == "interrupt":
+            raise KeyboardInterrupt
         os.kill(os.getpid(), getattr(signal, self.how))
         time.sleep(10)
 
@@ -179,6 +185,18 @@ def test_a_plugin_that_exits_fails_its_own_cell_and_the_run_goes_on(plugin, stor
     assert rows(store, "SELECT status FROM runs") == [("failed",)]
 
 
+@pytest.mark.parametrize("isolated", [(), ("--timeout", "60")])
+def test_a_keyboard_interrupt_raised_by_a_plugin_fails_its_own_cell(plugin, store, isolated):
+    """No Ctrl-C was pressed: the run goes on, in this process and in a --timeout child."""
+    result = subprocess.run(bench_cmd("run", *GRID[:4], "-n", "gaussian:0.1", "-m", "a-exit[how=interrupt]",
+                                      "-m", "noisy", "--plugin", plugin, "--store", store, "--quiet", *isolated),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "2 cells: 1 done, 1 error" in result.stderr, result.stderr
+    found = statuses(store)
+    assert found["a-exit[how=interrupt] 0.1"].startswith("error: the plugin raised KeyboardInterrupt")
+    assert found["noisy 0.1"] == "done: "
+
+
 def test_a_cell_that_kills_its_child_process_is_named_with_the_signal(plugin, store):
     result = subprocess.run(bench_cmd("run", *GRID[:4], "-n", "gaussian:0.1", "-m", "a-exit[how=SIGKILL]",
                                       "-m", "a-exit", "-m", "noisy", "--plugin", plugin, "--store", store,
@@ -233,6 +251,29 @@ def test_no_process_outlives_a_killed_driver(plugin, store, tmp_path):
     driver.wait()
     gone, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"still running after the driver was killed: {[p.cmdline() for p in alive]}"
+
+
+@pytest.mark.parametrize("end", ["timeout", "driver killed"])
+def test_a_process_a_plugin_starts_ends_with_its_cell(plugin, store, tmp_path, end):
+    """The cell's child leads a process group that the plugin's own processes join: a timeout,
+    or kill -9 of the driver, ends them too."""
+    import psutil
+
+    spawned, started = tmp_path / "spawned", tmp_path / "started"
+    driver = subprocess.Popen(bench_cmd("run", *GRID[:4], "-n", "gaussian:0.1", "-m",
+                                        f"slow[hang=true,spawned={spawned},started={started}]", "--plugin", plugin,
+                                        "--store", store, "--timeout", "5" if end == "timeout" else "600", "--quiet"))
+    deadline = time.time() + 120
+    while time.time() < deadline and not started.exists():
+        time.sleep(0.2)
+    orphan = psutil.Process(int(spawned.read_text()))
+    if end == "driver killed":
+        driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=120)
+    gone, alive = psutil.wait_procs([orphan], timeout=15)
+    if alive:
+        orphan.kill()
+    assert not alive, f"the plugin's process outlived its cell ({end})"
 
 
 def test_the_local_cluster_listens_on_this_machine_only_and_serves_no_dashboard_unless_asked():

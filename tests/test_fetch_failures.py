@@ -32,7 +32,7 @@ def trickle(monkeypatch):
 
         def do_GET(self):
             self.send_response(200)
-            self.send_header("Content-Length", "100000")
+            self.send_header("Content-Length", str(self.server.announced))
             self.end_headers()
             try:
                 while not stop.is_set():
@@ -43,6 +43,7 @@ def trickle(monkeypatch):
                 pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.announced = 100000
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv(fetching.MIRROR_ENV, f"http://127.0.0.1:{server.server_address[1]}")
@@ -66,6 +67,36 @@ def test_a_trickling_server_is_given_up_on_at_the_deadline_and_nothing_stays(cli
     assert "after 1 s" in result.err and "too slow" in result.err, result.err
     assert took < 10, f"fetch took {took:.1f} s with a 1 s deadline"
     assert leftovers() == [], "no temporary file, no empty folder"
+
+
+def fetch_in_thread(cli, *args) -> tuple[threading.Thread, list]:
+    done: list = []
+    thread = threading.Thread(target=lambda: done.append(cli(*args)), daemon=True)
+    thread.start()
+    return thread, done
+
+
+def test_the_size_a_server_announces_never_extends_the_deadline(cli, trickle, monkeypatch):
+    """Release weights have no pinned size: a server announcing a large file and trickling it is
+    given up on at the caller's deadline (before, 1 GB announced stretched it to 20,000 s)."""
+    monkeypatch.delenv(fetching.DEADLINE_ENV)
+    monkeypatch.setattr(fetching, "BASE_DEADLINE", 1.0)
+    trickle.announced = min(10**9, fetching.free_bytes(fetching.settings().root.parent) // 2)
+    thread, done = fetch_in_thread(cli, "fetch", "swinir", "--quiet")
+    thread.join(timeout=30)
+    assert done, "still downloading 30 s past a 1 s deadline"
+    one_line_exit_2(done[0], "gave up on")
+    assert leftovers() == []
+
+
+def test_a_download_announcing_more_than_the_free_space_is_refused_at_once(cli, trickle, monkeypatch):
+    monkeypatch.delenv(fetching.DEADLINE_ENV)
+    trickle.announced = 2 * fetching.free_bytes(fetching.settings().root.parent)
+    thread, done = fetch_in_thread(cli, "fetch", "swinir", "--quiet")
+    thread.join(timeout=30)
+    assert done, "still downloading a file that cannot fit"
+    one_line_exit_2(done[0], "more than the")
+    assert "free in" in done[0].err and leftovers() == []
 
 
 def test_the_default_deadline_grows_with_the_size_and_the_variable_is_checked(monkeypatch):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from bench.config import RunConfig
+from bench.errors import UsageError
 from bench.grid.planning import build_grid
 from bench.plugins import get_plugin_set
 from bench.registry import Registry
@@ -195,6 +196,7 @@ def test_run_trains_a_missing_model_once_then_reuses_it(cli, tiny_plugin, tmp_pa
 
 
 def test_cell_key_changes_with_the_checkpoint_weights(tiny_plugin, tmp_path):
+    """Retrained weights are new cells; weights changed on disk behind their JSON are refused."""
     config = RunConfig(datasets=["lfw-faces"], noise=["gaussian:0.1"], denoisers=["tiny-dae"],
                        store=str(tmp_path / "bench.sqlite"), plugins=[str(tiny_plugin)],
                        limit_images=2)
@@ -203,7 +205,12 @@ def test_cell_key_changes_with_the_checkpoint_weights(tiny_plugin, tmp_path):
     assert build_grid(config, registry, quiet=True).cells[0].key == first.cells[0].key
     path = next((tmp_path / "models").glob("tiny-dae--*.pt"))
     state = torch.load(path, weights_only=True)
-    torch.save({k: v + 0.01 for k, v in state.items()}, path)
+    changed = {k: v + 0.01 for k, v in state.items()}
+    torch.save(changed, path)
+    with pytest.raises(UsageError, match="changed after training"):
+        build_grid(config, registry, quiet=True)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    path.with_suffix(".json").write_text(json.dumps({**meta, "weights_hash": tensors_hash(changed)}))
     assert build_grid(config, registry, quiet=True).cells[0].key != first.cells[0].key
 
 

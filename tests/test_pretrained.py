@@ -126,6 +126,20 @@ def test_the_weights_hash_is_in_the_provenance_and_a_damaged_cache_is_rebuilt(cl
     assert torch.load(cache, weights_only=True)["depth"] == 17
 
 
+def test_a_converted_cache_holding_other_weights_is_rebuilt_from_the_verified_file(tmp_path):
+    mat = tmp_path / MAT.name
+    shutil.copy(MAT, mat)
+    digest = sha256_file(mat)
+    first = matconvnet.converted(mat, digest, dncnn.convert_residual)
+    cache = mat.with_name(f"{mat.stem}-{digest[:16]}.pt")
+    torch.save({**first, "state": {k: v * 2 for k, v in first["state"].items()}}, cache)  # loads fine
+    again = matconvnet.converted(mat, digest, dncnn.convert_residual)
+    reference = dncnn.convert_residual(matconvnet.read_layers(MAT))
+    assert all(torch.equal(again["state"][k], reference["state"][k]) for k in reference["state"])
+    assert torch.equal(torch.load(cache, weights_only=True)["state"]["in_conv.weight"],
+                       reference["state"]["in_conv.weight"]), "the cache was not rebuilt"
+
+
 # --- deepinv pretrained=download ------------------------------------------------------------------
 
 DEEPINV_ROW = "deepinv:DnCNN[in_channels=1,out_channels=1,pretrained=download]"

@@ -170,3 +170,62 @@ def test_drunet_dpir_takes_a_noise_map_that_varies(cli, releases, store):
         ramp = model(y, torch.linspace(0.0, 0.2, 30).expand(1, 1, 30, 30))
         torch.testing.assert_close(flat, model(y, torch.tensor([0.1])))
     assert not torch.allclose(flat, ramp, atol=1e-4)
+
+
+# --- a first download is trusted only once it loads -----------------------------------------------
+
+def recorded() -> dict:
+    path = weights.folder() / "recorded.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def test_a_first_download_that_does_not_load_is_deleted_never_recorded_nor_pinned(cli, releases, store, tmp_path):
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "pins.json").write_text("{}")  # the team's pin file, nothing pinned yet
+    releases.publish("drunet-dpir", payload={"head.weight": torch.zeros(3)})  # tensors, not the network
+    result = run(cli, store, "drunet-dpir")
+    assert result.code == 2 and "does not load into drunet-dpir" in result.err and "deleted it" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and not store.exists()
+    assert not (weights.folder() / "drunet_gray.pth").exists() and "drunet_gray.pth" not in recorded()
+    pinned = cli("fetch", "drunet-dpir", "--pin", "--quiet")
+    assert pinned.code == 2 and "does not load into drunet-dpir" in pinned.err, pinned.err
+    assert json.loads((tmp_path / "team" / "pins.json").read_text()) == {}, "the bad hash was pinned"
+    digest = releases.publish("drunet-dpir")  # the server now has the real file
+    assert run(cli, store, "drunet-dpir").code == 0
+    assert recorded()["drunet_gray.pth"] == digest
+
+
+def test_a_recorded_file_that_does_not_load_is_deleted_with_its_record(cli, releases, store):
+    """A data folder poisoned before this check: the bad file's hash recorded beside it."""
+    releases.publish("drunet-dpir", payload={"head.weight": torch.zeros(3)})
+    bad = weights.folder() / "drunet_gray.pth"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes((releases.root / "drunet_gray.pth").read_bytes())
+    (weights.folder() / "recorded.json").write_text(json.dumps({"drunet_gray.pth": sha256_file(bad)}))
+    assert run(cli, store, "drunet-dpir").code == 2
+    assert not bad.exists() and recorded() == {}
+    releases.publish("drunet-dpir")
+    assert run(cli, store, "drunet-dpir").code == 0
+
+
+@pytest.mark.parametrize("text", ['["a"]', "3", '{"drunet_gray.pth": 5}', '{"drunet_gray.pth": "abc"}'])
+def test_a_pin_file_that_is_not_names_to_hashes_is_one_line(cli, releases, store, tmp_path, text):
+    releases.publish("drunet-dpir")
+    pins = tmp_path / "team" / "pins.json"
+    pins.parent.mkdir()
+    pins.write_text(text)
+    result = run(cli, store, "drunet-dpir")
+    assert result.code == 2 and f"{pins} is not a JSON object of name -> SHA-256" in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1 and not store.exists()
+
+
+def test_a_pin_variable_naming_a_folder_is_refused_and_a_missing_file_is_said(cli, releases, store, tmp_path,
+                                                                               monkeypatch):
+    releases.publish("drunet-dpir")
+    monkeypatch.setenv(weights.PINS_ENV, str(tmp_path))
+    result = run(cli, store, "drunet-dpir")
+    assert result.code == 2 and "which is not a file" in result.err and not store.exists(), result.err
+    missing = tmp_path / "tema" / "pins.json"  # a typo: pinning would be off without a word
+    monkeypatch.setenv(weights.PINS_ENV, str(missing))
+    result = run(cli, store, "drunet-dpir")
+    assert result.code == 0 and f"{missing}, which does not exist: no weights are pinned" in result.err

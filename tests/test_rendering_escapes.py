@@ -56,7 +56,7 @@ def test_markdown_keeps_one_cell_per_column_and_passes_no_html_or_markup(make):
     widths = {len(markdown_cells(line)) for line in table}
     assert len(widths) == 1, text
     unbolded = re.sub(r"\*\*([0-9.]+)\*\*", r"\1", text)
-    for char in "<>*`_~&":
+    for char in "<>*`_~&$":
         assert not unescaped(unbolded, char, markdown=True), f"unescaped {char!r} in\n{text}"
     assert "](" not in text and "\x1b" not in text
     assert re.search(r"\*\*30\.(00|500)\*\*", text), "the best value is still in bold"

@@ -140,6 +140,8 @@ def test_bad_sampling_tables_are_one_line_and_write_nothing(cli, store, tmp_path
     (["langevin[step_size=-1]"], "step_size must be > 0"),
     (["langevin", "--n", "0"], "--n must be >= 2"),
     (["gradient-ascent", "--steps", "-5"], "steps must be an integer >= 1"),
+    (["langevin", "--n", str(10**12)], "GB for the samples alone, more than this machine's"),
+    (["langevin", "--steps", str(10**12)], "steps need a schedule of 8e+03 GB"),
 ])
 def test_bad_sampler_flags_are_one_line(cli, store, args, message):
     result = cli("sample", *args, "--score", "oracle", "--dataset", "gmm2d", "--store", store)

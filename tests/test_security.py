@@ -118,6 +118,20 @@ def test_torch_hub_is_not_the_loader(hub_url, monkeypatch):
     assert recorded == hashlib.sha256((hub_url / CHECKPOINT).read_bytes()).hexdigest()
 
 
+def test_pretrained_naming_a_file_as_deepinv_would_open_it_is_refused(cli, store, tmp_path, monkeypatch):
+    """``pretrained=~/x.pt`` where ``~`` is a folder in the working directory: deepinv opens the
+    literal path, so that is the one checked (the expanded one, under $HOME, does not exist)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    marker = tmp_path / "pwned"
+    plant_pickle(tmp_path / "~" / "x.pt", marker)
+    result = cli("run", "-d", "skimage-gray[crop=32]", "--limit-images", "1", "-n", "gaussian:0.1", "-m",
+                 "deepinv:DnCNN[in_channels=1,out_channels=1,pretrained=~/x.pt]", "--store", store, "--quiet")
+    assert result.code == 2 and "give a local checkpoint as weights=~/x.pt" in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1 and not store.exists()
+    assert not marker.exists(), "the planted pickle ran"
+
+
 @pytest.mark.parametrize("with_recorded_hash", [True, False])
 def test_a_planted_checkpoint_in_the_cache_runs_nothing_offline(cli, store, tmp_path, with_recorded_hash):
     marker = tmp_path / "pwned"
@@ -208,6 +222,21 @@ def test_fetching_urban100_with_a_hostile_archive_writes_nothing(cli, mirror, st
     assert len(result.err.strip().splitlines()) == 1, result.err
     assert not outside.exists()
     assert not (fetching.settings().root / "Urban100").exists(), "no archive, staging or empty folder left"
+
+
+def test_an_archive_expanding_past_the_free_space_is_refused_before_extracting(tmp_path, monkeypatch):
+    """A gzip bomb: 100 kB of zeros compress to a few hundred bytes; the entries' declared sizes
+    are held against the disk's free space (made small here) before anything is written."""
+    archive = tmp_path / "bomb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        add_bytes(tar, "zeros.bin", bytes(100_000))
+    assert archive.stat().st_size < 1000
+    into = tmp_path / "into"
+    into.mkdir()
+    monkeypatch.setattr(fetching, "free_bytes", lambda folder: 50_000)
+    with pytest.raises(fetching.FetchError, match="expands to 100000 bytes, more than the 50000 free"):
+        fetching.extract_archive(archive, into)
+    assert list(into.iterdir()) == []
 
 
 def test_a_plain_archive_is_extracted_and_moved_in_place(cli, mirror, store, tmp_path, monkeypatch):

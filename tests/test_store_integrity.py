@@ -43,8 +43,9 @@ def digest(path: Path) -> str:
 
 
 def refused(cli, path: Path, message: str, commands=("run", "leaderboard", "status")) -> None:
-    """Every command refuses the store in one line naming it and the problem; the file is unchanged."""
-    before = digest(path)
+    """Every command refuses the store in one line naming it and the problem; the file is unchanged
+    and nothing (no ``-wal`` or ``-shm``) appears beside it."""
+    before, beside = digest(path), sorted(os.listdir(path.parent))
     for command in commands:
         args = [*RUN, "-m", "median"] if command == "run" else []
         result = cli(command, *args, "--store", path)
@@ -52,6 +53,7 @@ def refused(cli, path: Path, message: str, commands=("run", "leaderboard", "stat
         lines = result.err.strip().splitlines()
         assert len(lines) == 1 and str(path) in lines[0] and message in lines[0], (command, result.err)
     assert digest(path) == before, "the refused store was written to"
+    assert set(os.listdir(path.parent)) <= set(beside), "files appeared beside the refused store"
 
 
 def corrupt_page(path: Path, table: str) -> None:
@@ -93,6 +95,18 @@ def test_a_changed_table_is_refused_before_a_run_writes(cli, copy):
     runs = rows(copy, "SELECT count(*) FROM runs")
     refused(cli, copy, "table cells has columns", commands=("run",))
     assert rows(copy, "SELECT count(*) FROM runs") == runs
+
+
+@pytest.mark.parametrize("table,column,value,shown", [
+    ("scores", "value", "'abc'", "value = 'abc' is not a number"),
+    ("runs", "config", "'{bad'", "config = '{bad' is not JSON"),
+    ("cells", "metrics", "'[\"psnr\"'", "metrics = '[\"psnr\"' is not JSON")])
+def test_a_store_with_a_bad_row_is_refused_naming_the_table_and_row(cli, copy, table, column, value, shown):
+    """A store that passes the header, quick_check and schema but holds a value no reader can use."""
+    (rowid,), = rows(copy, f"SELECT max(rowid) FROM {table}")
+    with sqlite3.connect(copy) as db:
+        db.execute(f"UPDATE {table} SET {column} = {value} WHERE rowid = {rowid}")
+    refused(cli, copy, f"table {table}, row {rowid}, {shown}", commands=("leaderboard", "report", "status", "run"))
 
 
 def test_a_foreign_sqlite_file_is_refused(cli, tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.files import write_texts
+from bench.files import output_target, provenance_beside, write_texts
 from bench.registry import Registry
 from bench.reports import compare as comparing
 from bench.reports import cost_columns, estimators, published, rendering, sample_tables, tables
@@ -78,8 +78,11 @@ def provenance_text(board: Board) -> str:
 def write_csv(board: Board, path: str | Path, provenance: str | Path | None = None) -> Path:
     """The table as CSV and its provenance beside it (``NAME.provenance.json``), written atomically."""
     path = Path(path)
-    sidecar = Path(provenance) if provenance else path.with_name(f"{path.stem}.provenance.json")
-    write_texts({path: render(board, "csv"), sidecar: provenance_text(board)})
+    sidecar = Path(provenance) if provenance else provenance_beside(path)
+    files = {path: render(board, "csv")}
+    if sidecar:
+        files[sidecar] = provenance_text(board)
+    write_texts(files)
     return path
 
 
@@ -135,5 +138,6 @@ def report(store: Store, registry: Registry, output: str | Path, metrics: list[s
 
     if galleries < 0:
         raise UsageError(f"--galleries must be >= 0, got {galleries}")
+    output_target(output)  # a folder or socket is refused before any figure is written
     text = html.build(store, registry, metrics, galleries, figures_dir)
     return html.write(text, output), len(text)

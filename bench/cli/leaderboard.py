@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.api import boards
 from bench.cli.options import add_plugins, add_selection, add_store, selection_of
 from bench.errors import UsageError
-from bench.files import write_texts
+from bench.files import provenance_beside, write_texts
 from bench.reports import rendering
 from bench.store.database import open_existing
 
@@ -62,8 +62,7 @@ def provenance_path(args) -> Path | None:
     if args.provenance:
         return Path(args.provenance)
     if args.output:
-        output = Path(args.output)
-        return output.with_name(f"{output.stem}.provenance.json")
+        return provenance_beside(args.output)
     return None
 
 
@@ -84,13 +83,13 @@ def main(args) -> int:
                                    registry, with_source=args.format in ("csv", "json"), cost=args.cost)
     text = boards.render(board, args.format)
     files = {}
-    sidecar = provenance_path(args) if args.format == "csv" else None
-    if sidecar:
-        files[sidecar] = boards.provenance_text(board)
     if args.output:
         files[Path(args.output)] = text
     else:
         sys.stdout.write(text)
+    sidecar = provenance_path(args) if args.format == "csv" else None
+    if sidecar:
+        files[sidecar] = boards.provenance_text(board)
     write_texts(files)
     for note in board.notes:  # under the table, off stdout so CSV and JSON stay clean
         print(f"--published: {note}", file=sys.stderr)

@@ -205,7 +205,8 @@ def fetch(manifest: Manifest, paths: list[str], name: str) -> list[Path]:
 
 #: Seconds to connect, and the longest silence between two reads.
 CONNECT_TIMEOUT, READ_TIMEOUT = 10.0, 30.0
-#: Overall time one file may take: a base plus its size at a floor rate (a trickling server is given up on).
+#: Overall time one file may take: a base plus its pinned size at a floor rate (a trickling server
+#: is given up on). The size a server announces never extends it.
 BASE_DEADLINE, FLOOR_RATE = 300.0, 50_000
 #: Seconds per file, replacing the rule above (slow links, tests).
 DEADLINE_ENV = "DENOISE_BENCH_FETCH_DEADLINE"
@@ -227,7 +228,7 @@ class Pin:
 
 
 def deadline_seconds(size: int | None) -> float:
-    """The overall time allowed for one file of ``size`` bytes (unknown: the base only)."""
+    """The overall time allowed for one file of pinned ``size`` bytes (unknown: the base only)."""
     fixed = os.environ.get(DEADLINE_ENV, "").strip()
     if fixed:
         try:
@@ -238,6 +239,14 @@ def deadline_seconds(size: int | None) -> float:
             raise UsageError(f"{DEADLINE_ENV} must be a number of seconds > 0, got {fixed!r}")
         return value
     return BASE_DEADLINE + (size or 0) / FLOOR_RATE
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes free on the disk of ``folder``: the size cap of anything written there unpinned
+    (a download of unknown size, an archive's extraction), so that none can fill the disk."""
+    import shutil
+
+    return shutil.disk_usage(folder).free
 
 
 def part_file(target: Path) -> Path:
@@ -313,11 +322,17 @@ def _stream(url: str, tmp: Path, size: int | None, name: str, progress) -> tuple
                           headers={"Accept-Encoding": "identity"}) as response:
             response.raise_for_status()
             encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+            # What the server announces is only checked, never trusted: the deadline stays the caller's.
             announced = None if encoded else int(response.headers.get("Content-Length") or 0) or None
-            if size is None and announced and not os.environ.get(DEADLINE_ENV):
-                limit = deadline_seconds(announced)
+            room = free_bytes(tmp.parent)
+            if (announced or 0) > room:
+                raise FetchError(f"{url} announces {announced} bytes, more than the {room} free in "
+                                 f"{tmp.parent}; nothing was kept (free some space, or {download_hint(name)})")
             with open(tmp, "wb") as out:
                 while chunk := response.raw.read1(CHUNK, decode_content=True):  # the file, as served
+                    if got + len(chunk) > room:
+                        raise FetchError(f"{url} sent more than the {room} bytes free in {tmp.parent}; "
+                                         f"nothing was kept (free some space, or {download_hint(name)})")
                     out.write(chunk)
                     sha256.update(chunk)
                     md5.update(chunk)
@@ -388,6 +403,10 @@ def extract_archive(archive: Path, into: Path) -> Path:
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = safe_members(tar)
+            declared, room = sum(m.size for m in members if m.isfile()), free_bytes(folder)
+            if declared > room:  # a small archive that expands past the disk (a gzip bomb)
+                raise FetchError(f"{archive.name} expands to {declared} bytes, more than the {room} free in "
+                                 f"{into}: refused, nothing was extracted")
             extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(folder, members=members, **extra)
     except tarfile.TarError as exc:

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from bench.data import fetching
 from bench.data.content_hash import sha256_file
@@ -23,7 +26,11 @@ from bench.errors import UsageError
 from bench.files import atomic_write
 
 PINS_ENV = "DENOISE_BENCH_PINS"
+T = TypeVar("T")
 FOLDER = "release-weights"
+SHA256 = re.compile(r"[0-9a-f]{64}")
+#: Missing pin files already reported in this process.
+_WARNED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -49,14 +56,30 @@ def folder() -> Path:
 
 
 def pins_path() -> Path:
-    return Path(os.environ.get(PINS_ENV) or fetching.settings().root / "pins.json").expanduser()
+    """``$DENOISE_BENCH_PINS``, else ``pins.json`` in the data folder. A variable naming a folder
+    is a UsageError; one naming a missing file says so on stderr (pinning nothing is not silent)."""
+    named = os.environ.get(PINS_ENV)
+    path = Path(named or fetching.settings().root / "pins.json").expanduser()
+    if named and path.exists() and not path.is_file():
+        raise UsageError(f"${PINS_ENV} names {path}, which is not a file: name a JSON file of "
+                         "name -> SHA-256 (`denoise-bench fetch --pin NAME` writes it)")
+    if named and not path.exists() and str(path) not in _WARNED:
+        _WARNED.add(str(path))
+        print(f"${PINS_ENV} names {path}, which does not exist: no weights are pinned "
+              "(`denoise-bench fetch --pin NAME` creates it)", file=sys.stderr)
+    return path
 
 
 def _read(path: Path) -> dict[str, str]:
+    """A JSON object of name -> SHA-256 (empty when the file is missing); UsageError otherwise."""
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        table = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path} is not a JSON object of name -> SHA-256: {fetching.one_line(exc)}") from None
+    if not isinstance(table, dict) or not all(isinstance(v, str) and SHA256.fullmatch(v) for v in table.values()):
+        raise UsageError(f"{path} is not a JSON object of name -> SHA-256 (64 hex digits): "
+                         f"fix or delete it, then `denoise-bench fetch --pin NAME`")
+    return table
 
 
 def _write(path: Path, table: dict[str, str]) -> None:
@@ -79,8 +102,13 @@ def is_pinned(file: ReleaseFile) -> bool:
     return bool(file.sha256 or _read(pins_path()).get(file.name))
 
 
-def fetch(file: ReleaseFile, row: str) -> Verified:
-    """The verified local copy (downloaded if missing or not matching); UsageError on a changed file."""
+def fetch(file: ReleaseFile, row: str, load: Callable[[Path], T]) -> tuple[Verified, T]:
+    """The verified local copy (downloaded if missing or not matching) and ``load(path)`` of it.
+
+    UsageError on a changed file. Its hash is recorded only once ``load`` read it as what it
+    claims to be: a file ``load`` refuses (a UsageError) is deleted with its recorded hash, so a
+    bad first download never stands in for the real file.
+    """
     current = fetching.settings()
     path = folder() / file.name
     want, source = expected(file)
@@ -94,10 +122,19 @@ def fetch(file: ReleaseFile, row: str) -> Verified:
             path.unlink()
             raise UsageError(f"{file.name} from {file.url} has SHA-256 {digest[:16]}..., not {want[:16]}... "
                              f"expected by {source}: the file changed upstream; nothing was kept")
+    try:
+        loaded = load(path)
+    except UsageError as exc:
+        path.unlink(missing_ok=True)
+        recorded = _read(folder() / "recorded.json")
+        if file.name in recorded:
+            _write(folder() / "recorded.json", {k: v for k, v in recorded.items() if k != file.name})
+        raise UsageError(f"{exc}; deleted it (its hash is not recorded): fetch it again once the "
+                         "server has the real file") from None
     if want is None:
         recorded = _read(folder() / "recorded.json")
         _write(folder() / "recorded.json", {**recorded, file.name: digest})
-    return Verified(path, digest, is_pinned(file))
+    return Verified(path, digest, is_pinned(file)), loaded
 
 
 def _download(file: ReleaseFile, path: Path, current: fetching.FetchSettings, row: str) -> str:

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from bench.config import RunConfig
 from bench.device import resolve_device
@@ -75,39 +75,95 @@ def exits_contained():
         os._exit = real
 
 
+@contextmanager
+def interrupts_told_apart() -> Iterator[Callable[[], bool]]:
+    """While the block runs, a Ctrl-C (SIGINT) is noted; yields ``by_user()``: whether a
+    KeyboardInterrupt came from one rather than from a plugin raising it itself.
+
+    Outside the main thread no SIGINT arrives, and where SIGINT is ignored (a child process)
+    there is none; under any other handler than Python's default, every one counts as the user's.
+    """
+    noted: list[bool] = []
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else signal.SIG_IGN
+    if handler is not signal.default_int_handler:
+        yield lambda: handler is not signal.SIG_IGN
+        return
+
+    def note(signum, frame):
+        noted.append(True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield lambda: bool(noted)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
 def run_contained(runner, key: str) -> CellResult:
-    """``runner.run(key)``, where ``sys.exit`` / ``os._exit`` in a plugin fail the cell, not the process."""
-    with exits_contained():
+    """``runner.run(key)``, where ``sys.exit`` / ``os._exit`` or a KeyboardInterrupt raised by a
+    plugin fail the cell, not the process (the user's Ctrl-C still stops the run)."""
+    with exits_contained(), interrupts_told_apart() as by_user:
         try:
             return runner.run(key)
         except SystemExit as exc:
             call = "os._exit" if isinstance(exc, CellExit) else "sys.exit"
             return CellResult("error", f"the plugin called {call}({exc.code!r}) during the cell; "
                               "the cell was stopped and the run went on")
+        except KeyboardInterrupt:
+            if by_user():
+                raise
+            return CellResult("error", "the plugin raised KeyboardInterrupt during the cell (no Ctrl-C "
+                              "was pressed); the cell was stopped and the run went on")
 
 
 #: prctl option that makes the kernel signal a process when the thread that started it exits (Linux).
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int, group: bool = False) -> None:
     """End this (child) process when ``parent`` dies, even by SIGKILL: the kernel's parent-death
-    signal on Linux, a watcher thread elsewhere."""
+    signal on Linux, a watcher thread elsewhere.
+
+    ``group``: make this process a process group's leader, so that the processes a plugin starts
+    during a cell join its group, and end the whole group (them too) with the parent.
+    """
+    if group:
+        os.setpgid(0, 0)
+
+    def end(*_) -> None:
+        if group:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os._exit(1)
+
     if sys.platform.startswith("linux"):
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+        death_signal = signal.SIGTERM if group else signal.SIGKILL  # SIGTERM: ``end`` takes the group along
+        if group:
+            signal.signal(signal.SIGTERM, end)
+        if libc.prctl(PR_SET_PDEATHSIG, death_signal, 0, 0, 0) == 0:
             if os.getppid() != parent:  # it died before the signal was armed
-                os._exit(1)
-            return
+                end()
+            if not group:
+                return
 
-    def watch() -> None:
+    def watch() -> None:  # also where a busy main thread would run the SIGTERM handler late
         while os.getppid() == parent:
-            threading.Event().wait(1.0)
-        os._exit(1)
+            threading.Event().wait(0.5 if group else 1.0)
+        end()
 
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
+def end_group(process) -> None:
+    """Kill a child started with ``die_with_parent(..., group=True)`` and every process in its group."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # gone already, or not (yet) a group's leader
+        process.kill()
 
 
 def _child_main(conn, config: dict, device: str, parent: int) -> None:
@@ -115,7 +171,7 @@ def _child_main(conn, config: dict, device: str, parent: int) -> None:
 
     Ctrl-C is the parent's to handle (it stops this process); a dead parent ends it.
     """
-    die_with_parent(parent)
+    die_with_parent(parent, group=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         runner = worker_runner(config, device)
@@ -167,8 +223,9 @@ class IsolatedRunner:
         return None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.is_alive():
-            self.process.kill()
+        """End the child and the processes its cells started (its process group)."""
+        if self.process is not None:
+            end_group(self.process)
             self.process.join()
         self.process = None
 

@@ -27,7 +27,8 @@ from bench.plugins import source_fingerprint
 from bench.registry import Entry, Registry
 from bench.sampling import classifier_metrics, sample_metrics
 from bench.sampling.classifier import Judge, judge_for
-from bench.sampling.samplers import INITS, Sampler, check_count, stack_items
+from bench.sampling.samplers import (INITS, Sampler, check_chains_fit, check_count, check_steps_fit,
+                                     stack_items)
 from bench.sampling.sample_metrics import split_reference
 from bench.seeding import identity_hash, noise_seed
 from bench.specs import Spec, parse_spec
@@ -222,6 +223,7 @@ def build_sampling(config, registry: Registry) -> SamplingGrid | None:
             spec = parse_spec(text, "sampler")
             entry = registry.get("samplers", spec.name)
             sampler = registry.build("samplers", spec)
+            check_steps_fit(sampler.label, getattr(sampler, "steps", None))
             samplers.setdefault(sampler.label, (sampler, entry))
             sampler_of[i, text] = sampler.label
         entries = [registry.get("denoisers", parse_spec(name, "denoiser").name) for name in table.scores]
@@ -245,6 +247,10 @@ def build_sampling(config, registry: Registry) -> SamplingGrid | None:
         spec = parse_spec(label, "dataset")
         data[label] = load_sampling_data(registry, spec, config.data_root, config.seed, n,
                                          judge_for(spec, registry))
+    for i, table in enumerate(tables):
+        for text in table.datasets:
+            item = data[parse_spec(text, "dataset").label].items[0]
+            check_chains_fit(f"sampling table {i + 1}: n", table.chains, item)
     scores: dict[str, Denoiser] = {}
     cells = []
     for i, table in enumerate(tables):

@@ -22,6 +22,23 @@ from bench.noise.levels import GAUSSIAN, MAP_MEAN, POISSON, LevelScale
 from bench.specs import parse_number
 
 
+#: The smallest level a built-in degradation takes: float32's step at 1. Gaussian noise below it
+#: rounds away in [0, 1] intensities; a Poisson peak below it has a gain (1 / peak) past 10^7.
+SMALLEST_LEVEL = torch.finfo(torch.float32).eps
+#: The largest Poisson peak: torch.poisson's float32 counts are exact integers up to 2**24 (past
+#: 2**63 its 64-bit counts wrap: ``poisson:1e20`` scored 4.7 dB as "done"). At 2**24 the noise's
+#: relative std (1 / sqrt(peak) = 2.4e-4) is already far below an 8-bit step.
+LARGEST_PEAK = int(2 / SMALLEST_LEVEL)
+
+
+def check_resolvable(degradation: "Degradation", text: str, value: float) -> float:
+    """UsageError for a level below ``SMALLEST_LEVEL`` (it would vanish, or fail later as cell errors)."""
+    if value < SMALLEST_LEVEL:
+        raise UsageError(f"{degradation.name} {degradation.scale.name} {text} is below float32's "
+                         f"resolution ({SMALLEST_LEVEL:.2g}): give a {degradation.scale.name} >= {SMALLEST_LEVEL:.2g}")
+    return value
+
+
 class Degradation:
     """A noise model with one scalar level."""
 
@@ -81,7 +98,7 @@ class GaussianDegradation(Degradation):
         if value >= 1:
             raise UsageError(f"gaussian sigma {text} is on the [0, 1] scale (>= 1 buries the image); "
                              f"for {text} on the 0-255 scale write {text}/255")
-        return value
+        return check_resolvable(self, text, value)
 
 
 class GaussianMapDegradation(GaussianDegradation):
@@ -144,6 +161,14 @@ class PoissonDegradation(Degradation):
     name = "poisson"
     family = "poisson"
     scale = POISSON
+
+    def parse_level(self, text):
+        value = check_resolvable(self, text, super().parse_level(text))
+        if value > LARGEST_PEAK:
+            raise UsageError(f"poisson peak {text} is past 2**{LARGEST_PEAK.bit_length() - 1}, where "
+                             "torch.poisson's float32 counts stop being exact (the noise is far below "
+                             f"an 8-bit step there): give a peak <= {LARGEST_PEAK}")
+        return value
 
     def draw(self, x, level, generator):
         # deepinv.physics.PoissonNoise(gain=1 / peak, normalize=True): Poisson(x / gain) * gain

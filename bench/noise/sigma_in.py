@@ -24,6 +24,9 @@ BLIND = "blind"
 ESTIMATE = "estimate:"
 #: A noise map's mean instead of the map itself.
 MEAN = "mean"
+#: The smallest factor or fixed level (its inverse the largest): float32's step at 1. Past these a
+#: level handed over underflows or overflows in a denoiser's float32 arithmetic (``x1e308``: inf).
+SMALLEST = torch.finfo(torch.float32).eps
 
 
 @dataclass(frozen=True)
@@ -77,17 +80,18 @@ def parse_sigma_in(text: str) -> SigmaIn:
             factor = parse_number(text[1:])
         except (ValueError, ZeroDivisionError):
             factor = None
-        if factor is None or factor <= 0:
-            raise UsageError(f"sigma_in {text!r}: a factor of the true level must be a number > 0, "
-                             "e.g. x0.5 or x2")
+        if factor is None or not SMALLEST <= factor <= 1 / SMALLEST:
+            raise UsageError(f"sigma_in {text!r}: a factor of the true level must be a number > 0, from "
+                             f"{SMALLEST:.2g} to {1 / SMALLEST:.2g} (float32's resolution), e.g. x0.5 or x2")
         return SigmaIn(f"x{factor:g}", factor=factor)
     try:
         fixed = parse_number(text)
     except (ValueError, ZeroDivisionError):
         raise UsageError(f"unknown sigma_in {text!r}: use oracle, xF (x0.5), N/255 (a fixed level), "
                          "estimate:NAME or mean (a noise map's mean)") from None
-    if fixed <= 0:
-        raise UsageError(f"sigma_in {text!r}: a fixed level must be > 0")
+    if not SMALLEST <= fixed <= 1 / SMALLEST:
+        raise UsageError(f"sigma_in {text!r}: a fixed level must be > 0, from {SMALLEST:.2g} to "
+                         f"{1 / SMALLEST:.2g} (float32's resolution)")
     return SigmaIn(f"{fixed * 255:g}/255", fixed=fixed)
 
 

@@ -33,6 +33,7 @@ from bench.noise.levels import LevelScale
 from bench.noise.sigma_in import BLIND, MEAN, parse_sigma_in
 from bench.registry import Registry
 from bench.reports import tables
+from bench.sampling.figures import literal_text
 from bench.specs import Spec, parse_spec
 from bench.store.database import Store
 
@@ -51,7 +52,7 @@ def save_figure(fig: Figure, folder: str | Path, stem: str, formats=FIGURE_FORMA
     paths = []
     for fmt in formats:
         path = folder / f"{stem}.{fmt}"
-        fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight")
+        literal_text(fig).savefig(path, format=fmt, dpi=dpi, bbox_inches="tight")
         paths.append(path)
     return paths
 
@@ -59,7 +60,7 @@ def save_figure(fig: Figure, folder: str | Path, stem: str, formats=FIGURE_FORMA
 def to_png(fig: Figure, dpi: int = 100) -> bytes:
     """The figure as PNG bytes (for embedding in HTML)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    literal_text(fig).savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
 
 

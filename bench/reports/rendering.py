@@ -168,9 +168,9 @@ def printable(text) -> str:
     return "".join(repr(c)[1:-1] if unicodedata.category(c)[0] == "C" else c for c in str(text))
 
 
-#: Characters that can start Markdown inline markup or raw HTML (all may be backslash-escaped);
-#: ``_`` only where it can (not inside a word: ``rank_tied`` stays as it is).
-MARKDOWN_SPECIAL = re.compile(r"([\\`*|<>~&])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+#: Characters that can start Markdown inline markup, math (GitHub renders ``$...$``) or raw HTML
+#: (all may be backslash-escaped); ``_`` only where it can (not inside a word: ``rank_tied`` stays).
+MARKDOWN_SPECIAL = re.compile(r"([\\`*|<>~&$])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 def markdown_escape(text) -> str:

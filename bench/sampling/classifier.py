@@ -33,7 +33,7 @@ from bench.sampling.sample_metrics import split_reference
 from bench.seeding import identity_hash
 from bench.specs import Spec
 from bench.training.loop import TrainingLength, adam, seeded_init
-from bench.training.model_store import is_complete, meta_path, model_context, tensors_hash
+from bench.training.model_store import check_weights_hash, is_complete, meta_path, model_context, tensors_hash
 
 #: Images per forward pass when extracting features.
 FEATURE_BATCH = 2000
@@ -157,6 +157,7 @@ def load_or_train(dataset: str, data_root: str | None, models_dir: Path, device:
         atomic_write(meta_path(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
     state = torch.load(path, map_location="cpu", weights_only=True)
     meta = json.loads(meta_path(path).read_text())
+    check_weights_hash(path, state, meta, "delete it and its JSON to have the next run retrain it")
     model = LeNet()
     model.load_state_dict(state)
     model.eval()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 
 def draw_scatter(axes, samples: torch.Tensor, truth, training: torch.Tensor, title: str) -> None:
@@ -31,11 +32,21 @@ def draw_scatter(axes, samples: torch.Tensor, truth, training: torch.Tensor, tit
     axes.set_title(title, fontsize=7)
 
 
+def literal_text(figure: Figure) -> Figure:
+    """Show every text drawn so far as typed: a name with ``$`` in it (``$\\x$``) is not read as
+    mathtext, which failed the whole figure. Call it before saving (tick labels, made when
+    drawing, keep their own mathtext)."""
+    for text in figure.findobj(Text):
+        if "$" in text.get_text():
+            text.set_parse_math(False)
+    return figure
+
+
 def save_scatter(path: Path, samples: torch.Tensor, truth, training: torch.Tensor, title: str) -> None:
     figure = Figure(figsize=(4.2, 4.2), dpi=110)
     draw_scatter(figure.subplots(), samples, truth, training, title)
     figure.tight_layout()
-    figure.savefig(path)
+    literal_text(figure).savefig(path)
 
 
 def tile(images: torch.Tensor, columns: int) -> np.ndarray:

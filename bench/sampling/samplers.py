@@ -12,6 +12,7 @@ NaN or inf, reporting the step.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -67,6 +68,33 @@ def check_count(what: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UsageError(f"{what} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_chains_fit(what: str, chains: int, item: torch.Tensor) -> None:
+    """UsageError when ``chains`` samples shaped as ``item`` would not fit in this machine's memory
+    even alone (``sample --n 10**12`` asked for 8 TB), so it is refused at planning."""
+    needed, total = chains * item.numel() * torch.finfo(torch.float32).bits // 8, memory_bytes()
+    if total is not None and needed > total:
+        raise UsageError(f"{what} = {chains}: {chains} samples of {'x'.join(map(str, item.shape))} need "
+                         f"{needed / 1e9:.3g} GB for the samples alone, more than this machine's "
+                         f"{total / 1e9:.3g} GB: use a smaller n")
+
+
+def check_steps_fit(label: str, steps) -> None:
+    """UsageError when a sampler's schedule (a list of at least ``steps`` references, 8 bytes each)
+    would not fit in this machine's memory: ``steps=10**12`` is refused at planning."""
+    total = memory_bytes()
+    if isinstance(steps, int) and total is not None and steps * 8 > total:
+        raise UsageError(f"{label}: {steps} steps need a schedule of {steps * 8 / 1e9:.3g} GB, more than this "
+                         f"machine's {total / 1e9:.3g} GB: use fewer steps")
 
 
 class Evaluations:

@@ -162,6 +162,43 @@ def schema_problem(db: sqlite3.Connection) -> str | None:
     return None
 
 
+#: Columns holding JSON text (every REAL or INTEGER column of SCHEMA must hold a number or NULL).
+JSON_COLUMNS = {"runs": ("config", "versions", "argv"), "cells": ("metrics",), "sample_cells": ("metrics",),
+                "level_scales": ("scale",), "dataset_contents": ("manifest",)}
+
+
+def row_problem(db: sqlite3.Connection) -> str | None:
+    """The first row whose value a reader cannot use (text in a number column, JSON that does not
+    parse), named by table, row and column; None when every row reads."""
+    for table in table_columns(db):
+        columns = {row[1]: row[2] for row in db.execute(f'PRAGMA table_info("{table}")')}
+        numeric = [name for name, kind in columns.items() if kind in ("REAL", "INTEGER")]
+        json_text = [name for name in JSON_COLUMNS.get(table, ()) if name in columns]
+        tests = [f"typeof(\"{n}\") NOT IN ('integer', 'real', 'null')" for n in numeric] + \
+                [f"(\"{n}\" IS NOT NULL AND NOT json_valid(\"{n}\"))" for n in json_text]
+        if not tests:
+            continue
+        found = db.execute(f'SELECT rowid, * FROM "{table}" WHERE {" OR ".join(tests)} LIMIT 1').fetchone()
+        if found is None:
+            continue
+        row = dict(zip(["rowid", *columns], found))
+        bad = [(n, "is not a number") for n in numeric if not isinstance(row[n], (int, float, type(None)))]
+        bad += [(n, "is not JSON") for n in json_text if row[n] is not None and not _parses(row[n])]
+        column, what = bad[0] if bad else (next(iter(columns)), "cannot be read")
+        return (f"has a bad row: table {table}, row {row['rowid']}, {column} = {str(row[column])[:40]!r} "
+                f"{what}; it was changed by hand or by another program: restore a copy or choose "
+                "another --store")
+    return None
+
+
+def _parses(text) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 #: Stores that passed ``inspect`` in this process: path -> (size, mtime) of the file and its WAL.
 _inspected: dict[Path, tuple] = {}
 
@@ -189,17 +226,25 @@ def inspect(path: Path) -> None:
         raise StoreError(f"store {path} is not an SQLite file, so not a denoise-bench store: move it aside or choose another --store")
     if not head:
         return  # empty: a new store
-    db = connect_readonly(path)
+    beside = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    existed = [p.exists() for p in beside]
     try:
-        check = db.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise StoreError(f"store {path} is damaged (quick_check: {check}); move it aside (or restore "
-                             "a copy) and rerun: nothing was written to it")
-        problem = schema_problem(db)
-    finally:
-        db.close()
-    if problem:
-        raise StoreError(f"store {path} {problem}")
+        db = connect_readonly(path)
+        try:
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StoreError(f"store {path} is damaged (quick_check: {check}); move it aside (or restore "
+                                 "a copy) and rerun: nothing was written to it")
+            problem = schema_problem(db) or row_problem(db)
+        finally:
+            db.close()
+        if problem:
+            raise StoreError(f"store {path} {problem}")
+    except BaseException:  # a refused store is left as it was found: no -wal or -shm made beside it
+        for file, was_there in zip(beside, existed):
+            if not was_there:
+                file.unlink(missing_ok=True)
+        raise
     _inspected[path] = fingerprint
 
 

@@ -245,6 +245,15 @@ def read_meta(path: Path) -> dict | None:
         raise UsageError(f"checkpoint metadata {file} is unreadable: {error_line(exc)}") from None
 
 
+def check_weights_hash(path: Path, state: dict, meta: dict, fix: str) -> None:
+    """Refuse weights whose tensors are not the ones their JSON's ``weights_hash`` records
+    (changed on disk after training): one line naming the file and ``fix`` (what to do)."""
+    found, promised = tensors_hash(state), meta.get("weights_hash")
+    if found != promised:
+        raise UsageError(f"checkpoint {path} holds weights {found}, not the {promised} its "
+                         f"{meta_path(path).name} records: it changed after training; {fix}")
+
+
 def load_model(path: str | Path, learner: Learner) -> torch.nn.Module:
     """Build ``learner``'s network from a checkpoint (or bare weights it can read), in eval mode.
 
@@ -264,6 +273,8 @@ def load_model(path: str | Path, learner: Learner) -> torch.nn.Module:
         if meta.get("learner") != learner.name:
             raise UsageError(f"checkpoint {path} holds a {meta.get('learner')!r} model, "
                              f"not {learner.name!r}")
+        check_weights_hash(path, state, meta, f"restore it or retrain with `denoise-bench train "
+                                                  f"{learner.name} --force`")
         arch = meta["arch"]
     elif learner.infer_arch is not None:
         try:
