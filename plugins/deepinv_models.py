@@ -184,7 +184,7 @@ def build_model(cls: type, weights: str | None, params: dict) -> tuple[torch.nn.
                                    f"deepinv.models.{name}({_args(params)}): {problem}")
         model.load_state_dict(state)
     if downloaded:
-        hashes = sha256_files(downloaded)
+        hashes = sha256_files(downloaded, fetching.settings().root)
         return model, "+".join(hashes[path] for path in downloaded)
     return model, weights_fingerprint(weights)
 
@@ -198,7 +198,7 @@ def weights_fingerprint(weights: str | None) -> str | None:
     if weights is None:
         return None
     path = Path(weights).expanduser()
-    return sha256_files([path])[path][:12]
+    return sha256_files([path], fetching.settings().root)[path][:12]
 
 
 class DeepinvDenoiser(torch.nn.Module):

@@ -201,15 +201,15 @@ def test_a_non_finite_metric_value_makes_the_cell_an_error(cli, write_plugin, st
 def test_a_file_rewritten_with_its_size_and_mtime_kept_is_hashed_again(tmp_path, monkeypatch):
     from bench.data.content_hash import sha256_files
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
     path = tmp_path / "image.png"
     path.write_bytes(b"A" * 64)
-    first = sha256_files([path])[path]
+    first = sha256_files([path], cache)[path]
     stat = path.stat()
     path.write_bytes(b"B" * 64)  # same size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored, as archives do
     assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
-    assert sha256_files([path])[path] != first
+    assert sha256_files([path], cache)[path] != first
 
 
 def test_save_images_on_done_cells_saves_their_outputs_and_keeps_their_numbers(cli, store):

@@ -6,11 +6,8 @@ is written, so a usage error leaves no trace.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import metadata
 from itertools import product
 
 from bench.config import RunConfig
@@ -19,7 +16,8 @@ from bench.data.datasets import ImageSet, noise_name
 from bench.errors import Skip, UsageError
 from bench.noise.degradations import Degradation
 from bench.noise.sigma_in import BLIND, MEAN, ORACLE, SigmaIn, parse_all
-from bench.plugins import error_line, source_fingerprint
+from bench.code_identity import harness_code
+from bench.plugins import error_line
 from bench.registry import Entry, Registry
 from bench.seeding import identity_hash
 from bench.specs import Spec, parse_noise, parse_spec, without_paths
@@ -144,28 +142,6 @@ def model_identity(denoiser: Denoiser) -> str:
     return f"{without_paths(denoiser.spec.label) or denoiser.spec.label}@{fingerprint}"
 
 
-#: Harness modules whose code turns pixels into numbers: noise draws, transforms, clamping, scoring.
-NUMERIC_MODULES = ("bench.seeding", "bench.noise.degradations", "bench.noise.vst", "bench.noise.levels",
-                   "bench.noise.sigma_in",
-                   "bench.data.datasets", "bench.grid.inputs", "bench.grid.scoring", "bench.grid.metrics")
-#: Distributions whose versions can change a number (absent ones count as absent).
-NUMERIC_LIBRARIES = ("torch", "numpy", "scipy", "scikit-image", "PyWavelets", "deepinv", "bm3d")
-
-
-@cache
-def numeric_code() -> dict:
-    """Source hashes of ``NUMERIC_MODULES`` and versions of ``NUMERIC_LIBRARIES``: part of every cell key."""
-    return {"modules": {name: source_fingerprint(importlib.import_module(name)) for name in NUMERIC_MODULES},
-            "libraries": {name: installed_version(name) for name in NUMERIC_LIBRARIES}}
-
-
-def installed_version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def call_mode(spec: Spec, entry: Entry, degradation: Degradation) -> tuple[str, str]:
     """(mode, row name) of a denoiser on a degradation; VST by default on Poisson."""
     vst = spec.params.get("vst", "anscombe")
@@ -198,7 +174,7 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: Imag
              metrics: dict[str, tuple[object, Entry]], repetition: int, sigma_in: SigmaIn = SigmaIn(ORACLE),
              estimator: Entry | None = None) -> str:
     """Hash of everything that can change a cell's numbers: the data (its content, not its
-    path), the image subset, the plugins' code, the harness's numeric code and libraries, and
+    path), the image subset, the plugins' code, the harness's code and libraries, and
     the level the denoiser receives (not for the oracle: keys made before that axis stand)."""
     if getattr(denoiser.model, "fingerprint", None) is not None:  # the weights' hash, not their path
         row_label = without_paths(row_label) or row_label
@@ -206,7 +182,7 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: Imag
         "dataset": dataset_identity(config, dataset, dataset_label, images.subset, images=images),
         "degradation": [degradation_label, degradation.fingerprint, float(level).hex()],
         "denoiser": [row_label, model_identity(denoiser), denoiser.entry.fingerprint],
-        "harness": numeric_code(),
+        "harness": harness_code(),
         "metrics": sorted([name, entry.fingerprint] for name, (_, entry) in metrics.items()),
         "seed": config.seed,
         "protocol": config.protocol,
