@@ -101,7 +101,8 @@ class SamplerCell:
     chains: int
     init: str
     repetition: int
-    reference_n: int = field(compare=False)
+    #: Its table's reference size: two tables that differ only in it are two cells.
+    reference_n: int
     model: str = field(compare=False)
     skip_reason: str | None = field(default=None, compare=False)
     key: str = field(default="", compare=False)

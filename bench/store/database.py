@@ -376,7 +376,10 @@ class Store:
             n, made = subset_size(subset), manifests.get((dataset, content_id))
             return made is None or made[:n] != manifests[dataset, now][:n]
 
-        return cells[[stale(*row) for row in zip(cells["dataset"], cells["content_id"], cells["subset"])]]
+        import pandas as pd
+
+        return cells[pd.Series([stale(*row) for row in zip(cells["dataset"], cells["content_id"], cells["subset"])],
+                               index=cells.index, dtype=bool)]
 
     def contents(self, dataset: str) -> list[dict]:
         """A dataset's recorded contents, newest first: content_id, manifest, recorded."""
