@@ -218,3 +218,62 @@ def test_init_data_draws_no_chain_start_from_the_reference(tmp_path):
 
     from_reference, from_held_out = near(data.reference), near(data.held_out)
     assert len(data.reference) == 6 and from_reference == 0 and from_held_out == 200
+
+
+def board_rows(cli, store: Path, *args: str) -> list[dict]:
+    import csv
+    import io
+
+    result = cli("leaderboard", "--store", store, "--metric", "psnr", "--format", "csv", *args)
+    assert result.code == 0, result.err
+    return list(csv.DictReader(io.StringIO(result.out)))
+
+
+def test_a_subset_run_never_hides_the_whole_set_nor_the_reverse(cli, tmp_path):
+    folder = tmp_path / "imgs"
+    write_images(folder, 5)
+    store = tmp_path / "s.sqlite"
+    common = ["-d", f"folder:{folder}", "-n", "gaussian:25/255", "-m", "median", "-m", "noisy", "--store", store,
+              "--metric", "psnr", "--quiet"]
+    assert cli("run", *common).code == 0
+    assert cli("run", *common, "--limit-images", "3").code == 0
+    shown = {(r["dataset"].partition(" ")[2], r["denoiser"], r["n"]) for r in board_rows(cli, store)}
+    assert shown == {("", "median", "5"), ("", "noisy", "5"),
+                     ("(first 3 of 5)", "median", "3"), ("(first 3 of 5)", "noisy", "3")}
+    compared = cli("compare", "median", "noisy", "--store", store, "--metric", "psnr")
+    assert compared.code == 0 and "first 3 of 5" in compared.out and compared.out.count("imgs") >= 2, compared.out
+    report = cli("report", "--store", store, "--output", tmp_path / "report.html")
+    assert report.code == 0 and "first 3 of 5" in (tmp_path / "report.html").read_text()
+    assert "no longer counted" not in cli("status", "--store", store).out
+
+    # an image after the first 3 changes: the whole set's cells are stale, the subset's stand
+    skio.imsave(folder / "04.png", np.zeros((8, 8), dtype=np.uint8), check_contrast=False)
+    assert cli("run", *common, "-m", "median", "--limit-images", "3").code == 0
+    status = cli("status", "--store", store).out
+    assert "2 done cell(s) were scored on files that have changed since (1 changed (04.png))" in status
+    assert {r["n"] for r in board_rows(cli, store)} == {"3"}
+    # one of the first 3 changes: the subset's earlier cells are stale too
+    skio.imsave(folder / "00.png", np.zeros((8, 8), dtype=np.uint8), check_contrast=False)
+    assert cli("run", *common).code == 0
+    assert {r["n"] for r in board_rows(cli, store)} == {"5"}
+    assert "4 done cell(s) were scored on files that have changed since (2 changed (00.png, 04.png))" \
+        in cli("status", "--store", store).out
+
+
+def test_published_notes_name_a_mismatched_level_and_a_subset():
+    import pandas as pd
+
+    from bench.plugins import get_plugin_set
+    from bench.registry import Registry
+    from bench.reports import published
+
+    rows = [("bsd68", "ffdnet", "oracle", 68), ("bsd68", "ffdnet @ x0.5", "x0.5", 68),
+            ("bsd68 (first 3 of 68)", "ffdnet", "oracle", 3)]
+    table = pd.DataFrame({"metric": "psnr", "dataset": [r[0] for r in rows], "noise": "gaussian",
+                          "level": 25 / 255, "denoiser": [r[1] for r in rows], "sigma_in": [r[2] for r in rows],
+                          "n": [r[3] for r in rows], "mean": 29.0, "protocol": "paper"})
+    out = published.add_published(table, published.references(), Registry(get_plugin_set()))
+    assert out["published"].tolist()[0] == 29.19 and out["published"][1:].isna().all()
+    assert out.attrs["published_notes"] == [
+        "ffdnet @ x0.5: given x0.5 of the true level; a published number is for the true level",
+        "ffdnet on bsd68 (first 3 of 68): the set was not scored whole; a published mean covers the whole set"]

@@ -367,11 +367,11 @@ class Store:
             manifests[dataset, content_id] = list(json.loads(manifest).items())
             current[dataset] = content_id  # the latest seen wins
 
-        def stale(dataset: str, content_id: str, subset: str | None) -> bool:
+        def stale(dataset: str, content_id: str, subset) -> bool:
             now = current.get(dataset)
             if now is None or content_id == now:
                 return False
-            if subset is None:
+            if not isinstance(subset, str):  # the whole set (None, or NaN as pandas reads it)
                 return True
             n, made = subset_size(subset), manifests.get((dataset, content_id))
             return made is None or made[:n] != manifests[dataset, now][:n]
