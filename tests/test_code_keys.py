@@ -240,6 +240,8 @@ def test_a_subset_run_never_hides_the_whole_set_nor_the_reverse(cli, tmp_path):
     shown = {(r["dataset"].partition(" ")[2], r["denoiser"], r["n"]) for r in board_rows(cli, store)}
     assert shown == {("", "median", "5"), ("", "noisy", "5"),
                      ("(first 3 of 5)", "median", "3"), ("(first 3 of 5)", "noisy", "3")}
+    with_published = board_rows(cli, store, "--published")
+    assert {(r["dataset"].partition(" ")[2], r["n"]) for r in with_published} == {("", "5"), ("(first 3 of 5)", "3")}
     compared = cli("compare", "median", "noisy", "--store", store, "--metric", "psnr")
     assert compared.code == 0 and "first 3 of 5" in compared.out and compared.out.count("imgs") >= 2, compared.out
     report = cli("report", "--store", store, "--output", tmp_path / "report.html")

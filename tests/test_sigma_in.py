@@ -110,6 +110,21 @@ def test_the_estimators_table_scores_estimates_against_the_true_level(cli, store
         assert float(row["mae"]) >= abs(float(row["bias"])) - 1e-9
 
 
+def test_the_estimators_table_has_a_row_per_protocol(cli, store):
+    """uint8 rounds the noisy input the estimator sees: its estimates are their own row, not merged
+    into the default protocol's (where the first row won)."""
+    for protocol in ("default", "uint8"):
+        result = cli("run", "-d", DATA, "-n", "gaussian:15/255", "-m", "gaussian-filter", "--metric", "psnr",
+                     "--sigma-in", "estimate:skimage", "--limit-images", "4", "--store", store, "--quiet",
+                     "--protocol", protocol)
+        assert result.code == 0, result.err
+    table = list(csv.DictReader(io.StringIO(cli("leaderboard", "--estimators", "--store", store,
+                                                "--format", "csv").out)))
+    assert [(r["estimator"], r["level_label"], r["protocol"], r["n"]) for r in table] == [
+        ("skimage", "sigma=15", "default", "4"), ("skimage", "sigma=15", "uint8", "4")]
+    assert table[0]["mean_estimate"] != table[1]["mean_estimate"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--sigma-in", "x0"], "a factor of the true level must be a number > 0"),
     (["--sigma-in", "x-1"], "a factor of the true level must be a number > 0"),
