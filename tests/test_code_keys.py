@@ -279,3 +279,34 @@ def test_published_notes_name_a_mismatched_level_and_a_subset():
     assert out.attrs["published_notes"] == [
         "ffdnet @ x0.5: given x0.5 of the true level; a published number is for the true level",
         "ffdnet on bsd68 (first 3 of 68): the set was not scored whole; a published mean covers the whole set"]
+
+
+def test_the_file_hash_cache_lives_in_the_runs_data_folder(cli, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    folder, data_root = tmp_path / "imgs", tmp_path / "data"
+    write_images(folder, 2)
+    result = cli("run", "-d", f"folder:{folder}", "-n", "gaussian:25/255", "-m", "noisy", "--metric", "psnr",
+                 "--data-root", data_root, "--store", tmp_path / "s.sqlite", "--quiet")
+    assert result.code == 0, result.err
+    assert str(folder / "00.png") in (data_root / "file-hashes.json").read_text()
+    assert not list(home.rglob("file-hashes.json")), "a fixed home-folder cache is shared by every run"
+
+
+def test_real_data_is_ranked_once_per_init(cli, tmp_path):
+    config = tmp_path / "grid.toml"
+    store = tmp_path / "s.sqlite"
+    config.write_text(f'store = "{store}"\n' + "".join(
+        f'[[sampling]]\ndataset = "gmm2d"\nscores = ["oracle"]\nn = 16\ninit = "{init}"\n'
+        'samplers = ["initial-noise[sigma=0.5]", "real-data"]\n' for init in ("noise", "data")))
+    assert cli("run", config, "--quiet").code == 0
+    result = cli("leaderboard", "--samples", "--store", store, "--metric", "mmd", "--format", "csv")
+    assert result.code == 0, result.err
+    import csv
+    import io
+
+    table = list(csv.DictReader(io.StringIO(result.out)))
+    real = [(r["init"], r["rank"]) for r in table if r["sampler"] == "real-data"]
+    assert sorted(real) == [("data", "1"), ("noise", "1")], table
+    assert sorted((r["init"], r["rank"]) for r in table if r["sampler"] != "real-data") == [("data", "2"), ("noise", "2")]
