@@ -34,7 +34,27 @@ def source_fingerprint(module: ModuleType) -> str:
 
 
 def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return file_facts(path)[0]
+
+
+def file_facts(path: Path) -> tuple[str, tuple]:
+    """(short hash, its import statements as (level, module, names)) of a source file, read once per
+    process and file version (a file that does not parse imports nothing)."""
+    stat = path.stat()
+    return _file_facts(path, stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+@cache
+def _file_facts(path: Path, mtime_ns: int, size: int, inode: int) -> tuple[str, tuple]:
+    source = path.read_bytes()
+    try:
+        nodes = ast.walk(ast.parse(source))
+        imports = tuple((0, None, tuple(a.name for a in node.names)) if isinstance(node, ast.Import)
+                        else (node.level, node.module, tuple(a.name for a in node.names))
+                        for node in nodes if isinstance(node, (ast.Import, ast.ImportFrom)))
+    except (SyntaxError, ValueError):
+        imports = ()
+    return hashlib.sha256(source).hexdigest()[:12], imports
 
 
 def harness_files(root: Path) -> dict[str, Path]:
@@ -118,22 +138,18 @@ def module_file(root: Path, name: str) -> Path | None:
 
 def imported_modules(path: Path, name: str) -> set[str]:
     """Absolute names a module imports anywhere in its source (``from p import m``: ``p`` and ``p.m``)."""
-    try:
-        tree = ast.parse(path.read_bytes())
-    except (SyntaxError, ValueError):
-        return set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}
+    for level, module, names in file_facts(path)[1]:
+        if module is None and not level:  # import a, b.c
+            found |= set(names)
+            continue
+        base = module or ""
+        if level:
+            parent = package.rsplit(".", level - 1)[0] if level > 1 else package
+            base = f"{parent}.{base}" if base else parent
+        found.add(base)
+        found |= {f"{base}.{name}" for name in names}
     return found
 
 
@@ -151,11 +167,17 @@ def import_distributions() -> dict[str, tuple[str, ...]]:
 def library_versions(import_names: set[str]) -> dict[str, str]:
     """Distribution -> version of every installed library behind these imports, plus ``LOADED_BY_NAME``
     where a library that loads it is among them; the standard library and this project have none."""
+    return dict(_library_versions(frozenset(import_names)))
+
+
+@cache
+def _library_versions(import_names: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """``library_versions``, once per process and set of names (metadata look-ups are slow)."""
     distributions = {dist.lower() for name in import_names for dist in import_distributions().get(name, ())}
     distributions |= {loaded for dist in list(distributions) for loaded in LOADED_BY_NAME.get(dist, ())}
     skip = {dist.lower() for dist in import_distributions().get("bench", ())} | set(NEVER_NUMERIC)
-    return {dist: version for dist in sorted(distributions - skip)
-            if (version := installed_version(dist)) is not None}
+    return tuple((dist, version) for dist in sorted(distributions - skip)
+                 if (version := installed_version(dist)) is not None)
 
 
 def installed_version(distribution: str) -> str | None:

@@ -151,6 +151,7 @@ def test_library_versions_come_from_the_imports_and_enter_both_kinds_of_key(tmp_
 
     def keys() -> tuple[str, str, str]:
         code_identity.harness_code.cache_clear()
+        code_identity._library_versions.cache_clear()  # versions are read once per process
         grid = build_grid(config, registry, quiet=True)
         return grid.cells[0].key, grid.sampling.cells[0].key, code_identity.plugin_fingerprint(plugin)
 
