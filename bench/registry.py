@@ -7,7 +7,7 @@ import functools
 import inspect
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from bench.data.datasets import ImageSet
@@ -204,9 +204,12 @@ class Registry:
         entries = self._entries[kind]
         if name in entries:
             return entries[name]
-        prefix, sep, _ = name.partition(FAMILY_MARK)
+        prefix, sep, member = name.partition(FAMILY_MARK)
         if sep and prefix + FAMILY_MARK in entries:
-            return entries[prefix + FAMILY_MARK]
+            family = entries[prefix + FAMILY_MARK]
+            if member in family.metadata.get("blind_members", ()):  # it ignores sigma, whatever the family does
+                return replace(family, metadata={**family.metadata, "sigma_aware": False})
+            return family
         message = f"unknown {kind[:-1]} {name!r}"
         close = difflib.get_close_matches(name, list(entries), n=1)
         if close:

@@ -174,3 +174,21 @@ def test_an_estimate_sits_at_its_mean_estimate_over_the_truth_on_a_subset_too(cl
         ratios = dict(zip(table["sigma_in"], figures.received_ratio(opened, table)))
     assert ratios["oracle"] == 1.0 and ratios["x2"] == pytest.approx(2.0)
     assert ratios["estimate:skimage"] == pytest.approx(mean / (25 / 255))
+
+
+def test_a_blind_member_of_a_sigma_aware_family_is_one_row_across_choices():
+    """deepinv's DnCNN ignores sigma (its forward says so): one blind cell, not a copy per choice;
+    DRUNet, of the same family, takes every choice."""
+    from bench.config import RunConfig
+    from bench.grid.cells import build_grid
+    from bench.plugins import get_plugin_set
+    from bench.registry import Registry
+
+    registry = Registry(get_plugin_set())
+    assert registry.get("denoisers", "deepinv:DRUNet").metadata["sigma_aware"] is True
+    config = RunConfig(datasets=[DATA], noise=["gaussian:25/255"], limit_images=1, sigma_in=["oracle", "x2"],
+                       denoisers=["deepinv:DnCNN[in_channels=1,out_channels=1,depth=3,nf=8,pretrained=none]",
+                                  "gaussian-filter"])
+    cells = build_grid(config, registry, quiet=True).cells
+    assert sorted((c.denoiser.partition("[")[0], c.sigma_in) for c in cells) == [
+        ("deepinv:DnCNN", "blind"), ("gaussian-filter", "oracle"), ("gaussian-filter", "x2")]
