@@ -131,18 +131,19 @@ class SamplingData:
     #: The dataset as loaded (an ``ImageSet`` of a folder knows its files' content).
     loaded: object = None
 
-    @property
-    def starts(self) -> torch.Tensor:
-        """What chains start from (``init=data`` draws items, ``noise`` takes its statistics): the
-        training split, or the items as given when the reference is a fresh draw, or what the
-        reference leaves; never the reference itself."""
+    def starts(self, init: str) -> torch.Tensor:
+        """What chains start from: ``noise`` takes the items' mean and spread; ``data`` draws items
+        that are never the reference's: the training split, the items as given when the reference
+        is a fresh draw, or the items the reference leaves."""
+        if init != "data":
+            return self.items
         if self.training is not None:
             return self.training
         if self.truth is not None:
             return self.items
         if self.held_out is None or len(self.held_out) == 0:
-            raise ValueError("the dataset has no items beyond its reference to start chains from; "
-                             "lower reference_n")
+            raise ValueError("init=data: the dataset has no items beyond its reference to start chains "
+                             "from; lower reference_n")
         return self.held_out
 
 

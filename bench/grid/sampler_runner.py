@@ -113,7 +113,7 @@ def run_score_chains(grid: SamplingGrid, sampler: Sampler, cell: SamplerCell, da
     if isinstance(model, torch.nn.Module):
         model = model.to(device).eval()
     sampler = sampler.bind(model)
-    x0 = initial_state(cell.init, cell.chains, data.starts, sampler.start_sigma, generator)
+    x0 = initial_state(cell.init, cell.chains, data.starts(cell.init), sampler.start_sigma, generator)
     synchronize(device)
     result = run_chains(sampler, as_score(model), x0, generator)
     synchronize(device)
