@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 
-#: Columns that name a cell apart from its key: the same values under another key were recomputed.
-CELL_IDENTITY = ["dataset", "degradation", "level", "denoiser", "repetition", "seed", "protocol", "subset",
-                 "sigma_in"]
+#: Per table: what its rows are called and the columns that name a cell apart from its key (the
+#: same values under another key were recomputed).
+IDENTITIES = {
+    "cells": ("cell(s)", ["dataset", "degradation", "level", "denoiser", "repetition", "seed", "protocol",
+                          "subset", "sigma_in"]),
+    "sample_cells": ("sampler cell(s)", ["dataset", "score", "sampler", "chains", "init", "repetition", "seed"]),
+}
 
 
 def code_changes(before: dict, after: dict) -> list[str]:
@@ -30,18 +34,20 @@ def code_changes(before: dict, after: dict) -> list[str]:
 
 
 def recomputed_lines(store) -> list[str]:
-    """One line per run that recomputed done cells of earlier runs under new keys: how many, and why."""
+    """One line per run and kind of cell that recomputed done cells of earlier runs under new keys:
+    how many, and why."""
     runs = store.query("SELECT run_id, versions FROM runs ORDER BY started, rowid")
-    cells = store.query(f"SELECT key, run_id, {', '.join(CELL_IDENTITY)} FROM cells WHERE status = 'done'")
+    tables = {table: store.query(f"SELECT key, run_id, {', '.join(columns)} FROM {table} WHERE status = 'done'")
+              for table, (_, columns) in IDENTITIES.items()}
     lines = []
     for i in range(1, len(runs)):
-        run_id = runs["run_id"][i]
         changes = code_changes(json.loads(runs["versions"][i - 1] or "{}"), json.loads(runs["versions"][i] or "{}"))
-        made = cells[cells["run_id"] == run_id]
-        earlier = cells[cells["run_id"].isin(runs["run_id"][:i])]
-        if not changes or made.empty or earlier.empty:
-            continue
-        again = made.merge(earlier[CELL_IDENTITY].drop_duplicates(), on=CELL_IDENTITY)
-        if len(again):
-            lines.append(f"  run {run_id}: {len(again)} cell(s) recomputed, their keys moved: {'; '.join(changes)}")
+        for table, (what, columns) in IDENTITIES.items():
+            cells = tables[table]
+            made = cells[cells["run_id"] == runs["run_id"][i]]
+            earlier = cells[cells["run_id"].isin(runs["run_id"][:i])]
+            again = made.merge(earlier[columns].drop_duplicates(), on=columns) if changes else made[:0]
+            if len(again):
+                lines.append(f"  run {runs['run_id'][i]}: {len(again)} {what} recomputed, their keys moved: "
+                             f"{'; '.join(changes)}")
     return lines
