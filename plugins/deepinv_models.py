@@ -252,6 +252,7 @@ def ram_model(weights: str | None = None, sigma_scale: float = 1.0, **params) ->
 @bench.hookimpl
 def register_denoisers(register):
     register("deepinv:", deepinv_model, sigma_aware=True, published_as="{suffix}",
+             blind_members=("DnCNN", "SCUNet", "Restormer", "SwinIR"),  # their forward ignores sigma
              description="deepinv:<ClassName>[k=v,...,weights=PATH]: any deepinv.models "
                          "denoiser called as (y, sigma), e.g. deepinv:DRUNet, deepinv:DnCNN")
     register("deepinv:RAM", ram_model, sigma_aware=True, native_poisson=True, published_as="RAM",
