@@ -116,8 +116,8 @@ def register_denoisers(register):
       weights (a family's rows, such as ``deepinv:``, are never compared: their weights are
       the library's).
     - ``blind_members`` (tuple of str): for a family (``name:``) that is ``sigma_aware``, the
-      members that ignore sigma (``deepinv:DnCNN``): each is a blind row, run once across
-      ``--sigma-in`` choices.
+      members that ignore sigma (``deepinv:DnCNN``): each is a blind row on the ``--sigma-in``
+      axis, run once across its choices (on Poisson data it keeps the family's VST).
     - ``fetch`` (an object with ``fetch()`` and ``status() -> (cached, bytes)``): what
       ``denoise-bench fetch NAME`` downloads ahead, and ``list`` reports as cached.
     """

@@ -7,7 +7,7 @@ import functools
 import inspect
 import types
 import typing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bench.data.datasets import ImageSet
@@ -204,12 +204,9 @@ class Registry:
         entries = self._entries[kind]
         if name in entries:
             return entries[name]
-        prefix, sep, member = name.partition(FAMILY_MARK)
+        prefix, sep, _ = name.partition(FAMILY_MARK)
         if sep and prefix + FAMILY_MARK in entries:
-            family = entries[prefix + FAMILY_MARK]
-            if member in family.metadata.get("blind_members", ()):  # it ignores sigma, whatever the family does
-                return replace(family, metadata={**family.metadata, "sigma_aware": False})
-            return family
+            return entries[prefix + FAMILY_MARK]
         message = f"unknown {kind[:-1]} {name!r}"
         close = difflib.get_close_matches(name, list(entries), n=1)
         if close:

@@ -193,17 +193,20 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: Imag
     return identity_hash(identity)
 
 
-def takes_a_level(entry: Entry) -> bool:
-    """Whether a row's output depends on the level it is given: it uses sigma, or it is one model
-    per level (``per_level``: the level picks the model)."""
+def takes_a_level(entry: Entry, name: str = "") -> bool:
+    """Whether a row (``name``) depends on the level it is given: it uses sigma, unless it is a
+    family member that ignores it (``blind_members``), or it is one model per level (``per_level``:
+    the level picks the model)."""
+    if entry.is_family and name[len(entry.name):] in entry.metadata.get("blind_members", ()):
+        return False
     return bool(entry.metadata.get("sigma_aware") or entry.metadata.get("per_level"))
 
 
-def received_choices(choices: list[SigmaIn], entry: Entry, mode: str) -> list[SigmaIn]:
+def received_choices(choices: list[SigmaIn], entry: Entry, mode: str, name: str = "") -> list[SigmaIn]:
     """The levels a row is run at: every choice for a sigma-aware row given a sigma; one cell,
     ``blind``, for a row that ignores sigma (it reads the same for every choice); the oracle peak
     for a native Poisson row; ``mean`` is the oracle for a row not handed a noise map."""
-    if not takes_a_level(entry):
+    if not takes_a_level(entry, name):
         return [SigmaIn(BLIND)]
     if mode == "peak":
         return [SigmaIn(ORACLE)]
@@ -228,7 +231,7 @@ def sigma_in_setup(config: RunConfig, registry: Registry, entries: dict, degrada
     """The grid's sigma_in choices, the estimators they name (built) and their entries; UsageError for
     a choice no row can take or an estimator the noise does not suit (nothing written)."""
     choices = parse_all(config.sigma_in)
-    if any(not c.is_oracle for c in choices) and not any(takes_a_level(e) for e in entries.values()):
+    if any(not c.is_oracle for c in choices) and not any(takes_a_level(e, spec.name) for spec, e in entries.items()):
         raise UsageError(f"--sigma-in {','.join(config.sigma_in)}: no row of the grid is sigma-aware "
                          f"({', '.join(spec.label for spec in entries)} ignore sigma)")
     if any(c.label == MEAN for c in choices) and not any(d.spatial for d, _ in degradations.values()):
@@ -309,7 +312,7 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
         mode, row = call_mode(spec, entry, degradations[degradation][0])
         images = datasets[dataset].images
         channels = images[0].shape[0] if images else None
-        for choice in received_choices(choices, entry, mode):
+        for choice in received_choices(choices, entry, mode, spec.name):
             name = build_for_choice(registry, denoisers, spec, entry, dataset,
                                     degradations[degradation][0].family, level, choice, channels)
             key = cell_key(config, dataset_entries[dataset], dataset, datasets[dataset],
