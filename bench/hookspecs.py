@@ -68,13 +68,20 @@ def _is_bounds(value) -> bool:
 
 _is_bounds.type_name = "a (low, high) tuple of numbers or None"
 
+
+def _is_names(value) -> bool:
+    return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+
+
+_is_names.type_name = "a tuple of names"
+
 #: Per kind (the part of the hook name after ``register_``): the metadata keys it may declare.
 METADATA: dict[str, dict[str, MetadataKey]] = {
     "denoisers": {"description": DESCRIPTION, "sigma_aware": MetadataKey(bool),
                   "native_poisson": MetadataKey(bool), "per_dataset": MetadataKey(bool),
                   "learned": MetadataKey(_is_learner), "per_level": MetadataKey(bool),
                   "per_channels": MetadataKey(bool), "noise_map": MetadataKey(bool),
-                  "published_as": MetadataKey(str), "fetch": FETCH},
+                  "published_as": MetadataKey(str), "fetch": FETCH, "blind_members": MetadataKey(_is_names)},
     "datasets": {"description": DESCRIPTION, "uses_data_root": MetadataKey(bool), "fetch": FETCH},
     "degradations": {"description": DESCRIPTION},
     "metrics": {"description": DESCRIPTION, "higher_is_better": MetadataKey(bool, required=True),
@@ -112,6 +119,9 @@ def register_denoisers(register):
       --published``), e.g. ``"BM3D"``: declare it only where the row loads the paper's own
       weights (a family's rows, such as ``deepinv:``, are never compared: their weights are
       the library's).
+    - ``blind_members`` (tuple of str): for a family (``name:``) that is ``sigma_aware``, the
+      members that ignore sigma (``deepinv:DnCNN``): each is a blind row on the ``--sigma-in``
+      axis, run once across its choices (on Poisson data it keeps the family's VST).
     - ``fetch`` (an object with ``fetch()`` and ``status() -> (cached, bytes)``): what
       ``denoise-bench fetch NAME`` downloads ahead, and ``list`` reports as cached.
     """

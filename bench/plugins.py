@@ -8,7 +8,6 @@ nothing else.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -20,6 +19,7 @@ from types import ModuleType
 import pluggy
 
 from bench import hookspecs
+from bench.code_identity import file_hash, plugin_fingerprint
 from bench.errors import UsageError
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
@@ -42,40 +42,6 @@ class PluginInfo:
     @property
     def broken(self) -> bool:
         return self.error is not None
-
-
-def source_fingerprint(module: ModuleType) -> str:
-    """Short hash of a module's source file, so a code change changes cell keys."""
-    path = getattr(module, "__file__", None)
-    if not path or not os.path.exists(path):
-        return "nosource"
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-
-
-def plugin_fingerprint(module: ModuleType) -> str:
-    """Short hash of a plugin module's source and of every module of its own package that it
-    uses (found through its globals, transitively: ``bench_plugins.ffdnet`` uses
-    ``bench_plugins.matconvnet``), so a change in a helper module changes cell keys too.
-    Modules imported only inside functions are not seen."""
-    package = module.__name__.partition(".")[0]
-    found: dict[str, ModuleType] = {}
-    pending = [module]
-    while pending:
-        current = pending.pop()
-        if current.__name__ in found:
-            continue
-        found[current.__name__] = current
-        for value in list(vars(current).values()):
-            try:
-                name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
-            except Exception:  # an exotic global (a lazy proxy): not a module of the package
-                continue
-            if isinstance(name, str) and name.partition(".")[0] == package and name in sys.modules:
-                pending.append(sys.modules[name])
-    digest = hashlib.sha256()
-    for name in sorted(found):
-        digest.update(f"{name}:{source_fingerprint(found[name])};".encode())
-    return digest.hexdigest()[:12]
 
 
 def error_line(exc: BaseException) -> str:
@@ -166,8 +132,7 @@ def _load_file(plugins: PluginSet, path: str) -> None:
         raise UsageError(f"plugin file not found: {path}")
     name = f"file:{file.name}"
     info = PluginInfo(name=name, source=str(file.resolve()), local=True)
-    info.fingerprint = hashlib.sha256(file.read_bytes()).hexdigest()[:12]
-    module_name = f"denoise_bench_local_{file.stem}_{info.fingerprint}"
+    module_name = f"denoise_bench_local_{file.stem}_{file_hash(file)}"
     try:
         spec = importlib.util.spec_from_file_location(module_name, file)
         module = importlib.util.module_from_spec(spec)
@@ -175,7 +140,7 @@ def _load_file(plugins: PluginSet, path: str) -> None:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        info.error = error_line(exc)
+        info.error, info.fingerprint = error_line(exc), file_hash(file)
         plugins.infos[name] = info
         return
     plugins.add(module, info)

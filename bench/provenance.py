@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 
+from bench.code_identity import harness_code
 from bench.plugins import PluginSet
 
 LIBRARIES = ("denoise-bench", "torch", "deepinv", "scikit-image", "numpy", "scipy", "pluggy")
@@ -18,6 +19,7 @@ def versions(plugins: PluginSet) -> dict:
         except importlib.metadata.PackageNotFoundError:
             found[name] = None
     found["plugins"] = {i.name: i.version or i.fingerprint for i in plugins.infos.values() if not i.broken}
+    found["harness"] = harness_code()  # the status command says "harness code changed" from it
     return found
 
 

@@ -11,7 +11,6 @@ folder of 256x256 PNGs.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -30,16 +29,15 @@ def measure(files: list[Path]) -> tuple[float, float]:
     """(seconds to hash every file anew, seconds for the cached check), medians."""
     from bench.data.content_hash import sha256_files
 
-    sha256_files(files)  # cache filled
-    cached = median_seconds(lambda: sha256_files(files), repeats=7, warm_up=False)
-    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp()  # an empty cache: every file is read
-    fresh = median_seconds(lambda: (os.environ.__setitem__("XDG_CACHE_HOME", tempfile.mkdtemp()), sha256_files(files)),
+    cache = Path(tempfile.mkdtemp())
+    sha256_files(files, cache)  # cache filled
+    cached = median_seconds(lambda: sha256_files(files, cache), repeats=7, warm_up=False)
+    fresh = median_seconds(lambda: sha256_files(files, Path(tempfile.mkdtemp())),  # an empty cache: every file is read
                            repeats=7, warm_up=False)
     return fresh, cached
 
 
 def main() -> None:
-    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp()
     rows = []
     if SET12.is_dir():
         rows.append(("Set12 (12 PNGs)", sorted(SET12.glob("*.png"))))

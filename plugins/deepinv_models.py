@@ -185,7 +185,7 @@ def build_model(cls: type, weights: str | None, params: dict) -> tuple[torch.nn.
                                    f"deepinv.models.{name}({_args(params)}): {problem}")
         model.load_state_dict(state)
     if downloaded:
-        hashes = sha256_files(downloaded)
+        hashes = sha256_files(downloaded, fetching.settings().root)
         return model, "+".join(hashes[path] for path in downloaded)
     return model, weights_fingerprint(weights)
 
@@ -199,7 +199,7 @@ def weights_fingerprint(weights: str | None) -> str | None:
     if weights is None:
         return None
     path = Path(weights).expanduser()
-    return sha256_files([path])[path][:12]
+    return sha256_files([path], fetching.settings().root)[path][:12]
 
 
 class DeepinvDenoiser(torch.nn.Module):
@@ -253,6 +253,7 @@ def ram_model(weights: str | None = None, sigma_scale: float = 1.0, **params) ->
 @bench.hookimpl
 def register_denoisers(register):
     register("deepinv:", deepinv_model, sigma_aware=True, published_as="{suffix}",
+             blind_members=("DnCNN", "SCUNet", "Restormer", "SwinIR"),  # their forward ignores sigma
              description="deepinv:<ClassName>[k=v,...,weights=PATH]: any deepinv.models "
                          "denoiser called as (y, sigma), e.g. deepinv:DRUNet, deepinv:DnCNN")
     register("deepinv:RAM", ram_model, sigma_aware=True, native_poisson=True, published_as="RAM",

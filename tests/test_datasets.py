@@ -63,7 +63,6 @@ def test_a_changed_folder_is_a_new_identity_and_status_says_why(cli, store, tmp_
     from bench.reports import tables
     from bench.store.database import open_existing
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder = tmp_path / "imgs"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -90,12 +89,12 @@ def test_a_changed_folder_is_a_new_identity_and_status_says_why(cli, store, tmp_
 def test_folder_hashes_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
     from bench.data import content_hash
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
     file = tmp_path / "x.bin"
     file.write_bytes(b"one")
-    first = content_hash.sha256_files([file])[file]
+    first = content_hash.sha256_files([file], cache)[file]
     calls = []
     monkeypatch.setattr(content_hash, "sha256_file", lambda path: calls.append(path) or "recomputed")
-    assert content_hash.sha256_files([file])[file] == first and calls == []
+    assert content_hash.sha256_files([file], cache)[file] == first and calls == []
     file.write_bytes(b"two!")  # a new size: hashed again
-    assert content_hash.sha256_files([file])[file] == "recomputed" and calls == [file]
+    assert content_hash.sha256_files([file], cache)[file] == "recomputed" and calls == [file]

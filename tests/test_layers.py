@@ -13,7 +13,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 LAYERS = [
     {"errors", "specs", "seeding", "scoped", "files", "device", "config"},
     {"data", "noise"},
-    {"bench", "hookspecs", "plugins", "registry", "provenance"},
+    {"bench", "hookspecs", "plugins", "registry", "provenance", "code_identity"},
     {"store"},
     {"training"},
     {"sampling"},

@@ -147,7 +147,8 @@ def test_a_change_in_a_helper_module_of_the_plugins_package_changes_its_fingerpr
 def test_the_built_in_rows_fingerprint_their_helper_modules():
     import bench_plugins.ffdnet
 
-    from bench.plugins import plugin_fingerprint, source_fingerprint
+    from bench.code_identity import source_fingerprint
+    from bench.plugins import plugin_fingerprint
 
     entry = Registry(get_plugin_set()).get("denoisers", "ffdnet")
     # ffdnet.py builds on matconvnet.py: the entry's fingerprint covers both files

@@ -110,6 +110,21 @@ def test_the_estimators_table_scores_estimates_against_the_true_level(cli, store
         assert float(row["mae"]) >= abs(float(row["bias"])) - 1e-9
 
 
+def test_the_estimators_table_has_a_row_per_protocol(cli, store):
+    """uint8 rounds the noisy input the estimator sees: its estimates are their own row, not merged
+    into the default protocol's (where the first row won)."""
+    for protocol in ("default", "uint8"):
+        result = cli("run", "-d", DATA, "-n", "gaussian:15/255", "-m", "gaussian-filter", "--metric", "psnr",
+                     "--sigma-in", "estimate:skimage", "--limit-images", "4", "--store", store, "--quiet",
+                     "--protocol", protocol)
+        assert result.code == 0, result.err
+    table = list(csv.DictReader(io.StringIO(cli("leaderboard", "--estimators", "--store", store,
+                                                "--format", "csv").out)))
+    assert [(r["estimator"], r["level_label"], r["protocol"], r["n"]) for r in table] == [
+        ("skimage", "sigma=15", "default", "4"), ("skimage", "sigma=15", "uint8", "4")]
+    assert table[0]["mean_estimate"] != table[1]["mean_estimate"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--sigma-in", "x0"], "a factor of the true level must be a number > 0"),
     (["--sigma-in", "x-1"], "a factor of the true level must be a number > 0"),
@@ -159,3 +174,21 @@ def test_an_estimate_sits_at_its_mean_estimate_over_the_truth_on_a_subset_too(cl
         ratios = dict(zip(table["sigma_in"], figures.received_ratio(opened, table)))
     assert ratios["oracle"] == 1.0 and ratios["x2"] == pytest.approx(2.0)
     assert ratios["estimate:skimage"] == pytest.approx(mean / (25 / 255))
+
+
+def test_a_blind_member_of_a_sigma_aware_family_is_one_row_across_choices():
+    """deepinv's DnCNN ignores sigma (its forward says so): one blind cell, not a copy per choice;
+    DRUNet, of the same family, takes every choice."""
+    from bench.config import RunConfig
+    from bench.grid.cells import build_grid
+    from bench.plugins import get_plugin_set
+    from bench.registry import Registry
+
+    registry = Registry(get_plugin_set())
+    assert registry.get("denoisers", "deepinv:DRUNet").metadata["sigma_aware"] is True
+    config = RunConfig(datasets=[DATA], noise=["gaussian:25/255"], limit_images=1, sigma_in=["oracle", "x2"],
+                       denoisers=["deepinv:DnCNN[in_channels=1,out_channels=1,depth=3,nf=8,pretrained=none]",
+                                  "gaussian-filter"])
+    cells = build_grid(config, registry, quiet=True).cells
+    assert sorted((c.denoiser.partition("[")[0], c.sigma_in) for c in cells) == [
+        ("deepinv:DnCNN", "blind"), ("gaussian-filter", "oracle"), ("gaussian-filter", "x2")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.cli.options import add_store
 from bench.data.content_hash import manifest_changes
 from bench.store.database import open_existing
+from bench.store.recomputed import recomputed_lines
 
 
 def configure(parser) -> None:
@@ -21,6 +22,7 @@ def main(args) -> int:
         pending = store.query("SELECT denoiser, dataset, degradation AS noise, level, repetition "
                               "FROM cells WHERE status = 'pending' ORDER BY denoiser")
         stale = stale_lines(store)
+        recomputed = recomputed_lines(store)
     runs["status"] = runs["status"].replace("running", "running (or killed)")
     print(f"store: {args.store}\n\nruns:")
     print(runs.fillna("").to_string(index=False))
@@ -33,6 +35,9 @@ def main(args) -> int:
     if stale:
         print("\nno longer counted:")
         print("\n".join(stale))
+    if recomputed:
+        print("\nrecomputed since the code changed:")
+        print("\n".join(recomputed))
     return 0
 
 

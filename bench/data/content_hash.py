@@ -4,16 +4,16 @@ Size and mtime alone can be preserved while the bytes change (archives and ``cp 
 restore timestamps); the inode change time cannot be set by a user and changes
 whenever a file is written, replaced or extracted again, so such a file is re-hashed.
 
-The cache is one JSON file in the user's cache folder (``$XDG_CACHE_HOME`` or
-``~/.cache``, then ``denoise-bench``); when it cannot be written, hashes are
-simply recomputed next time.
+The cache is one JSON file in the data folder the caller names (the run's
+``--data-root``, ``$DENOISE_BENCH_DATA`` or pooch's per-user cache, which honours
+``$XDG_CACHE_HOME``), so runs with their own data folders share nothing; when it
+cannot be written, hashes are simply recomputed next time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from bench.files import atomic_write
@@ -21,9 +21,6 @@ from bench.files import atomic_write
 CACHE_NAME = "file-hashes.json"
 
 
-def cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "denoise-bench" / CACHE_NAME
 
 
 def sha256_file(path: Path) -> str:
@@ -40,9 +37,9 @@ def file_stamp(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
-def sha256_files(paths: list[Path]) -> dict[Path, str]:
-    """The SHA-256 of each file, reusing cached hashes whose ``file_stamp`` still matches."""
-    cache_file = cache_path()
+def sha256_files(paths: list[Path], cache_folder: Path) -> dict[Path, str]:
+    """The SHA-256 of each file, reusing hashes cached in ``cache_folder`` whose ``file_stamp`` still matches."""
+    cache_file = cache_folder / CACHE_NAME
     try:
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):

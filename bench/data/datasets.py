@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data import fetching
 from bench.data.content_hash import sha256_files
+from bench.data.subsets import subset_label
 from bench.errors import UsageError
 from bench.seeding import identity_hash
 from bench.specs import without_paths
@@ -42,23 +44,32 @@ class ImageSet:
     content: dict[str, str] | None = field(default=None, kw_only=True)
     #: Images in the whole set when this is its first ``len(self)`` (``limit``), else None.
     subset_of: int | None = field(default=None, kw_only=True)
+    #: The whole set's ``content`` when this is a subset (a dataset's current content is the whole set's).
+    whole_content: dict[str, str] | None = field(default=None, kw_only=True)
 
     def limit(self, n: int | None) -> "ImageSet":
         """The first n images (the set itself when it has no more than n)."""
         if n is None or n >= len(self):
             return self
         content = None if self.content is None else dict(list(self.content.items())[:n])
-        return ImageSet(self.ids[:n], self.images[:n], content=content, subset_of=len(self))
+        return ImageSet(self.ids[:n], self.images[:n], content=content, subset_of=len(self),
+                        whole_content=self.whole_content or self.content)
 
     @property
     def subset(self) -> str | None:
         """``first 3 of 12`` for a limited set, None for a whole one (tables label and rank by it)."""
-        return None if self.subset_of is None else f"first {len(self)} of {self.subset_of}"
+        return None if self.subset_of is None else subset_label(len(self), self.subset_of)
 
     @cached_property
     def content_id(self) -> str | None:
         """A hash of the file names and bytes behind the images (None for shipped data)."""
         return None if self.content is None else identity_hash(self.content)
+
+    @property
+    def whole_set_content(self) -> dict[str, str] | None:
+        """The content of the whole set, for a subset too: what the dataset is now (tables ask
+        whether a cell's images are still the current set's, or its first n)."""
+        return self.whole_content or self.content
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,6 +78,14 @@ class ImageSet:
 def shown_name(dataset: str, subset: str | None) -> str:
     """How tables name a dataset's cells: ``set12``, or ``set12 (first 3 of 12)`` for a subset."""
     return dataset if subset is None else f"{dataset} ({subset})"
+
+
+def split_shown_name(name: str) -> tuple[str, str | None]:
+    """``shown_name`` read back: (dataset, subset or None)."""
+    dataset, opened, subset = name.rpartition(" (")
+    if opened and subset.endswith(")") and subset.startswith("first "):
+        return dataset, subset[:-1]
+    return name, None
 
 
 def noise_name(label: str, images: ImageSet) -> str:
@@ -161,6 +180,6 @@ def folder(path: str, crop: int | None = None) -> ImageSet:
         except Exception as exc:
             raise UsageError(f"cannot read image {file}: not a decodable image ({type(exc).__name__}); "
                              "fix or remove the file") from None
-    hashes = sha256_files(files)
+    hashes = sha256_files(files, fetching.settings().root)
     return ImageSet([p.stem for p in files], images, content={p.name: hashes[p] for p in files})
 

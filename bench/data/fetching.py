@@ -167,11 +167,12 @@ def load_manifest(name: str, group: str | None = None) -> Manifest:
 
 def is_cached(manifest: Manifest, paths: list[str], fetch_settings: FetchSettings | None = None) -> bool:
     """Whether every file is present and matches its pinned SHA-256 (hashes cached by size and mtime)."""
-    folder = manifest.folder(fetch_settings or settings())
+    fetch_settings = fetch_settings or settings()
+    folder = manifest.folder(fetch_settings)
     files = [folder / p for p in paths]
     if not all(f.is_file() for f in files):
         return False
-    hashes = sha256_files(files)
+    hashes = sha256_files(files, fetch_settings.root)
     return all(hashes[folder / p] == manifest.files[p].sha256 for p in paths)
 
 
@@ -185,7 +186,7 @@ def fetch(manifest: Manifest, paths: list[str], name: str) -> list[Path]:
     unknown = [p for p in paths if p not in manifest.files]
     if unknown:
         raise ValueError(f"{unknown[0]!r} is not in manifest {manifest.name}")
-    hashes = sha256_files([folder / p for p in paths if (folder / p).is_file()])  # cached by size, mtime
+    hashes = sha256_files([folder / p for p in paths if (folder / p).is_file()], current.root)  # cached by stamp
     bad = [p for p in paths if hashes.get(folder / p) != manifest.files[p].sha256]
     if bad and current.offline:
         raise offline_error(f"{name} ({len(bad)} of {len(paths)} files missing or corrupt)", folder, name)

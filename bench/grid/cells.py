@@ -6,11 +6,8 @@ is written, so a usage error leaves no trace.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import metadata
 from itertools import product
 
 from bench.config import RunConfig
@@ -18,7 +15,8 @@ from bench.data.datasets import ImageSet, noise_name
 from bench.errors import Skip, UsageError
 from bench.noise.degradations import Degradation
 from bench.noise.sigma_in import BLIND, MEAN, ORACLE, SigmaIn, parse_all
-from bench.plugins import error_line, source_fingerprint
+from bench.code_identity import harness_code
+from bench.plugins import error_line
 from bench.registry import Entry, Registry
 from bench.seeding import identity_hash
 from bench.specs import Spec, parse_noise, parse_spec, without_paths
@@ -142,28 +140,6 @@ def model_identity(denoiser: Denoiser) -> str:
     return f"{without_paths(denoiser.spec.label) or denoiser.spec.label}@{fingerprint}"
 
 
-#: Harness modules whose code turns pixels into numbers: noise draws, transforms, clamping, scoring.
-NUMERIC_MODULES = ("bench.seeding", "bench.noise.degradations", "bench.noise.vst", "bench.noise.levels",
-                   "bench.noise.sigma_in",
-                   "bench.data.datasets", "bench.grid.inputs", "bench.grid.scoring", "bench.grid.metrics")
-#: Distributions whose versions can change a number (absent ones count as absent).
-NUMERIC_LIBRARIES = ("torch", "numpy", "scipy", "scikit-image", "PyWavelets", "deepinv", "bm3d")
-
-
-@cache
-def numeric_code() -> dict:
-    """Source hashes of ``NUMERIC_MODULES`` and versions of ``NUMERIC_LIBRARIES``: part of every cell key."""
-    return {"modules": {name: source_fingerprint(importlib.import_module(name)) for name in NUMERIC_MODULES},
-            "libraries": {name: installed_version(name) for name in NUMERIC_LIBRARIES}}
-
-
-def installed_version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def call_mode(spec: Spec, entry: Entry, degradation: Degradation) -> tuple[str, str]:
     """(mode, row name) of a denoiser on a degradation; VST by default on Poisson."""
     vst = spec.params.get("vst", "anscombe")
@@ -196,7 +172,7 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: Imag
              metrics: dict[str, tuple[object, Entry]], repetition: int, sigma_in: SigmaIn = SigmaIn(ORACLE),
              estimator: Entry | None = None) -> str:
     """Hash of everything that can change a cell's numbers: the data (its content, not its
-    path), the image subset, the plugins' code, the harness's numeric code and libraries, and
+    path), the image subset, the plugins' code, the harness's code and libraries, and
     the level the denoiser receives (not for the oracle: keys made before that axis stand)."""
     if getattr(denoiser.model, "fingerprint", None) is not None:  # the weights' hash, not their path
         row_label = without_paths(row_label) or row_label
@@ -204,7 +180,7 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: Imag
         "dataset": dataset_identity(config, dataset, dataset_label, images.subset, images=images),
         "degradation": [degradation_label, degradation.fingerprint, float(level).hex()],
         "denoiser": [row_label, model_identity(denoiser), denoiser.entry.fingerprint],
-        "harness": numeric_code(),
+        "harness": harness_code(),
         "metrics": sorted([name, entry.fingerprint] for name, (_, entry) in metrics.items()),
         "seed": config.seed,
         "protocol": config.protocol,
@@ -215,17 +191,20 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: Imag
     return identity_hash(identity)
 
 
-def takes_a_level(entry: Entry) -> bool:
-    """Whether a row's output depends on the level it is given: it uses sigma, or it is one model
-    per level (``per_level``: the level picks the model)."""
+def takes_a_level(entry: Entry, name: str = "") -> bool:
+    """Whether a row (``name``) depends on the level it is given: it uses sigma, unless it is a
+    family member that ignores it (``blind_members``), or it is one model per level (``per_level``:
+    the level picks the model)."""
+    if entry.is_family and name[len(entry.name):] in entry.metadata.get("blind_members", ()):
+        return False
     return bool(entry.metadata.get("sigma_aware") or entry.metadata.get("per_level"))
 
 
-def received_choices(choices: list[SigmaIn], entry: Entry, mode: str) -> list[SigmaIn]:
+def received_choices(choices: list[SigmaIn], entry: Entry, mode: str, name: str = "") -> list[SigmaIn]:
     """The levels a row is run at: every choice for a sigma-aware row given a sigma; one cell,
     ``blind``, for a row that ignores sigma (it reads the same for every choice); the oracle peak
     for a native Poisson row; ``mean`` is the oracle for a row not handed a noise map."""
-    if not takes_a_level(entry):
+    if not takes_a_level(entry, name):
         return [SigmaIn(BLIND)]
     if mode == "peak":
         return [SigmaIn(ORACLE)]
@@ -250,7 +229,7 @@ def sigma_in_setup(config: RunConfig, registry: Registry, entries: dict, degrada
     """The grid's sigma_in choices, the estimators they name (built) and their entries; UsageError for
     a choice no row can take or an estimator the noise does not suit (nothing written)."""
     choices = parse_all(config.sigma_in)
-    if any(not c.is_oracle for c in choices) and not any(takes_a_level(e) for e in entries.values()):
+    if any(not c.is_oracle for c in choices) and not any(takes_a_level(e, spec.name) for spec, e in entries.items()):
         raise UsageError(f"--sigma-in {','.join(config.sigma_in)}: no row of the grid is sigma-aware "
                          f"({', '.join(spec.label for spec in entries)} ignore sigma)")
     if any(c.label == MEAN for c in choices) and not any(d.spatial for d, _ in degradations.values()):
@@ -317,7 +296,7 @@ def build_denoiser_grid(config: RunConfig, registry: Registry) -> Grid:
         mode, row = call_mode(spec, entry, degradations[degradation][0])
         images = datasets[dataset].images
         channels = images[0].shape[0] if images else None
-        for choice in received_choices(choices, entry, mode):
+        for choice in received_choices(choices, entry, mode, spec.name):
             name = build_for_choice(registry, denoisers, spec, entry, dataset,
                                     degradations[degradation][0].family, level, choice, channels)
             key = cell_key(config, dataset_entries[dataset], dataset, datasets[dataset],

@@ -47,9 +47,8 @@ def plan(grid: Grid, store: Store, run_id: str) -> dict[str, str]:
         store.set_metric_info(name, entry.metadata["higher_is_better"], entry.metadata.get("bounds", (None, None)))
     for name, (degradation, _) in grid.degradations.items():
         store.set_level_scale(name, degradation.scale)
-    contents = {label: images.content_id for label, images in grid.datasets.items() if images.content}
-    for label in contents:
-        store.record_content(label, contents[label], grid.datasets[label].content)
+    whole = {label: images.whole_set_content for label, images in grid.datasets.items() if images.content}
+    contents = {label: store.record_content(label, content) for label, content in whole.items()}
     store.plan_cells(run_id, grid.cells, config.seed, config.protocol, list(grid.metrics), contents)
     statuses = store.statuses([cell.key for cell in grid.cells])
     if grid.sampling:

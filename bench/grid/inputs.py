@@ -1,6 +1,6 @@
 """The noisy inputs of a noise group: seeded per image, drawn on the CPU, one copy per denoiser.
 
-Part of every cell key (``bench.grid.cells.NUMERIC_MODULES``): a change here changes numbers.
+Part of every cell key (``bench.code_identity.harness_code``): a change here changes numbers.
 """
 
 from __future__ import annotations

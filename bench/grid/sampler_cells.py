@@ -21,11 +21,12 @@ from itertools import product
 
 import torch
 
+from bench.code_identity import harness_code
+from bench.data.datasets import ImageSet
 from bench.errors import UsageError
 from bench.grid.cells import Denoiser, build_denoiser, dataset_identity, model_identity, model_spec
-from bench.plugins import source_fingerprint
 from bench.registry import Entry, Registry
-from bench.sampling import classifier_metrics, sample_metrics
+from bench.sampling import sample_metrics
 from bench.sampling.classifier import Judge, judge_for
 from bench.sampling.samplers import (INITS, Sampler, check_chains_fit, check_count, check_steps_fit,
                                      stack_items)
@@ -101,7 +102,8 @@ class SamplerCell:
     chains: int
     init: str
     repetition: int
-    reference_n: int = field(compare=False)
+    #: Its table's reference size: two tables that differ only in it are two cells.
+    reference_n: int
     model: str = field(compare=False)
     skip_reason: str | None = field(default=None, compare=False)
     key: str = field(default="", compare=False)
@@ -127,12 +129,30 @@ class SamplingData:
     entry: Entry
     #: Real items in neither the training data nor the reference: the real-data row's pool.
     held_out: torch.Tensor | None = None
+    #: The dataset as loaded (an ``ImageSet`` of a folder knows its files' content).
+    loaded: object = None
+
+    def starts(self, init: str) -> torch.Tensor:
+        """What chains start from: ``noise`` takes the items' mean and spread; ``data`` draws items
+        that are never the reference's: the training split, the items as given when the reference
+        is a fresh draw, or the items the reference leaves."""
+        if init != "data":
+            return self.items
+        if self.training is not None:
+            return self.training
+        if self.truth is not None:
+            return self.items
+        if self.held_out is None or len(self.held_out) == 0:
+            raise ValueError("init=data: the dataset has no items beyond its reference to start chains "
+                             "from; lower reference_n")
+        return self.held_out
 
 
 @dataclass
 class SamplingGrid:
     tables: list[SamplingTable]
-    data: dict[str, SamplingData]
+    #: (dataset, reference_n) -> its data: tables with another reference_n get their own reference.
+    data: dict[tuple[str, int], SamplingData]
     samplers: dict[str, tuple[Sampler, Entry]]
     scores: dict[str, Denoiser]
     cells: list[SamplerCell]
@@ -181,7 +201,7 @@ def load_sampling_data(registry: Registry, spec: Spec, data_root: str | None, se
         reference = truth.sample(reference_n, torch.Generator().manual_seed(reference_seed(seed, spec.label)))
         held_out = truth.sample(reference_n, torch.Generator().manual_seed(
             reference_seed(seed, f"{spec.label}:held-out")))
-    return SamplingData(items, reference, training, truth, judge, entry, held_out)
+    return SamplingData(items, reference, training, truth, judge, entry, held_out, data)
 
 
 def sigma_mismatch(sampler: Sampler, score: Denoiser | None) -> str | None:
@@ -194,15 +214,17 @@ def sigma_mismatch(sampler: Sampler, score: Denoiser | None) -> str | None:
 
 def sampler_cell_key(config, data: SamplingData, dataset: str, score: Denoiser | None, sampler: Sampler,
                      sampler_entry: Entry, table: SamplingTable, repetition: int) -> str:
-    """Hash of everything that can change a sampler cell's numbers."""
+    """Hash of everything that can change a sampler cell's numbers: the data (a folder by its
+    content), the score model, the sampler, every parameter of the table, the harness's code and libraries."""
     identity = {
-        "dataset": dataset_identity(config, data.entry, dataset),
+        "dataset": dataset_identity(config, data.entry, dataset,
+                                    images=data.loaded if isinstance(data.loaded, ImageSet) else None),
         "score": [model_identity(score), score.entry.fingerprint] if score is not None else None,
         "sampler": [sampler.label, sampler_entry.fingerprint],
         "chains": table.chains, "init": table.init, "repetition": repetition, "seed": config.seed,
         "reference_n": table.reference_n,
-        "metrics": [source_fingerprint(sample_metrics), source_fingerprint(classifier_metrics),
-                    data.judge.fingerprint if data.judge else None],
+        "metrics": [data.judge.fingerprint if data.judge else None],
+        "harness": harness_code(),
     }
     return identity_hash(identity)
 
@@ -237,19 +259,19 @@ def build_sampling(config, registry: Registry) -> SamplingGrid | None:
                                  f"{', '.join(map(repr, table.scores))} not sigma-aware (they ignore "
                                  "sigma); use langevin or gradient-ascent at one sigma")
 
-    reference_n: dict[str, int] = {}
+    data: dict[tuple[str, int], SamplingData] = {}  # (dataset, reference_n): each table its own reference
+    judges: dict[str, Judge | None] = {}
     for table in tables:
         for text in table.datasets:
-            label = parse_spec(text, "dataset").label
-            reference_n[label] = max(reference_n.get(label, 0), table.reference_n)
-    data: dict[str, SamplingData] = {}
-    for label, n in reference_n.items():
-        spec = parse_spec(label, "dataset")
-        data[label] = load_sampling_data(registry, spec, config.data_root, config.seed, n,
-                                         judge_for(spec, registry))
+            spec = parse_spec(text, "dataset")
+            if spec.label not in judges:
+                judges[spec.label] = judge_for(spec, registry)
+            if (spec.label, table.reference_n) not in data:
+                data[spec.label, table.reference_n] = load_sampling_data(
+                    registry, spec, config.data_root, config.seed, table.reference_n, judges[spec.label])
     for i, table in enumerate(tables):
         for text in table.datasets:
-            item = data[parse_spec(text, "dataset").label].items[0]
+            item = data[parse_spec(text, "dataset").label, table.reference_n].items[0]
             check_chains_fit(f"sampling table {i + 1}: n", table.chains, item)
     scores: dict[str, Denoiser] = {}
     cells = []
@@ -268,7 +290,7 @@ def build_sampling(config, registry: Registry) -> SamplingGrid | None:
                     scores[built.label] = build_denoiser(registry, built)
                 score, score_label, model = scores[built.label], score_spec.label, built.label
                 check_binds(sampler, score)
-            key = sampler_cell_key(config, data[dataset], dataset, score, sampler, sampler_entry,
+            key = sampler_cell_key(config, data[dataset, table.reference_n], dataset, score, sampler, sampler_entry,
                                    table, repetition)
             cells.append(SamplerCell(dataset, score_label, sampler.label, table.chains, table.init,
                                      repetition, table.reference_n, model,

@@ -86,7 +86,7 @@ def save_samples(folder: Path, cell: SamplerCell, result: SampleResult, metrics:
 
 def score_samples(samples: torch.Tensor, cell: SamplerCell, data: SamplingData,
                   device: torch.device) -> dict[str, float]:
-    values = sample_metrics.evaluate(samples, data.reference[:cell.reference_n], data.truth, data.training)
+    values = sample_metrics.evaluate(samples, data.reference, data.truth, data.training)
     if data.judge is not None:
         values.update(data.judge.evaluate(samples, device))
     return values
@@ -113,7 +113,7 @@ def run_score_chains(grid: SamplingGrid, sampler: Sampler, cell: SamplerCell, da
     if isinstance(model, torch.nn.Module):
         model = model.to(device).eval()
     sampler = sampler.bind(model)
-    x0 = initial_state(cell.init, cell.chains, data.items, sampler.start_sigma, generator)
+    x0 = initial_state(cell.init, cell.chains, data.starts(cell.init), sampler.start_sigma, generator)
     synchronize(device)
     result = run_chains(sampler, as_score(model), x0, generator)
     synchronize(device)
@@ -130,7 +130,7 @@ def run_sampler_cell(grid: SamplingGrid, cell: SamplerCell, seed: int, device: t
     sampler = grid.samplers[cell.sampler][0]
     if sampler.uses_score and (unbuilt := grid.scores[cell.model].unbuilt_result()):
         return unbuilt
-    data = grid.data[cell.dataset]
+    data = grid.data[cell.dataset, cell.reference_n]
     start = time.perf_counter()
     try:
         generator = make_generator(chain_seed(seed, cell), device)

@@ -1,6 +1,6 @@
 """From a denoiser's output to per-image numbers: check, clamp (and round), score.
 
-Part of every cell key (``bench.grid.cells.NUMERIC_MODULES``): a change here changes numbers.
+Part of every cell key (``bench.code_identity.harness_code``): a change here changes numbers.
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ from bench.errors import UsageError
 from bench.reports import tables
 from bench.store.database import Store
 
-#: One estimate per image and draw, whichever denoiser cell carried it.
-DRAWN = ["estimator", "dataset", "noise", "level", "seed", "repetition", "image_id"]
-BY = ["estimator", "dataset", "noise", "level"]
+#: One estimate per image and draw, whichever denoiser cell carried it; the protocol decides the
+#: noisy input the estimate was made on (``uint8`` rounds it), so each protocol is its own row.
+DRAWN = ["estimator", "dataset", "noise", "level", "protocol", "seed", "repetition", "image_id"]
+BY = ["estimator", "dataset", "noise", "level", "protocol"]
 
 
 def estimates(store: Store) -> pd.DataFrame:
@@ -32,7 +33,7 @@ def estimates(store: Store) -> pd.DataFrame:
 
 
 def estimator_table(store: Store) -> pd.DataFrame:
-    """One row per (estimator, dataset, noise, level): n, mean estimate, bias, MAE (with CIs), relative error."""
+    """One row per (estimator, dataset, noise, level, protocol): n, mean estimate, bias, MAE (with CIs), relative error."""
     drawn = estimates(store)
     scales = store.level_scales()
     factor = drawn["noise"].map(lambda noise: scales[noise].factor if noise in scales else 1.0)
@@ -46,6 +47,6 @@ def estimator_table(store: Store) -> pd.DataFrame:
                      "bias": bias["mean"], "bias_ci95_low": bias["ci95_low"], "bias_ci95_high": bias["ci95_high"],
                      "mae": mae["mean"], "mae_ci95_low": mae["ci95_low"], "mae_ci95_high": mae["ci95_high"],
                      "relative_error": group["relative"].mean()})
-    table = tables.add_level_label(pd.DataFrame(rows), scales)
+    table = tables.without_default_protocol(tables.add_level_label(pd.DataFrame(rows), scales))
     table.attrs["higher_is_better"] = {}
     return table

@@ -30,8 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.data.datasets import split_shown_name
 from bench.errors import UsageError
+from bench.noise.sigma_in import BLIND, ORACLE
 from bench.registry import Registry
+from bench.reports.tables import base_row
 from bench.specs import parse_spec
 
 COLUMNS = ("dataset", "channels", "sigma_255", "method", "psnr", "ssim", "source")
@@ -126,24 +129,34 @@ def add_published(table: pd.DataFrame, refs: pd.DataFrame, registry: Registry) -
 
     ``out.attrs["published_notes"]``: one line per reason a reported method's row got no number.
     """
-    methods = {row: method_of(registry, row) for row in table["denoiser"].unique()}
     sizes = set_sizes()
     protocols = table["protocol"] if "protocol" in table.columns else pd.Series("default", index=table.index)
+    given = table["sigma_in"] if "sigma_in" in table.columns else pd.Series(ORACLE, index=table.index)
+    bases = [base_row(row, sigma_in) for row, sigma_in in zip(table["denoiser"], given)]
+    methods = {base: method_of(registry, base) for base in dict.fromkeys(bases)}
     published, sources, notes = [], [], {}
-    for row, protocol in zip(table.itertuples(index=False), protocols):
-        dataset = DATASET_ALIASES.get(row.dataset, row.dataset)
+    for row, protocol, sigma_in, base in zip(table.itertuples(index=False), protocols, given, bases):
+        shown, subset = split_shown_name(row.dataset)
+        dataset = DATASET_ALIASES.get(shown, shown)
         level = (refs["dataset"] == dataset) & ((refs["sigma_255"] - row.level * 255).abs() < LEVEL_TOLERANCE) \
             if row.noise == "gaussian" and row.metric in METRICS else pd.Series(False, index=refs.index)
-        method, why = methods[row.denoiser]
+        method, why = methods[base]
         reported = refs[level & (refs["method"] == method)]
         match = reported[reported[PROTOCOL] == protocol]
-        whole = dataset not in sizes or row.n % sizes[dataset] == 0
-        value = match[row.metric].iloc[0] if len(match) and whole and pd.notna(match[row.metric].iloc[0]) \
-            else np.nan
+        whole = subset is None and (dataset not in sizes or row.n % sizes[dataset] == 0)
+        true_level = sigma_in in (ORACLE, BLIND)
+        value = match[row.metric].iloc[0] if len(match) and whole and true_level \
+            and pd.notna(match[row.metric].iloc[0]) else np.nan
         published.append(value)
         sources.append(match["source"].iloc[0] if not np.isnan(value) else "")
         if method is None and level.any() and why:
             notes.setdefault(why, None)
+        elif len(match) and not true_level:
+            notes.setdefault(f"{row.denoiser}: given {sigma_in} of the true level; a published number is "
+                             "for the true level", None)
+        elif len(match) and subset is not None:
+            notes.setdefault(f"{row.denoiser} on {row.dataset}: the set was not scored whole; a published "
+                             "mean covers the whole set", None)
         elif method is not None and level.any() and not len(reported):
             notes.setdefault(f"{row.denoiser}: the published table has no {method} number for {dataset} "
                              f"at sigma={row.level * 255:.4g}/255", None)

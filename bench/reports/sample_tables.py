@@ -3,10 +3,10 @@
 Each sampler cell gives one value per metric (its samples scored as a set), so
 the spread is across repetitions: mean, std and a t-based 95% CI over them
 (``n`` = repetitions). ``rank`` orders the means within (dataset, metric,
-chains) by the metric's direction: distances between sample sets (Frechet,
+chains, init) by the metric's direction: distances between sample sets (Frechet,
 MMD) fall as the number of samples grows, so rows are ranked only against
-rows with as many samples (the ``real-data`` row at that count is their
-floor). The latest done attempt of each cell identity counts.
+rows with as many samples and the same start (the one ``real-data`` row at that
+count and init is their floor). The latest done attempt of each cell identity counts.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ DEFAULT_METRICS = ("classifier_fd", "classes_present", "confidence", "label_kl",
                    "sliced_wasserstein", "memorised", "diversity", "modes_covered", "mode_weight_error",
                    "nfe")
 #: Rows are ranked against each other only within these (see the module docstring).
-RANK_GROUP = ["metric", "dataset", "chains"]
+RANK_GROUP = ["metric", "dataset", "chains", "init"]
 
 
 def latest_done_sample_cells(store: Store) -> pd.DataFrame:

@@ -78,6 +78,12 @@ def row_name(denoiser: str, sigma_in: str) -> str:
     return denoiser if sigma_in in (ORACLE, BLIND) else f"{denoiser} @ {sigma_in}"
 
 
+def base_row(row: str, sigma_in: str) -> str:
+    """``row_name`` read back: the denoiser of a row (``bm3d @ x0.5`` -> ``bm3d``)."""
+    suffix = f" @ {sigma_in}"
+    return row[:-len(suffix)] if row.endswith(suffix) else row
+
+
 def with_subset_labels(cells: pd.DataFrame) -> pd.DataFrame:
     """``dataset`` of subset cells read ``set12 (first 3 of 12)``: a table ranks and shows them
     apart from the whole set, never against it."""

@@ -25,8 +25,10 @@ from pathlib import Path
 from urllib.parse import quote
 from typing import TYPE_CHECKING
 
+from bench.data.subsets import subset_size
 from bench.errors import UsageError
 from bench.noise.levels import LevelScale
+from bench.seeding import identity_hash
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -390,19 +392,39 @@ class Store:
                 for name, text in self.db.execute("SELECT * FROM level_scales")}
 
     # dataset contents
-    def record_content(self, dataset: str, content_id: str, manifest: dict[str, str]) -> None:
-        """Note a dataset's content (file -> hash) as its current one."""
+    def record_content(self, dataset: str, manifest: dict[str, str]) -> str:
+        """Note a whole dataset's content (file -> hash, in the set's order) as its current one; returns its id."""
+        content_id = identity_hash(manifest)
         with self._transaction():
             seen = self.db.execute("SELECT coalesce(max(seen), 0) + 1 FROM dataset_contents").fetchone()[0]
             self.db.execute("INSERT OR REPLACE INTO dataset_contents VALUES (?, ?, ?, ?, ?)",
-                            (dataset, content_id, json.dumps(manifest, sort_keys=True), seen, now()))
+                            (dataset, content_id, json.dumps(manifest), seen, now()))
+        return content_id
 
     def superseded_cells(self) -> pd.DataFrame:
-        """Cells made on a dataset content that is no longer the dataset's current one."""
-        return self.query(
-            "SELECT c.*, cc.content_id FROM cells c JOIN cell_contents cc ON cc.cell_key = c.key "
-            "WHERE cc.content_id != (SELECT d.content_id FROM dataset_contents d "
-            "WHERE d.dataset = c.dataset ORDER BY d.seen DESC LIMIT 1)")
+        """Cells made on content that is no longer current: a whole-set cell made on another content
+        than the dataset's current one; a subset's cell whose n images are no longer the first n of
+        the current whole set (a subset never hides the whole set, nor the reverse)."""
+        cells = self.query("SELECT c.*, cc.content_id FROM cells c JOIN cell_contents cc ON cc.cell_key = c.key")
+        manifests, current = {}, {}
+        for dataset, content_id, manifest in self.db.execute(
+                "SELECT dataset, content_id, manifest FROM dataset_contents ORDER BY seen"):
+            manifests[dataset, content_id] = list(json.loads(manifest).items())
+            current[dataset] = content_id  # the latest seen wins
+
+        def stale(dataset: str, content_id: str, subset) -> bool:
+            now = current.get(dataset)
+            if now is None or content_id == now:
+                return False
+            if not isinstance(subset, str):  # the whole set (None, or NaN as pandas reads it)
+                return True
+            n, made = subset_size(subset), manifests.get((dataset, content_id))
+            return made is None or made[:n] != manifests[dataset, now][:n]
+
+        import pandas as pd
+
+        return cells[pd.Series([stale(*row) for row in zip(cells["dataset"], cells["content_id"], cells["subset"])],
+                               index=cells.index, dtype=bool)]
 
     def contents(self, dataset: str) -> list[dict]:
         """A dataset's recorded contents, newest first: content_id, manifest, recorded."""
