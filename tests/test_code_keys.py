@@ -135,7 +135,7 @@ def test_library_versions_come_from_the_imports_and_enter_both_kinds_of_key(tmp_
 
     from bench import code_identity
     from bench.config import RunConfig
-    from bench.grid.cells import build_grid
+    from bench.grid.planning import build_grid
     from bench.plugins import get_plugin_set
     from bench.registry import Registry
 

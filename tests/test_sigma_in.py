@@ -180,7 +180,7 @@ def test_a_blind_member_of_a_sigma_aware_family_is_one_row_across_choices():
     """deepinv's DnCNN ignores sigma (its forward says so): one blind cell, not a copy per choice;
     DRUNet, of the same family, takes every choice."""
     from bench.config import RunConfig
-    from bench.grid.cells import build_grid
+    from bench.grid.planning import build_grid
     from bench.plugins import get_plugin_set
     from bench.registry import Registry
 
