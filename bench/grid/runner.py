@@ -59,15 +59,15 @@ def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict,
         return CellResult("error", error_line(exc), seconds=time.perf_counter() - start)
     recorded = None
     if estimates:
-        recorded = {sigma_in.estimator: per_image(batches, estimates)}
+        recorded = {sigma_in.estimator: by_image(batches, estimates)}
         if residual:
-            recorded[RESIDUAL] = per_image(batches, [batch.sigma for batch in batches])
+            recorded[RESIDUAL] = by_image(batches, [batch.sigma for batch in batches])
     return CellResult("done", seconds=time.perf_counter() - start,
                       denoise_seconds=sum(image_seconds.values()),
                       scores=scores, image_seconds=image_seconds, estimates=recorded)
 
 
-def per_image(batches: list[Batch], values: list[torch.Tensor]) -> dict[str, float]:
+def by_image(batches: list[Batch], values: list[torch.Tensor]) -> dict[str, float]:
     """{image id: value} from one (B,) tensor per batch."""
     return {image_id: float(value) for batch, batch_values in zip(batches, values)
             for image_id, value in zip(batch.ids, batch_values.tolist())}

@@ -58,8 +58,10 @@ GAUSSIAN = LevelScale("sigma", 255.0, {"unicode": "σ", "latex": r"$\sigma$"},
 MAP_MEAN = LevelScale("mean_sigma", 255.0, {"unicode": "σ̄", "latex": r"$\bar\sigma$"},
                       "mean noise std σ̄ of the map (0-255 scale)")
 POISSON = LevelScale("peak", 1.0, {}, "Poisson peak (higher = less noise)", log_axis=True)
-#: Real camera noise: the captures' own noise, one level that is no number.
-CAPTURED = LevelScale("level", 1.0, {}, "real camera noise (captured)", text="captured")
+#: Real camera noise: the captures' own noise, one level that is no number; what is handed over
+#: (residual, estimates) is a std, shown on the 0-255 scale.
+CAPTURED = LevelScale("sigma", 255.0, {"unicode": "σ", "latex": r"$\sigma$"}, "real camera noise (captured)",
+                      text="captured")
 #: What stores written before levels described themselves get for the built-ins.
 BUILTIN = {"gaussian": GAUSSIAN, "poisson": POISSON}
 GENERIC = LevelScale()
