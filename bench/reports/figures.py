@@ -261,7 +261,8 @@ def saved_outputs(store: Store) -> pd.DataFrame:
     for cell in cells.itertuples():
         folder = output_dir(store.path, cell.key)
         if folder.is_dir():
-            ids = store.query("SELECT DISTINCT image_id FROM scores WHERE cell_key = ?", (cell.key,))["image_id"]
+            ids = store.query("SELECT image_id FROM scores WHERE cell_key = ? UNION SELECT image_id FROM "
+                              "image_times WHERE cell_key = ?", (cell.key, cell.key))["image_id"]  # no scores: rni15
             files = {output_name(image_id): image_id for image_id in ids}
             rows += [{**cell._asdict(), "image_id": files[path.name], "path": path}
                      for path in sorted(folder.glob("*.png")) if path.name in files]
@@ -278,17 +279,20 @@ def run_config(store: Store, run_id: str) -> RunConfig:
 
 def clean_and_noisy(registry: Registry, config: RunConfig, dataset: str, noise: str, level: float,
                     repetition: int, seed: int, image_id: str,
-                    protocol: str = "default") -> tuple[torch.Tensor, torch.Tensor]:
+                    protocol: str = "default") -> tuple[torch.Tensor | None, torch.Tensor]:
     """The clean image and the very noisy image the denoisers saw (seeded as they were, handed
-    over as the protocol says), as (C, H, W) CPU tensors."""
+    over as the protocol says; a real-noise set's capture), as (C, H, W) CPU tensors; the clean
+    image is None for a set without a reference (``rni15``)."""
     images = load_dataset(registry, parse_spec(dataset, "dataset"), config)
     if image_id not in images.ids:
         raise UsageError(f"image {image_id!r} is not in dataset {dataset!r}")
-    clean = images.images[images.ids.index(image_id)]
+    index = images.ids.index(image_id)
+    one = ImageSet([image_id], [images.images[index]], reference=images.reference,
+                   captures=None if images.captures is None else [images.captures[index]])
     degradation = build_degradation(registry, noise)[1]
-    batch = make_batches(ImageSet([image_id], [clean]), noise_name(dataset, images), degradation, level,
+    batch = make_batches(one, noise_name(dataset, images), degradation, level,
                          repetition, seed, 1, torch.device("cpu"), protocol)[0]
-    return batch.x[0], batch.y[0]
+    return (batch.x[0] if images.reference else None), batch.y[0]
 
 
 def as_array(image: torch.Tensor) -> np.ndarray:
@@ -320,11 +324,14 @@ def gallery_tiles(store: Store, registry: Registry, dataset: str, noise: str, le
     chosen = chosen.assign(value=chosen["key"].map(value)).sort_values(
         "value", ascending=not higher, na_position="last")
     unit = f" {UNITS[metric]}" if metric in UNITS else ""
-    protocol = first["protocol"]
-    measure = registry.build("metrics", Spec(metric))
-    score = measure(clamp_for_scoring(noisy[None], protocol), clamp_for_scoring(clean[None], protocol))
-    caption = f"{metric.upper()} {float(score[0]):.2f}{unit}"
-    tiles = [Tile("clean", as_array(clean)), Tile("noisy input", as_array(noisy), caption)]
+    if clean is None:  # real noisy images alone: nothing to score against
+        tiles = [Tile("noisy input", as_array(noisy))]
+    else:
+        protocol = first["protocol"]
+        measure = registry.build("metrics", Spec(metric))
+        score = measure(clamp_for_scoring(noisy[None], protocol), clamp_for_scoring(clean[None], protocol))
+        caption = f"{metric.upper()} {float(score[0]):.2f}{unit}"
+        tiles = [Tile("clean", as_array(clean)), Tile("noisy input", as_array(noisy), caption)]
     for row in chosen.itertuples():
         image = skio.imread(row.path).astype(np.float64) / 255.0
         text = "" if pd.isna(row.value) else f"{metric.upper()} {row.value:.2f}{unit}"

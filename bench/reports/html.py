@@ -124,10 +124,13 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
         tables.check_metric(store, metric)  # before any figure is written to figures_dir
     study = sample_sections.sections(store, registry, figures_dir)
     prov = tables.provenance(store)
-    if not ranked:
-        if not study:
+    if not ranked:  # samplers only, or real noisy images without references (their galleries)
+        unscored = [] if figures.saved_outputs(store).empty else [
+            gallery_section(store, registry, (metrics or list(tables.WIDE_METRICS))[0], galleries, figures_dir)]
+        if not study and not unscored:
             raise UsageError(f"no scores in {store.path}; run `denoise-bench run` first")
-        return page(f"denoise-bench report: {store.path.name}", [*study, provenance_section(store, prov)], prov)
+        return page(f"denoise-bench report: {store.path.name}", [*unscored, *study, provenance_section(store, prov)],
+                    prov)
     longs = {m: tables.leaderboard(store, m) for m in metrics}
     sections = []
 
