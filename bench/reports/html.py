@@ -216,12 +216,19 @@ def gallery_section(store: Store, registry: Registry, metric: str, per_level: in
         except Exception as exc:  # a dataset that cannot be reloaded costs its gallery, not the report
             section.parts.append(f'<p class="note">{html.escape(label)}: gallery unavailable ({html.escape(str(exc))})</p>')
             continue
+        order = (f"clean | noisy input | outputs, best {metric.upper()} first" if has_reference(store, pick.dataset)
+                 else "noisy input | outputs (real noisy images without a reference: nothing is scored)")
         section.parts.append(image(figures.to_png(fig), label,
-                                   f"{label}: clean | noisy input | outputs, best {metric.upper()} first; "
-                                   "bottom row: the boxed region enlarged."))
+                                   f"{label}: {order}; bottom row: the boxed region enlarged."))
         save_figure(fig, figures_dir, slug(f"gallery_{pick.dataset}_{pick.image_id}_{pick.noise}_"
                                            f"{levels.label(scales, pick.noise, pick.level)}"))
     return section
+
+
+def has_reference(store: Store, dataset: str) -> bool:
+    """Whether the dataset's cells were scored against a reference (not so for ``rni15``)."""
+    return not store.query("SELECT 1 FROM scores JOIN cells ON cells.key = scores.cell_key "
+                           "WHERE cells.dataset = ? LIMIT 1", (dataset,)).empty
 
 
 def save_figure(fig, folder, stem: str) -> None:
