@@ -249,8 +249,15 @@ def test_rni15_runs_without_reference_metrics_and_keeps_outputs_for_its_gallery(
 
 
 def test_colour_rows_run_on_real_noise_and_a_gray_only_row_is_refused(cli, real_files, store):
-    result = run(cli, store, "-d", "cc15", "-n", "real", "-m", "wavelet", "--metric", "psnr")
+    gray_only = "deepinv:DnCNN[depth=2,in_channels=1,out_channels=1,pretrained=none]"
+    one_line_exit_2(run(cli, store, "-d", "cc15", "-n", "real", "-m", "wavelet", "-m", gray_only),
+                    f"{gray_only} is built for gray (1-channel) images and cc15 is colour (3 channels)")
+    assert not store.exists()
+    result = run(cli, store, "-d", "cc15", "-n", "real", "-m", "wavelet", "--metric", "psnr",
+                 "-m", gray_only.replace("=1", "=3"))
     assert result.code == 0, result.err
+    assert rows(store, "SELECT DISTINCT status FROM cells") == [("done",)]
+    assert min(scores(store, denoiser="wavelet").values()) > 20  # a colour row denoises colour images
 
 
 @pytest.mark.parametrize("args, message", [

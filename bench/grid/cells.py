@@ -367,8 +367,7 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
         for choice in received_choices(on_data, entry, mode):
             name = build_for_choice(registry, denoisers, spec, entry, dataset,
                                     degradations[degradation][0].family, level, choice, channels)
-            if entry.metadata.get("outputs") and denoisers[name].model is not None:
-                denoisers[name].model.check(datasets[dataset], dataset)
+            check_fits(denoisers[name], entry, datasets[dataset], dataset, channels)
             key = cell_key(config, dataset_entries[dataset], dataset, datasets[dataset],
                            degradations[degradation][1], degradation, level, denoisers[name], row,
                            dataset_metrics(metrics, datasets[dataset]),
@@ -378,6 +377,20 @@ def _build_grid(config: RunConfig, registry: Registry) -> Grid:
     return Grid(config, datasets, dataset_entries, degradations, denoisers, metrics, cells,
                 sigma_choices={c.label: c for c in [*choices, SigmaIn(BLIND), SigmaIn(ORACLE), SigmaIn(RESIDUAL)]},
                 estimators=estimators)
+
+
+def check_fits(denoiser: Denoiser, entry: Entry, images: ImageSet, dataset: str, channels: int | None) -> None:
+    """UsageError for a row built for other images than the dataset's: a model built for a number
+    of channels (its ``channels``, e.g. a gray-only model on colour data), or published outputs
+    (``outputs`` metadata) that do not cover the dataset."""
+    built = getattr(denoiser.model, "channels", None)
+    if built is not None and channels is not None and built != channels:
+        kind = {1: "gray", 3: "colour"}
+        raise UsageError(f"{denoiser.spec.label} is built for {kind.get(built, built)} ({built}-channel) images and "
+                         f"{dataset} is {kind.get(channels, channels)} ({channels} channels): give a model for "
+                         f"{channels}-channel images (e.g. in_channels={channels}) or a {kind.get(built, '')} set")
+    if entry.metadata.get("outputs") and denoiser.model is not None:
+        denoiser.model.check(images, dataset)
 
 
 def check_noise_fits_data(datasets: dict[str, ImageSet], degradations: dict[str, Degradation]) -> None:
