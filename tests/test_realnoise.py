@@ -106,13 +106,16 @@ def real_files(tmp_path, monkeypatch) -> RealNoiseFiles:
     for name in UNREFERENCED:
         skio.imsave(rni15 / f"{name}.png", to_uint8(capture_of(reference_image(rng), rng, 6 / 255)),
                     check_contrast=False)
-    sets = {"CC15": {"url": "https://example.invalid/cc15/{file}", "files": pinned(cc15, [p.name for p in cc15.iterdir()])}}
+    shutil.copytree(cc15, files.root / "PolyU", ignore=shutil.ignore_patterns("*_ours.png"))
+    sets = {name: {"url": f"https://example.invalid/{name}/{{file}}",
+                   "files": pinned(files.root / name, [p.name for p in (files.root / name).iterdir()])}
+            for name in ("CC15", "PolyU")}
     unreferenced = {"RNI15": {"url": "https://example.invalid/rni15/{file}",
                               "files": pinned(rni15, [p.name for p in rni15.iterdir()])}}
     original = fetching.load_manifest
 
     def load_manifest(name, group=None):
-        if name == realnoise.REALNOISE_MANIFEST and group in (None, "CC15"):
+        if name == realnoise.REALNOISE_MANIFEST:
             return fetching.sets_manifest(name, sets, group)
         if name == standard.FFDNET_MANIFEST and group == "RNI15":
             return fetching.sets_manifest(name, unreferenced, group)
@@ -283,3 +286,15 @@ def test_an_outputs_folder_missing_an_image_or_of_another_size_is_refused(cli, r
     one_line_exit_2(run(cli, store, "-d", "cc15", "-n", "real", "-m", f"outputs:{folder}"),
                     f"{PAIRS[1]}_ours.png is 3x40x50")
     assert not store.exists()
+
+
+def test_the_real_noise_suite_runs_each_set_with_the_levels_it_has(cli, real_files, store):
+    suite = fetching.resources.files("bench") / "configs" / "real-noise.toml"
+    result = cli("run", str(suite), "-m", "noisy", "-m", "gaussian-filter", "--store", store, "--quiet")
+    assert result.code == 0, result.err
+    cells = rows(store, "SELECT dataset, denoiser, sigma_in FROM cells ORDER BY dataset, denoiser, sigma_in")
+    assert cells == [(dataset, denoiser, sigma_in) for dataset in ("cc15", "polyu", "rni15")
+                     for denoiser, sigma_in in [("gaussian-filter", "estimate:skimage"), ("gaussian-filter", "residual"),
+                                                ("noisy", "blind")] if not (dataset == "rni15" and sigma_in == "residual")]
+    scored = rows(store, "SELECT DISTINCT c.dataset FROM scores s JOIN cells c ON c.key = s.cell_key ORDER BY 1")
+    assert scored == [("cc15",), ("polyu",)]  # no PSNR for the set without a reference
