@@ -214,6 +214,15 @@ def test_the_estimator_table_on_real_noise_holds_estimates_against_the_residual(
     assert float(row["mean_truth"]) == pytest.approx(np.mean(residuals), rel=1e-4)
     assert float(row["bias"]) == pytest.approx(np.mean(np.subtract(estimates, residuals)), rel=1e-4)
     assert float(row["bias"]) < 0  # correlated noise hides from a finest-scale wavelet estimate
+    # the robustness figure's x: what each row was told over the residual (its truth on real noise)
+    from bench.reports import figures, tables
+    from bench.store.database import open_existing
+
+    store_ = open_existing(store)
+    board = tables.leaderboard(store_, "psnr")
+    ratios = dict(zip(board["sigma_in"], figures.received_ratio(store_, board)))
+    assert ratios["residual"] == 1.0
+    assert ratios["estimate:skimage"] == pytest.approx(np.mean(estimates) / np.mean(residuals), rel=1e-4)
 
 
 def test_published_outputs_are_scored_and_keyed_by_their_content(cli, real_files, store, tmp_path):

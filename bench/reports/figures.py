@@ -30,7 +30,7 @@ from bench.grid.inputs import make_batches
 from bench.grid.scoring import clamp_for_scoring
 from bench.noise import levels
 from bench.noise.levels import LevelScale
-from bench.noise.sigma_in import BLIND, MEAN, parse_sigma_in
+from bench.noise.sigma_in import BLIND, MEAN, RESIDUAL, parse_sigma_in
 from bench.registry import Registry
 from bench.reports import tables
 from bench.specs import Spec, parse_spec
@@ -149,22 +149,31 @@ def shared_legend(fig: Figure, axes: dict, title: str) -> None:
 
 def received_ratio(store: Store, table: pd.DataFrame) -> pd.Series:
     """sigma_in / sigma_true of each row of a long table: the factor, a fixed level over the true
-    one, the mean estimate over the true one (``estimate:NAME``), 1 for the oracle; NaN for blind rows."""
-    estimated = {}
+    one, the mean estimate over the true one (``estimate:NAME``), 1 for the oracle; NaN for blind rows.
+    On real noise the true level is the mean residual recorded beside the estimates (``residual``
+    is 1; NaN where none was recorded, such as a set without a reference)."""
+    means = {}
     found = store.query("SELECT e.estimator, c.dataset, c.subset, c.degradation, c.level, avg(e.value) AS value "
                         "FROM estimates e JOIN cells c ON c.key = e.cell_key "
                         "GROUP BY e.estimator, c.dataset, c.subset, c.degradation, c.level")
     for row in found.itertuples():  # keyed as the table names datasets (a subset apart)
-        estimated[(row.estimator, shown_name(row.dataset, row.subset), row.degradation, row.level)] = \
-            row.value / row.level
+        means[(row.estimator, shown_name(row.dataset, row.subset), row.degradation, row.level)] = row.value
+    scales = store.level_scales()
+
+    def truth(row) -> float:
+        if levels.scale_of(scales, row.noise).text is None:
+            return row.level
+        return means.get((RESIDUAL, row.dataset, row.noise, row.level), float("nan"))
 
     def ratio(row) -> float:
         if row.sigma_in == BLIND:
             return float("nan")
         choice = parse_sigma_in(row.sigma_in)
+        if choice.label == RESIDUAL:
+            return 1.0
         if choice.estimator is not None:
-            return estimated.get((choice.estimator, row.dataset, row.noise, row.level), float("nan"))
-        return choice.one_level(row.level) / row.level
+            return means.get((choice.estimator, row.dataset, row.noise, row.level), float("nan")) / truth(row)
+        return choice.one_level(truth(row)) / truth(row)
     return pd.Series([ratio(row) for row in table.itertuples()], index=table.index, dtype=float)
 
 
