@@ -307,3 +307,14 @@ def test_the_real_noise_suite_runs_each_set_with_the_levels_it_has(cli, real_fil
                                                 ("noisy", "blind")] if not (dataset == "rni15" and sigma_in == "residual")]
     scored = rows(store, "SELECT DISTINCT c.dataset FROM scores s JOIN cells c ON c.key = s.cell_key ORDER BY 1")
     assert scored == [("cc15",), ("polyu",)]  # no PSNR for the set without a reference
+
+
+def test_fetch_ahead_then_run_offline_and_a_missing_set_offline_is_one_line(cli, real_files, store):
+    one_line_exit_2(run(cli, store, "-d", "cc15", "-n", "real", "-m", "noisy", "--offline"), "denoise-bench fetch cc15")
+    assert not store.exists() and real_files.server.requests == []
+    fetched = cli("fetch", "cc15", "--quiet")
+    assert fetched.code == 0, fetched.err
+    real_files.server.stop()
+    result = run(cli, store, "-d", "cc15", "-n", "real", "-m", "noisy", "--metric", "psnr", "--offline")
+    assert result.code == 0, result.err
+    assert len(scores(store)) == len(PAIRS)
