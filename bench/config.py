@@ -32,6 +32,9 @@ MAX_DEPTH = 4
 #: A config's ``[suite]`` table (description, version, reference rows) names it as a suite; it
 #: describes the grid and is not part of it.
 SUITE_TABLE = "suite"
+#: The metrics of a run that names none (and of the shipped default config): on a set without a
+#: clean reference they are left out rather than refused (``bench.grid.cells.dataset_metrics``).
+DEFAULT_METRICS = ("psnr", "ssim")
 #: Seeds are hashed into 64-bit noise seeds.
 SEED_RANGE = (0, 2**63 - 1)
 
@@ -43,7 +46,7 @@ class RunConfig:
     datasets: list[str] = field(default_factory=list)
     noise: list[str] = field(default_factory=list)
     denoisers: list[str] = field(default_factory=list)
-    metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     repetitions: int = 1
     seed: int = 0
     store: str = DEFAULT_STORE
@@ -63,7 +66,8 @@ class RunConfig:
     #: After the cells, measure each denoiser's cost (parameters, FLOPs, latency, memory).
     cost: bool = False
     #: The level each sigma-aware denoiser receives, a grid axis (``bench.noise.sigma_in``).
-    sigma_in: list[str] = field(default_factory=lambda: ["oracle"])
+    #: None: the truth the data gives (``oracle`` on drawn noise, ``residual`` on real noise).
+    sigma_in: list[str] | None = None
     #: ``[[sampling]]`` tables: sampler cells beside the denoiser grid (see ``bench.grid.sampler_cells``).
     sampling: list[dict] = field(default_factory=list)
     #: The largest grid this run may have (None: ``DEFAULT_MAX_CELLS``); ``--max-cells`` lifts it.
@@ -92,7 +96,7 @@ class RunConfig:
             raise UsageError(f"unknown protocol {self.protocol!r}; choose {', '.join(PROTOCOLS)}")
         if self.device not in DEVICES:
             raise UsageError(f"unknown device {self.device!r}; choose {', '.join(DEVICES)}")
-        if not self.sigma_in:
+        if self.sigma_in is not None and not self.sigma_in:
             raise UsageError("sigma_in is empty: give oracle, xF, N/255 or estimate:NAME")
         limit = self.max_cells or DEFAULT_MAX_CELLS
         planned = planned_cells(self)
@@ -158,8 +162,8 @@ def planned_cells(config: RunConfig) -> int:
     """How many cells the config's grid has (denoiser and sampler cells), computed from its lists alone."""
     from bench.specs import parse_noise
 
-    levels = sum(len(parse_noise(text).levels) for text in config.noise) if config.has_denoising else 0
-    total = len(config.datasets) * levels * len(config.denoisers) * config.repetitions * max(1, len(config.sigma_in))
+    levels = sum(max(1, len(parse_noise(text, bare=True).levels)) for text in config.noise) if config.has_denoising else 0
+    total = len(config.datasets) * levels * len(config.denoisers) * config.repetitions * max(1, len(config.sigma_in or ()))
 
     def count(table: dict, *names: str) -> int:
         value = next((table[n] for n in names if n in table), [])

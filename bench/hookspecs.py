@@ -81,11 +81,12 @@ METADATA: dict[str, dict[str, MetadataKey]] = {
                   "native_poisson": MetadataKey(bool), "per_dataset": MetadataKey(bool),
                   "learned": MetadataKey(_is_learner), "per_level": MetadataKey(bool),
                   "per_channels": MetadataKey(bool), "noise_map": MetadataKey(bool),
-                  "published_as": MetadataKey(str), "fetch": FETCH, "blind_members": MetadataKey(_is_names)},
+                  "published_as": MetadataKey(str), "fetch": FETCH, "blind_members": MetadataKey(_is_names),
+                  "outputs": MetadataKey(bool)},
     "datasets": {"description": DESCRIPTION, "uses_data_root": MetadataKey(bool), "fetch": FETCH},
     "degradations": {"description": DESCRIPTION},
     "metrics": {"description": DESCRIPTION, "higher_is_better": MetadataKey(bool, required=True),
-                "bounds": MetadataKey(_is_bounds)},
+                "bounds": MetadataKey(_is_bounds), "no_reference": MetadataKey(bool)},
     "samplers": {"description": DESCRIPTION},
     "estimators": {"description": DESCRIPTION, "gaussian_only": MetadataKey(bool)},
 }
@@ -124,6 +125,11 @@ def register_denoisers(register):
       axis, run once across its choices (on Poisson data it keeps the family's VST).
     - ``fetch`` (an object with ``fetch()`` and ``status() -> (cached, bytes)``): what
       ``denoise-bench fetch NAME`` downloads ahead, and ``list`` reports as cached.
+    - ``outputs`` (bool): a family whose rows read a method's released result images from
+      the folder its suffix names (``outputs:DIR``): ``obj(y, sigma, ids=[...])`` gets the batch's
+      image ids, ``obj.check(images, dataset)`` refuses a folder that does not fit a dataset
+      before anything runs, and the folder's path stays out of cell keys (``obj.fingerprint``,
+      the files' content, stands for it).
     """
 
 
@@ -159,6 +165,9 @@ def register_metrics(register):
     - ``bounds`` ((low, high), None for unbounded): the values it can take; confidence
       intervals are clipped to them (SSIM's to [0, 1]... or [-1, 1]).
     - ``description`` (str): one line shown by ``denoise-bench list``.
+    - ``no_reference`` (bool): it needs no clean reference (a no-reference quality score): it is
+      called ``metric(x_hat, y)`` with the noisy input instead, and it is the only kind scored on a
+      set of real noisy images without references (``rni15``).
     """
 
 

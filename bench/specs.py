@@ -137,10 +137,15 @@ class NoiseSpec:
     levels: tuple[str, ...]
 
 
-def parse_noise(text: str) -> NoiseSpec:
-    """Split ``name:level,level`` into a NoiseSpec; levels are checked by the degradation."""
+def parse_noise(text: str, bare: bool = False) -> NoiseSpec:
+    """Split ``name:level,level`` into a NoiseSpec; levels are checked by the degradation.
+
+    ``bare``: a name alone is accepted too, with no levels (a degradation with a level of its
+    own, such as ``real``, supplies it; the grid refuses it for any other)."""
     name, sep, levels = text.partition(":")
     items = tuple(item.strip() for item in levels.split(",") if item.strip())
+    if bare and not sep and name.strip():
+        return NoiseSpec(name.strip(), ())
     if not sep or not name.strip() or not items:
         raise UsageError(
             f"malformed noise spec {text!r}: expected e.g. gaussian:0.1,25/255 or poisson:4,16"

@@ -1,7 +1,7 @@
 """Built-in degradations, metrics and datasets."""
 
 import bench
-from bench.data import datasets, standard
+from bench.data import datasets, realnoise, standard
 from bench.grid import metrics
 from bench.noise import degradations
 
@@ -15,6 +15,9 @@ def register_degradations(register):
                          "shape=ramp|peaks (FFDNet's demo), low=smallest/largest std (default 0)")
     register("poisson", degradations.PoissonDegradation,
              description="y = Poisson(peak * x) / peak; levels are peaks")
+    register("real", degradations.CapturedNoise,
+             description="real camera noise: the set's noisy captures, nothing drawn (polyu, cc15, rni15); "
+                         "level `captured`")
 
 
 @bench.hookimpl
@@ -41,6 +44,9 @@ def register_datasets(register):
         colour = "colour; gray=1 for MATLAB rgb2gray" if pinned.color else "gray"
         register(pinned.name, pinned.factory(), fetch=pinned,
                  description=f"{pinned.folder} ({colour}), fetched and verified by SHA-256")
+    for real in realnoise.REAL_NOISE_SETS:
+        register(real.name, real.factory(), fetch=real,
+                 description=f"{real.folder} real camera noise ({real.source}; colour), for -n real")
     register("urban100", standard.URBAN100.load, fetch=standard.URBAN100,
              description="Urban100 HR (colour; gray=1 for MATLAB rgb2gray), through deepinv")
     for digits in (standard.MNIST, standard.FASHION_MNIST):

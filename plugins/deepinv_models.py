@@ -205,14 +205,17 @@ def weights_fingerprint(weights: str | None) -> str | None:
 class DeepinvDenoiser(torch.nn.Module):
     """Calls ``model(y, sigma_scale * sigma)``; the scale serves threshold-style models (TV, wavelets).
 
-    ``fingerprint`` (the weights file's hash) goes into the cell key (see ``bench.grid.cells.model_identity``).
+    ``fingerprint`` (the weights file's hash) goes into the cell key (see ``bench.grid.cells.model_identity``);
+    ``channels``, the image channels the model was built for (its ``in_channels``), refuses other data.
     """
 
-    def __init__(self, model: torch.nn.Module, fingerprint: str | None = None, sigma_scale: float = 1.0):
+    def __init__(self, model: torch.nn.Module, fingerprint: str | None = None, sigma_scale: float = 1.0,
+                 channels: int | None = None):
         super().__init__()
         self.model = model
         self.sigma_scale = sigma_scale
         self.fingerprint = fingerprint
+        self.channels = channels
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return self.model(y, sigma * self.sigma_scale)
@@ -239,7 +242,18 @@ def deepinv_model(class_name: str, weights: str | None = None, sigma_scale: floa
     _check_scale(sigma_scale)
     if not class_name:
         raise bench.UsageError("deepinv: needs a class name, e.g. deepinv:DRUNet[weights=PATH]")
-    return DeepinvDenoiser(*build_model(model_class(class_name), weights, params), sigma_scale)
+    cls = model_class(class_name)
+    return DeepinvDenoiser(*build_model(cls, weights, params), sigma_scale, built_channels(cls, params))
+
+
+def built_channels(cls: type, params: dict) -> int | None:
+    """The ``in_channels`` a deepinv model is built with (given, else its default), None if it has none."""
+    parameter = inspect.signature(cls).parameters.get("in_channels")
+    if "in_channels" in params:
+        return int(params["in_channels"])
+    if parameter is None or not isinstance(parameter.default, int):
+        return None
+    return parameter.default
 
 
 def ram_model(weights: str | None = None, sigma_scale: float = 1.0, **params) -> RAMDenoiser:

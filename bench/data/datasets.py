@@ -36,12 +36,20 @@ class ImageSet:
     :param ids: one stable id per image (noise seeds and per-image scores use it).
     :param images: (C, H, W) float32 tensors in [0, 1], on the CPU.
     :param content: file name -> SHA-256, where the images come from files a user
-        can change: the content becomes part of the cells' identity (``content_id``).
+        can change: the content becomes part of the cells' identity (``content_id``);
+        one entry per image, in order (``limit`` keeps the first n).
+    :param captures: a real-noise set's noisy captures, one per image (the ``real``
+        degradation hands them over instead of drawing noise); None for clean-only sets.
+    :param reference: whether ``images`` are clean references; False for a set of noisy
+        captures alone (``rni15``: ``images`` are the captures, and no metric needing a
+        reference runs on it).
     """
 
     ids: list[str]
     images: list[torch.Tensor]
     content: dict[str, str] | None = field(default=None, kw_only=True)
+    captures: list[torch.Tensor] | None = field(default=None, kw_only=True)
+    reference: bool = field(default=True, kw_only=True)
     #: Images in the whole set when this is its first ``len(self)`` (``limit``), else None.
     subset_of: int | None = field(default=None, kw_only=True)
     #: The whole set's ``content`` when this is a subset (a dataset's current content is the whole set's).
@@ -52,8 +60,10 @@ class ImageSet:
         if n is None or n >= len(self):
             return self
         content = None if self.content is None else dict(list(self.content.items())[:n])
+        captures = None if self.captures is None else self.captures[:n]
         return ImageSet(self.ids[:n], self.images[:n], content=content, subset_of=len(self),
-                        whole_content=self.whole_content or self.content)
+                        whole_content=self.whole_content or self.content, captures=captures,
+                        reference=self.reference)
 
     @property
     def subset(self) -> str | None:

@@ -123,11 +123,13 @@ def remove_empty(folders: list[Path]) -> None:
 
 @dataclass(frozen=True)
 class FileSpec:
-    """One pinned file: its path relative to the manifest's base, SHA-256 and size."""
+    """One pinned file: its path relative to the manifest's base, SHA-256 and size, and where it is
+    published when that is not the base plus the path (a manifest of sets from several sources)."""
 
     path: str
     sha256: str
     bytes: int
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,11 @@ class Manifest:
     def base_url(self, mirror: str | None) -> str:
         return mirror.rstrip("/") + "/" if mirror else self.prefix
 
+    def source(self, path: str, mirror: str | None) -> str:
+        """Where ``path`` is downloaded from: the mirror's copy, else its pinned URL."""
+        spec = self.files[path]
+        return spec.url if spec.url and not mirror else self.base_url(mirror) + path
+
     def folder(self, fetch_settings: FetchSettings) -> Path:
         return fetch_settings.root / self.name
 
@@ -153,6 +160,8 @@ class Manifest:
 def load_manifest(name: str, group: str | None = None) -> Manifest:
     """A manifest shipped in ``bench/data/NAME.json``: files of ``group`` (e.g. a dataset) or all."""
     data = json.loads((resources.files("bench") / "data" / f"{name}.json").read_text())
+    if "sets" in data:
+        return sets_manifest(name, data["sets"], group)
     prefix = data["url"].split("{", 1)[0]
     if "datasets" in data:
         groups = data["datasets"] if group is None else {group: data["datasets"][group]}
@@ -163,6 +172,17 @@ def load_manifest(name: str, group: str | None = None) -> Manifest:
     files = {url[len(prefix):]: FileSpec(url[len(prefix):], f["sha256"], int(f["bytes"]))
              for url, f in entries}
     return Manifest(name, data["url"], files)
+
+
+def sets_manifest(name: str, sets: dict, group: str | None) -> Manifest:
+    """A manifest of sets from several sources, each with its own URL pattern: files are
+    ``SET/FILE`` in the data folder and on a mirror, downloaded from their own URL otherwise."""
+    chosen = sets if group is None else {group: sets[group]}
+    files = {f"{g}/{f['file']}": FileSpec(f"{g}/{f['file']}", f["sha256"], int(f["bytes"]),
+                                          url=entry["url"].format(file=f["file"]))
+             for g, entry in chosen.items() for f in entry["files"]}
+    url = next(iter(chosen.values()))["url"] if len(chosen) == 1 else ""
+    return Manifest(name, url, files)
 
 
 def is_cached(manifest: Manifest, paths: list[str], fetch_settings: FetchSettings | None = None) -> bool:
@@ -191,13 +211,12 @@ def fetch(manifest: Manifest, paths: list[str], name: str) -> list[Path]:
     if bad and current.offline:
         raise offline_error(f"{name} ({len(bad)} of {len(paths)} files missing or corrupt)", folder, name)
     if bad:
-        base = manifest.base_url(current.mirror)
         total = sum(manifest.files[p].bytes for p in bad)
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetching {name}",
                   disable=not current.progress, dynamic_ncols=True) as bar:
             for path in bad:
                 spec = manifest.files[path]
-                download(base + path, folder / path, Pin(sha256=spec.sha256, bytes=spec.bytes), path, name,
+                download(manifest.source(path, current.mirror), folder / path, Pin(sha256=spec.sha256, bytes=spec.bytes), path, name,
                          progress=bar.update)
     return [folder / p for p in paths]
 

@@ -57,6 +57,8 @@ class PinnedSet:
     name: str
     folder: str
     color: bool
+    #: Where its files are pinned (``list``'s description of the factory).
+    source = "FFDNet manifest"
 
     def manifest(self) -> fetching.Manifest:
         return fetching.load_manifest(FFDNET_MANIFEST, self.folder)
@@ -84,7 +86,7 @@ class PinnedSet:
         else:
             def load(crop: int | None = None) -> ImageSet:
                 return self.load(crop)
-        load.__doc__ = f"{self.folder} (FFDNet manifest); crop=N centre crops" + (
+        load.__doc__ = f"{self.folder} ({self.source}); crop=N centre crops" + (
             ", gray=1 MATLAB rgb2gray" if self.color else "")
         return load
 

@@ -10,12 +10,12 @@ import inspect
 from dataclasses import dataclass, field
 from itertools import product
 
-from bench.config import RunConfig
+from bench.code_identity import harness_code
+from bench.config import DEFAULT_METRICS, RunConfig
 from bench.data.datasets import ImageSet, noise_name
 from bench.errors import Skip, UsageError
 from bench.noise.degradations import Degradation
-from bench.noise.sigma_in import BLIND, MEAN, ORACLE, SigmaIn, parse_all
-from bench.code_identity import harness_code
+from bench.noise.sigma_in import BLIND, MEAN, ORACLE, RESIDUAL, SigmaIn, on_noise, parse_all
 from bench.plugins import error_line
 from bench.registry import Entry, Registry
 from bench.seeding import identity_hash
@@ -95,6 +95,22 @@ class Grid:
     #: Sampler cells of the config's ``[[sampling]]`` tables (``bench.grid.sampler_cells.SamplingGrid``).
     sampling: object = None
 
+    def metrics_for(self, dataset: str) -> dict[str, tuple[object, Entry]]:
+        """The metrics its cells compute (``dataset_metrics``)."""
+        return dataset_metrics(self.metrics, self.datasets[dataset])
+
+
+def needs_reference(entry: Entry) -> bool:
+    return not entry.metadata.get("no_reference")
+
+
+def dataset_metrics(metrics: dict[str, tuple[object, Entry]], images: ImageSet) -> dict[str, tuple[object, Entry]]:
+    """The metrics scored on ``images``: all of them, or on a set without a clean reference
+    (``rni15``) only those that need none (``no_reference`` metadata)."""
+    if images.reference:
+        return metrics
+    return {name: metric for name, metric in metrics.items() if not needs_reference(metric[1])}
+
 
 def load_dataset(registry: Registry, spec: Spec, config: RunConfig) -> ImageSet:
     """A run's dataset: its data root applied, its image limit taken."""
@@ -137,7 +153,13 @@ def model_identity(denoiser: Denoiser) -> str:
     fingerprint = getattr(denoiser.model, "fingerprint", None)
     if fingerprint is None:
         return denoiser.spec.label
-    return f"{without_paths(denoiser.spec.label) or denoiser.spec.label}@{fingerprint}"
+    return f"{placeless(denoiser.spec.label, denoiser)}@{fingerprint}"
+
+
+def placeless(label: str, denoiser: Denoiser) -> str:
+    """A fingerprinted row's label without the places on disk its fingerprint stands for (a
+    weights file; an ``outputs:DIR`` row's folder too)."""
+    return without_paths(label, prefix_names_a_place=bool(denoiser.entry.metadata.get("outputs"))) or label
 
 
 def call_mode(spec: Spec, entry: Entry, degradation: Degradation) -> tuple[str, str]:
@@ -175,7 +197,7 @@ def cell_key(config: RunConfig, dataset: Entry, dataset_label: str, images: Imag
     path), the image subset, the plugins' code, the harness's code and libraries, and
     the level the denoiser receives (not for the oracle: keys made before that axis stand)."""
     if getattr(denoiser.model, "fingerprint", None) is not None:  # the weights' hash, not their path
-        row_label = without_paths(row_label) or row_label
+        row_label = placeless(row_label, denoiser)
     identity = {
         "dataset": dataset_identity(config, dataset, dataset_label, images.subset, images=images),
         "degradation": [degradation_label, degradation.fingerprint, float(level).hex()],
@@ -228,7 +250,7 @@ def model_level(choice: SigmaIn, family: str, level: float) -> tuple[float | Non
 def sigma_in_setup(config: RunConfig, registry: Registry, entries: dict, degradations: dict) -> tuple[list[SigmaIn], dict, dict]:
     """The grid's sigma_in choices, the estimators they name (built) and their entries; UsageError for
     a choice no row can take or an estimator the noise does not suit (nothing written)."""
-    choices = parse_all(config.sigma_in)
+    choices = parse_all(config.sigma_in or [])
     if any(not c.is_oracle for c in choices) and not any(takes_a_level(e, spec.name) for spec, e in entries.items()):
         raise UsageError(f"--sigma-in {','.join(config.sigma_in)}: no row of the grid is sigma-aware "
                          f"({', '.join(spec.label for spec in entries)} ignore sigma)")
@@ -240,7 +262,7 @@ def sigma_in_setup(config: RunConfig, registry: Registry, entries: dict, degrada
         if choice.estimator is None:
             continue
         entry = registry.get("estimators", choice.estimator)
-        non_gaussian = sorted(name for name, (d, _) in degradations.items() if d.family != "gaussian")
+        non_gaussian = sorted(name for name, (d, _) in degradations.items() if not d.gaussian_like)
         if entry.metadata.get("gaussian_only") and non_gaussian:
             raise UsageError(f"sigma_in {choice.label}: the estimator assumes Gaussian noise, and the grid has "
                              f"{', '.join(non_gaussian)} noise; run the estimate on a Gaussian grid")
@@ -273,10 +295,12 @@ def build_denoiser_grid(config: RunConfig, registry: Registry) -> Grid:
     degradations: dict[str, tuple[Degradation, Entry]] = {}
     levels: list[tuple[str, float]] = []
     for text in config.noise:
-        noise = parse_noise(text)
+        noise = parse_noise(text, bare=True)
         label, degradation, entry = build_degradation(registry, noise.degradation)
         degradation = degradations.setdefault(label, (degradation, entry))[0]
-        levels += [(label, degradation.parse_level(v)) for v in noise.levels]
+        if not (noise.levels or degradation.default_levels):
+            parse_noise(text)  # the malformed-spec error: this one needs its levels
+        levels += [(label, degradation.parse_level(v)) for v in noise.levels or degradation.default_levels]
     levels = list(dict.fromkeys(levels))
 
     datasets = {spec.label: load_dataset(registry, spec, config) for spec in dataset_specs}
@@ -284,6 +308,8 @@ def build_denoiser_grid(config: RunConfig, registry: Registry) -> Grid:
         if not isinstance(data, ImageSet):
             raise UsageError(f"dataset {label!r} is {type(data).__name__}, not images; "
                              "`run` scores image denoisers (sample point data with `denoise-bench sample`)")
+    check_noise_fits_data(datasets, {label: d for label, (d, _) in degradations.items()})
+    check_metrics_fit_data(config, metrics, datasets)
     dataset_entries = {spec.label: registry.get("datasets", spec.name) for spec in dataset_specs}
     denoiser_entries = {spec: registry.get("denoisers", spec.name) for spec in dict.fromkeys(denoiser_specs)}
 
@@ -296,17 +322,64 @@ def build_denoiser_grid(config: RunConfig, registry: Registry) -> Grid:
         mode, row = call_mode(spec, entry, degradations[degradation][0])
         images = datasets[dataset].images
         channels = images[0].shape[0] if images else None
-        for choice in received_choices(choices, entry, mode, spec.name):
+        on_data = on_noise(None if config.sigma_in is None else choices, degradations[degradation][0].captured,
+                           datasets[dataset].reference)
+        if takes_a_level(entry, spec.name) and not on_data:
+            raise UsageError(f"{spec.label} on {dataset} (real noise without a reference) has no level to be "
+                             f"given: add --sigma-in estimate:NAME (`denoise-bench list estimators`)")
+        for choice in received_choices(on_data, entry, mode, spec.name):
             name = build_for_choice(registry, denoisers, spec, entry, dataset,
                                     degradations[degradation][0].family, level, choice, channels)
+            check_fits(denoisers[name], entry, datasets[dataset], dataset, channels)
             key = cell_key(config, dataset_entries[dataset], dataset, datasets[dataset],
-                           degradations[degradation][1], degradation, level, denoisers[name], row, metrics,
+                           degradations[degradation][1], degradation, level, denoisers[name], row,
+                           dataset_metrics(metrics, datasets[dataset]),
                            repetition, choice, estimator_entries.get(choice.estimator))
             cells.append(Cell(dataset, degradation, level, row, repetition, name, mode, key,
                               datasets[dataset].subset, choice.label))
     return Grid(config, datasets, dataset_entries, degradations, denoisers, metrics, cells,
-                sigma_choices={c.label: c for c in [*choices, SigmaIn(BLIND), SigmaIn(ORACLE)]},
+                sigma_choices={c.label: c for c in [*choices, SigmaIn(BLIND), SigmaIn(ORACLE), SigmaIn(RESIDUAL)]},
                 estimators=estimators)
+
+
+def check_fits(denoiser: Denoiser, entry: Entry, images: ImageSet, dataset: str, channels: int | None) -> None:
+    """UsageError for a row built for other images than the dataset's: a model built for a number
+    of channels (its ``channels``, e.g. a gray-only model on colour data), or published outputs
+    (``outputs`` metadata) that do not cover the dataset."""
+    built = getattr(denoiser.model, "channels", None)
+    if built is not None and channels is not None and built != channels:
+        kind = {1: "gray", 3: "colour"}
+        raise UsageError(f"{denoiser.spec.label} is built for {kind.get(built, built)} ({built}-channel) images and "
+                         f"{dataset} is {kind.get(channels, channels)} ({channels} channels): give a model for "
+                         f"{channels}-channel images (e.g. in_channels={channels}) or a {kind.get(built, '')} set")
+    if entry.metadata.get("outputs") and denoiser.model is not None:
+        denoiser.model.check(images, dataset)
+
+
+def check_noise_fits_data(datasets: dict[str, ImageSet], degradations: dict[str, Degradation]) -> None:
+    """UsageError for real noise on a set without captures, or drawn noise on a set without a reference."""
+    for label, images in datasets.items():
+        for name, degradation in degradations.items():
+            if degradation.captured and images.captures is None:
+                raise UsageError(f"-n {name}: {label} has no noisy captures, only clean images; real noise "
+                                 f"needs a real-noise set (polyu, cc15, rni15) or draw noise (-n gaussian:25/255)")
+            if not degradation.captured and not images.reference:
+                raise UsageError(f"-n {name} on {label}: its images are noisy captures without a clean "
+                                 f"reference, so drawn noise has nothing to be scored against; use -n real")
+
+
+def check_metrics_fit_data(config: RunConfig, metrics: dict[str, tuple[object, Entry]],
+                           datasets: dict[str, ImageSet]) -> None:
+    """UsageError for a metric needing a reference asked on a set without one; the default metrics
+    are left out there instead (``dataset_metrics``)."""
+    if tuple(config.metrics) == DEFAULT_METRICS:
+        return
+    unreferenced = [label for label, images in datasets.items() if not images.reference]
+    asked = [name for name, (_, entry) in metrics.items() if needs_reference(entry)]
+    if unreferenced and asked:
+        raise UsageError(f"metric {asked[0]} needs a clean reference and {unreferenced[0]} has none (real noisy "
+                         f"images alone): drop it from --metrics for that set, or leave --metrics at its "
+                         f"default ({', '.join(DEFAULT_METRICS)}), which skips it there")
 
 
 def build_for_choice(registry: Registry, denoisers: dict[str, Denoiser], spec: Spec, entry: Entry,

@@ -63,20 +63,33 @@ def noisy_input(y: torch.Tensor, protocol: str) -> torch.Tensor:
     return torch.round(y * 255.0) / 255.0 if protocol == "uint8" else y
 
 
+def residual_level(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Real noise's reference level: the std of (noisy - reference) of each image, shape (B,)."""
+    return (y.double() - x.double()).flatten(1).std(dim=1, correction=0).to(y.dtype)
+
+
 def make_batches(images: ImageSet, dataset: str, degradation: Degradation, level: float,
                  repetition: int, base_seed: int, batch_size: int, device: torch.device,
                  protocol: str = "default") -> list[Batch]:
     """Seeded noisy inputs for a whole dataset, drawn per image on the CPU (``noisy_input`` of the protocol).
 
-    ``dataset`` is the name the seeds use (``bench.data.datasets.noise_name``).
+    ``dataset`` is the name the seeds use (``bench.data.datasets.noise_name``). Real noise
+    (``Degradation.captured``) hands over the set's captures instead, with the residual level
+    as their sigma (NaN on a set without a reference: only estimates and fixed levels reach it).
     """
     batches = []
     for idx in shape_batches(images, batch_size):
         ids = [images.ids[i] for i in idx]
         clean = [images.images[i] for i in idx]
+        x = torch.stack(clean).to(device)
+        levels = torch.full((len(ids),), float(level), device=device)
+        if degradation.captured:
+            y = noisy_input(torch.stack([images.captures[i] for i in idx]).to(device), protocol)
+            sigma = residual_level(y, x) if images.reference else torch.full_like(levels, float("nan"))
+            batches.append(Batch(ids, x, y, sigma, levels))
+            continue
         seeds = [noise_seed(base_seed, dataset, i, degradation.name, level, repetition) for i in ids]
         y = degradation.apply(clean, level, seeds).to(device)
-        levels = torch.full((len(ids),), float(level), device=device)
-        batches.append(Batch(ids, torch.stack(clean).to(device), noisy_input(y, protocol),
+        batches.append(Batch(ids, x, noisy_input(y, protocol),
                              degradation.sigma(y, level), levels, degradation.sigma_map(y, level)))
     return batches

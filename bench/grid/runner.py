@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -14,18 +15,20 @@ from bench.grid.inputs import Batch, make_batches
 from bench.grid.outputs import output_dir, save_outputs
 from bench.grid.sampler_runner import run_sampler_cell
 from bench.grid.scoring import check_output, clamp_for_scoring, metric_values
-from bench.noise.sigma_in import ORACLE, SigmaIn
+from bench.noise.sigma_in import ORACLE, RESIDUAL, SigmaIn
 from bench.plugins import error_line
 from bench.store.database import CellResult
 
 
 def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict, protocol: str,
              device: torch.device, keep: tuple[Path, set[str]] | None = None,
-             sigma_in: SigmaIn = SigmaIn(ORACLE), estimates: list[torch.Tensor] | None = None) -> CellResult:
+             sigma_in: SigmaIn = SigmaIn(ORACLE), estimates: list[torch.Tensor] | None = None,
+             residual: bool = False) -> CellResult:
     """Denoise and score every batch; any exception becomes an error result.
 
     ``keep`` = (folder, image ids): save those outputs as PNG. ``sigma_in``: the level the
-    denoiser is given; ``estimates``: per batch, each image's estimated level (``estimate:NAME``).
+    denoiser is given; ``estimates``: per batch, each image's estimated level (``estimate:NAME``),
+    recorded with each image's residual level where ``residual`` (real noise: the estimates' truth).
     """
     if unbuilt := denoiser.unbuilt_result():
         return unbuilt
@@ -36,8 +39,10 @@ def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict,
         for index, batch in enumerate(batches):
             synchronize(device)
             t0 = time.perf_counter()
+            model = functools.partial(denoiser.model, ids=list(batch.ids)) \
+                if denoiser.entry.metadata.get("outputs") else denoiser.model
             with torch.no_grad():
-                out = batch.denoise(denoiser.model, mode, sigma_in, estimates[index] if estimates else None)
+                out = batch.denoise(model, mode, sigma_in, estimates[index] if estimates else None)
             synchronize(device)
             per_image = (time.perf_counter() - t0) / len(batch.ids)
             out = clamp_for_scoring(check_output(out, batch.y), protocol)
@@ -45,21 +50,33 @@ def run_cell(denoiser: Denoiser, mode: str, batches: list[Batch], metrics: dict,
             if keep:
                 kept = [i for i, image_id in enumerate(batch.ids) if image_id in keep[1]]
                 save_outputs(keep[0], [batch.ids[i] for i in kept], out[kept])
-            values = {name: metric_values(f"metric {name}", fn(out, clean), batch.ids)
-                      for name, (fn, _) in metrics.items()}
+            values = {name: metric_values(f"metric {name}", fn(out, reference(entry, clean, batch)), batch.ids)
+                      for name, (fn, entry) in metrics.items()}
             for i, image_id in enumerate(batch.ids):
                 scores[image_id] = {name: v[i] for name, v in values.items()}
                 image_seconds[image_id] = per_image
     except Exception as exc:
         return CellResult("error", error_line(exc), seconds=time.perf_counter() - start)
-    estimated = None
+    recorded = None
     if estimates:
-        estimated = {image_id: float(value) for batch, values in zip(batches, estimates)
-                     for image_id, value in zip(batch.ids, values.tolist())}
+        recorded = {sigma_in.estimator: by_image(batches, estimates)}
+        if residual:
+            recorded[RESIDUAL] = by_image(batches, [batch.sigma for batch in batches])
     return CellResult("done", seconds=time.perf_counter() - start,
                       denoise_seconds=sum(image_seconds.values()),
-                      scores=scores, image_seconds=image_seconds,
-                      estimates={sigma_in.estimator: estimated} if estimated else None)
+                      scores=scores, image_seconds=image_seconds, estimates=recorded)
+
+
+def by_image(batches: list[Batch], values: list[torch.Tensor]) -> dict[str, float]:
+    """{image id: value} from one (B,) tensor per batch."""
+    return {image_id: float(value) for batch, batch_values in zip(batches, values)
+            for image_id, value in zip(batch.ids, batch_values.tolist())}
+
+
+def reference(entry, clean: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """What a metric scores against: the clean image, or the noisy input for a metric that needs
+    no reference (``no_reference``: it may ignore it)."""
+    return batch.y if entry.metadata.get("no_reference") else clean
 
 
 def place_models(grid: Grid, device: torch.device) -> None:
@@ -121,5 +138,7 @@ class CellRunner:
             estimates = self.estimates(cell, batches)
         except Exception as exc:
             return CellResult("error", f"estimating the noise level failed: {error_line(exc)}")
-        return run_cell(self.grid.denoisers[cell.model], cell.mode, batches, self.grid.metrics,
-                        config.protocol, self.device, keep, self.grid.sigma_choices[cell.sigma_in], estimates)
+        truth = self.grid.degradations[cell.degradation][0].captured and self.grid.datasets[cell.dataset].reference
+        return run_cell(self.grid.denoisers[cell.model], cell.mode, batches, self.grid.metrics_for(cell.dataset),
+                        config.protocol, self.device, keep, self.grid.sigma_choices[cell.sigma_in], estimates,
+                        residual=truth)

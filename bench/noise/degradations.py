@@ -18,7 +18,7 @@ import functools
 import torch
 
 from bench.errors import UsageError
-from bench.noise.levels import GAUSSIAN, MAP_MEAN, POISSON, LevelScale
+from bench.noise.levels import CAPTURED, GAUSSIAN, MAP_MEAN, POISSON, LevelScale
 from bench.specs import parse_number
 
 
@@ -49,6 +49,12 @@ class Degradation:
     scale = LevelScale()
     #: Whether the std varies in space (``sigma_map``): rows that take a map are handed it.
     spatial = False
+    #: Whether the input is the dataset's own noisy capture (``ImageSet.captures``): nothing is drawn.
+    captured = False
+    #: Whether a Gaussian noise-level estimator is meant for it (``gaussian_only`` estimators).
+    gaussian_like = False
+    #: The levels a bare name (``-n real``) stands for; none: a level must be given.
+    default_levels: tuple[str, ...] = ()
 
     def parse_level(self, text: str) -> float:
         try:
@@ -84,6 +90,7 @@ class GaussianDegradation(Degradation):
     name = "gaussian"
     family = "gaussian"
     scale = GAUSSIAN
+    gaussian_like = True
 
     def draw(self, x, level, generator):
         # deepinv.physics.GaussianNoise: x + N(0, 1) * sigma, sigma a float32 tensor
@@ -182,3 +189,32 @@ class PoissonDegradation(Degradation):
         mean = y.flatten(1).mean(dim=1).clamp(min=1e-6)
         return torch.sqrt(mean / level)
 
+
+
+class CapturedNoise(Degradation):
+    """Real camera noise: the input is the dataset's own noisy capture, nothing is drawn.
+
+    One level, ``captured`` (stored as 0). It has no true level: a row is handed the std of
+    noisy - reference per image (``residual``), an estimate or a fixed level
+    (``bench.noise.sigma_in``); blind estimators treat it as Gaussian, as the field does.
+    """
+
+    name = "real"
+    family = "real"
+    scale = CAPTURED
+    captured = True
+    gaussian_like = True
+    LEVEL_TEXT, LEVEL = "captured", 0.0
+    default_levels = (LEVEL_TEXT,)
+
+    def parse_level(self, text):
+        if text.strip() != self.LEVEL_TEXT:
+            raise UsageError(f"real noise has one level, {self.LEVEL_TEXT} (the set's own noisy images), "
+                             f"not {text!r}: write -n real")
+        return self.LEVEL
+
+    def draw(self, x, level, generator):
+        raise TypeError("real noise is captured, not drawn: the inputs are the dataset's captures")
+
+    def sigma(self, y, level):
+        raise TypeError("real noise has no true level: the grid hands over the residual or an estimate")

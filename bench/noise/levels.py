@@ -22,6 +22,8 @@ class LevelScale:
     :param symbols: the name per style where it differs (``{"unicode": "σ"}``).
     :param axis_label: the x-axis label of figures.
     :param log_axis: draw that axis on a log scale.
+    :param text: shown instead of ``name=value``, for a degradation whose one level is not a
+        number (real noise: ``captured``).
     """
 
     name: str = "level"
@@ -30,9 +32,12 @@ class LevelScale:
     symbols: dict = field(default_factory=dict, hash=False, compare=False)
     axis_label: str = "level"
     log_axis: bool = False
+    text: str | None = None
 
     def label(self, level: float, style: str = "ascii") -> str:
-        """``sigma=15``, ``σ=15`` or ``$\\sigma$=15`` for a level of 15/255."""
+        """``sigma=15``, ``σ=15`` or ``$\\sigma$=15`` for a level of 15/255 (``text`` where it has one)."""
+        if self.text is not None:
+            return self.text
         return f"{self.symbols.get(style, self.name)}={self.shown(level):.4g}"
 
     def shown(self, level: float) -> float:
@@ -53,6 +58,10 @@ GAUSSIAN = LevelScale("sigma", 255.0, {"unicode": "σ", "latex": r"$\sigma$"},
 MAP_MEAN = LevelScale("mean_sigma", 255.0, {"unicode": "σ̄", "latex": r"$\bar\sigma$"},
                       "mean noise std σ̄ of the map (0-255 scale)")
 POISSON = LevelScale("peak", 1.0, {}, "Poisson peak (higher = less noise)", log_axis=True)
+#: Real camera noise: the captures' own noise, one level that is no number; what is handed over
+#: (residual, estimates) is a std, shown on the 0-255 scale.
+CAPTURED = LevelScale("sigma", 255.0, {"unicode": "σ", "latex": r"$\sigma$"}, "real camera noise (captured)",
+                      text="captured")
 #: What stores written before levels described themselves get for the built-ins.
 BUILTIN = {"gaussian": GAUSSIAN, "poisson": POISSON}
 GENERIC = LevelScale()

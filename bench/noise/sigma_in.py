@@ -4,7 +4,10 @@ A grid axis (``--sigma-in``, TOML ``sigma_in``): ``oracle`` (the default, the tr
 level), ``xF`` (F times the true level: ``x0.5``, ``x2``), ``N/255`` or a number (a
 fixed level, in [0, 1] units), ``estimate:NAME`` (the named estimator's estimate of
 each noisy image, see ``register_estimators``) and ``mean`` (on noise whose std varies in
-space, its mean for a row that would take the map; the oracle for every other row).
+space, its mean for a row that would take the map; the oracle for every other row) and
+``residual`` (on real camera noise, which has no true level: the std of noisy - reference of
+each image; on drawn noise, the oracle). Left unset, the level is the truth the data gives:
+the oracle on drawn noise, the residual on real noise.
 Rows that ignore sigma (blind) run once and read ``blind``. On such noise the oracle and
 factors hand a map-taking row the whole map (times the factor), every other row its mean.
 """
@@ -27,6 +30,8 @@ MEAN = "mean"
 #: The smallest factor or fixed level (its inverse the largest): float32's step at 1. Past these a
 #: level handed over underflows or overflows in a denoiser's float32 arithmetic (``x1e308``: inf).
 SMALLEST = torch.finfo(torch.float32).eps
+#: Real noise's reference level: the std of (noisy - reference) per image.
+RESIDUAL = "residual"
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ class SigmaIn:
 def parse_sigma_in(text: str) -> SigmaIn:
     """``oracle``, ``mean``, ``x0.5``, ``25/255`` or ``estimate:NAME``; UsageError in one line otherwise."""
     text = str(text).strip()
-    if text in (ORACLE, MEAN):
+    if text in (ORACLE, MEAN, RESIDUAL):
         return SigmaIn(text)
     if text.startswith(ESTIMATE):
         name = text[len(ESTIMATE):].strip()
@@ -88,7 +93,7 @@ def parse_sigma_in(text: str) -> SigmaIn:
         fixed = parse_number(text)
     except (ValueError, ZeroDivisionError):
         raise UsageError(f"unknown sigma_in {text!r}: use oracle, xF (x0.5), N/255 (a fixed level), "
-                         "estimate:NAME or mean (a noise map's mean)") from None
+                         "estimate:NAME, mean (a noise map's mean) or residual (real noise)") from None
     if not SMALLEST <= fixed <= 1 / SMALLEST:
         raise UsageError(f"sigma_in {text!r}: a fixed level must be > 0, from {SMALLEST:.2g} to "
                          f"{1 / SMALLEST:.2g} (float32's resolution)")
@@ -99,3 +104,26 @@ def parse_all(texts: list[str]) -> list[SigmaIn]:
     """Every choice, duplicates (``x1`` and ``oracle`` are not merged) dropped in order."""
     found = {choice.label: choice for choice in map(parse_sigma_in, texts)}
     return list(found.values())
+
+
+def on_noise(choices: list[SigmaIn] | None, captured: bool, has_reference: bool) -> list[SigmaIn]:
+    """The choices on one dataset's noise; ``choices`` None is the default, the truth the data gives.
+
+    Drawn noise: the oracle by default, ``residual`` is the oracle. Real (``captured``) noise: the
+    residual by default, none without a reference (estimates only); ``oracle`` and ``mean`` are a
+    UsageError (it has no true level), as is ``residual`` alone on a set without a reference.
+    """
+    if not captured:
+        given = choices or [SigmaIn(ORACLE)]
+        return list(dict.fromkeys(SigmaIn(ORACLE) if c.label == RESIDUAL else c for c in given))
+    if choices is None:
+        return [SigmaIn(RESIDUAL)] if has_reference else []
+    wrong = [c.label for c in choices if c.label in (ORACLE, MEAN)]
+    if wrong:
+        raise UsageError(f"--sigma-in {wrong[0]}: real camera noise has no true level; use residual "
+                         f"(the std of noisy - reference per image, its default) or estimate:NAME")
+    kept = [c for c in choices if has_reference or c.label != RESIDUAL]
+    if choices and not kept:
+        raise UsageError("--sigma-in residual needs a clean reference, and a set of real noise without one "
+                         "(rni15) has none: use estimate:NAME or a fixed level")
+    return kept

@@ -30,7 +30,7 @@ from bench.grid.inputs import make_batches
 from bench.grid.scoring import clamp_for_scoring
 from bench.noise import levels
 from bench.noise.levels import LevelScale
-from bench.noise.sigma_in import BLIND, MEAN, parse_sigma_in
+from bench.noise.sigma_in import BLIND, MEAN, RESIDUAL, parse_sigma_in
 from bench.registry import Registry
 from bench.reports import tables
 from bench.sampling.figures import literal_text
@@ -150,22 +150,31 @@ def shared_legend(fig: Figure, axes: dict, title: str) -> None:
 
 def received_ratio(store: Store, table: pd.DataFrame) -> pd.Series:
     """sigma_in / sigma_true of each row of a long table: the factor, a fixed level over the true
-    one, the mean estimate over the true one (``estimate:NAME``), 1 for the oracle; NaN for blind rows."""
-    estimated = {}
+    one, the mean estimate over the true one (``estimate:NAME``), 1 for the oracle; NaN for blind rows.
+    On real noise the true level is the mean residual recorded beside the estimates (``residual``
+    is 1; NaN where none was recorded, such as a set without a reference)."""
+    means = {}
     found = store.query("SELECT e.estimator, c.dataset, c.subset, c.degradation, c.level, avg(e.value) AS value "
                         "FROM estimates e JOIN cells c ON c.key = e.cell_key "
                         "GROUP BY e.estimator, c.dataset, c.subset, c.degradation, c.level")
     for row in found.itertuples():  # keyed as the table names datasets (a subset apart)
-        estimated[(row.estimator, shown_name(row.dataset, row.subset), row.degradation, row.level)] = \
-            row.value / row.level
+        means[(row.estimator, shown_name(row.dataset, row.subset), row.degradation, row.level)] = row.value
+    scales = store.level_scales()
+
+    def truth(row) -> float:
+        if levels.scale_of(scales, row.noise).text is None:
+            return row.level
+        return means.get((RESIDUAL, row.dataset, row.noise, row.level), float("nan"))
 
     def ratio(row) -> float:
         if row.sigma_in == BLIND:
             return float("nan")
         choice = parse_sigma_in(row.sigma_in)
+        if choice.label == RESIDUAL:
+            return 1.0
         if choice.estimator is not None:
-            return estimated.get((choice.estimator, row.dataset, row.noise, row.level), float("nan"))
-        return choice.one_level(row.level) / row.level
+            return means.get((choice.estimator, row.dataset, row.noise, row.level), float("nan")) / truth(row)
+        return choice.one_level(truth(row)) / truth(row)
     return pd.Series([ratio(row) for row in table.itertuples()], index=table.index, dtype=float)
 
 
@@ -262,7 +271,8 @@ def saved_outputs(store: Store) -> pd.DataFrame:
     for cell in cells.itertuples():
         folder = output_dir(store.path, cell.key)
         if folder.is_dir():
-            ids = store.query("SELECT DISTINCT image_id FROM scores WHERE cell_key = ?", (cell.key,))["image_id"]
+            ids = store.query("SELECT image_id FROM scores WHERE cell_key = ? UNION SELECT image_id FROM "
+                              "image_times WHERE cell_key = ?", (cell.key, cell.key))["image_id"]  # no scores: rni15
             files = {output_name(image_id): image_id for image_id in ids}
             rows += [{**cell._asdict(), "image_id": files[path.name], "path": path}
                      for path in sorted(folder.glob("*.png")) if path.name in files]
@@ -279,17 +289,20 @@ def run_config(store: Store, run_id: str) -> RunConfig:
 
 def clean_and_noisy(registry: Registry, config: RunConfig, dataset: str, noise: str, level: float,
                     repetition: int, seed: int, image_id: str,
-                    protocol: str = "default") -> tuple[torch.Tensor, torch.Tensor]:
+                    protocol: str = "default") -> tuple[torch.Tensor | None, torch.Tensor]:
     """The clean image and the very noisy image the denoisers saw (seeded as they were, handed
-    over as the protocol says), as (C, H, W) CPU tensors."""
+    over as the protocol says; a real-noise set's capture), as (C, H, W) CPU tensors; the clean
+    image is None for a set without a reference (``rni15``)."""
     images = load_dataset(registry, parse_spec(dataset, "dataset"), config)
     if image_id not in images.ids:
         raise UsageError(f"image {image_id!r} is not in dataset {dataset!r}")
-    clean = images.images[images.ids.index(image_id)]
+    index = images.ids.index(image_id)
+    one = ImageSet([image_id], [images.images[index]], reference=images.reference,
+                   captures=None if images.captures is None else [images.captures[index]])
     degradation = build_degradation(registry, noise)[1]
-    batch = make_batches(ImageSet([image_id], [clean]), noise_name(dataset, images), degradation, level,
+    batch = make_batches(one, noise_name(dataset, images), degradation, level,
                          repetition, seed, 1, torch.device("cpu"), protocol)[0]
-    return batch.x[0], batch.y[0]
+    return (batch.x[0] if images.reference else None), batch.y[0]
 
 
 def as_array(image: torch.Tensor) -> np.ndarray:
@@ -321,11 +334,14 @@ def gallery_tiles(store: Store, registry: Registry, dataset: str, noise: str, le
     chosen = chosen.assign(value=chosen["key"].map(value)).sort_values(
         "value", ascending=not higher, na_position="last")
     unit = f" {UNITS[metric]}" if metric in UNITS else ""
-    protocol = first["protocol"]
-    measure = registry.build("metrics", Spec(metric))
-    score = measure(clamp_for_scoring(noisy[None], protocol), clamp_for_scoring(clean[None], protocol))
-    caption = f"{metric.upper()} {float(score[0]):.2f}{unit}"
-    tiles = [Tile("clean", as_array(clean)), Tile("noisy input", as_array(noisy), caption)]
+    if clean is None:  # real noisy images alone: nothing to score against
+        tiles = [Tile("noisy input", as_array(noisy))]
+    else:
+        protocol = first["protocol"]
+        measure = registry.build("metrics", Spec(metric))
+        score = measure(clamp_for_scoring(noisy[None], protocol), clamp_for_scoring(clean[None], protocol))
+        caption = f"{metric.upper()} {float(score[0]):.2f}{unit}"
+        tiles = [Tile("clean", as_array(clean)), Tile("noisy input", as_array(noisy), caption)]
     for row in chosen.itertuples():
         image = skio.imread(row.path).astype(np.float64) / 255.0
         text = "" if pd.isna(row.value) else f"{metric.upper()} {row.value:.2f}{unit}"

@@ -70,10 +70,13 @@ def build(store: Store, registry: Registry, metrics: list[str] | None = None, ga
         tables.check_metric(store, metric)  # before any figure is written to figures_dir
     study = sample_sections.sections(store, registry, figures_dir)
     prov = tables.provenance(store)
-    if not ranked:
-        if not study:
+    if not ranked:  # samplers only, or real noisy images without references (their galleries)
+        unscored = [] if figures.saved_outputs(store).empty else [
+            gallery_section(store, registry, (metrics or list(tables.WIDE_METRICS))[0], galleries, figures_dir)]
+        if not study and not unscored:
             raise UsageError(f"no scores in {store.path}; run `denoise-bench run` first")
-        return page(f"denoise-bench report: {store.path.name}", [*study, provenance_section(store, prov)], prov)
+        return page(f"denoise-bench report: {store.path.name}", [*unscored, *study, provenance_section(store, prov)],
+                    prov)
     longs = {m: tables.leaderboard(store, m) for m in metrics}
     sections = []
 
@@ -159,12 +162,20 @@ def gallery_section(store: Store, registry: Registry, metric: str, per_level: in
         except Exception as exc:  # a dataset that cannot be reloaded costs its gallery, not the report
             section.parts.append(f'<p class="note">{html.escape(label)}: gallery unavailable ({html.escape(str(exc))})</p>')
             continue
+        order = (f"clean | noisy input | outputs, best {metric.upper()} first" if has_reference(store, pick.dataset)
+                 else "noisy input | outputs (real noisy images without a reference: nothing is scored)")
         section.parts.append(image(figures.to_png(fig), label,
-                                   f"{label}: clean | noisy input | outputs, best {metric.upper()} first; "
-                                   "bottom row: the boxed region enlarged."))
+                                   f"{label}: {order}; bottom row: the boxed region enlarged."))
         save_figure(fig, figures_dir, slug(f"gallery_{pick.dataset}_{pick.image_id}_{pick.noise}_"
                                            f"{levels.label(scales, pick.noise, pick.level)}"))
     return section
+
+
+def has_reference(store: Store, dataset: str) -> bool:
+    """Whether the dataset's cells were scored against a reference (not so for ``rni15``)."""
+    return not store.query("SELECT 1 FROM scores JOIN cells ON cells.key = scores.cell_key "
+                           "WHERE cells.dataset = ? LIMIT 1", (dataset,)).empty
+
 
 
 def page(title: str, sections: list[Section], prov: dict) -> str:
