@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 import bench
+from bench.data import fetching
 from bench.data.content_hash import sha256_files
 from bench.data.datasets import ImageSet, to_tensor
 from bench.seeding import identity_hash
@@ -36,7 +37,7 @@ class PublishedOutputs:
                                    "once, e.g. pattern={id}_ours.png")
         self.pattern = pattern
         files = sorted(self.folder.glob(pattern.replace(ID_FIELD, "*")))
-        hashes = sha256_files(files)
+        hashes = sha256_files(files, fetching.settings().root)
         #: The content of every file the pattern matches: the cells' identity, not the path.
         self.fingerprint = identity_hash({f.name: hashes[f] for f in files})
 

@@ -18,6 +18,7 @@ from bench.errors import UsageError
 from bench.grid.cells import Denoiser
 from bench.grid.inputs import Batch, make_batches
 from bench.grid.runner import run_cell
+from bench.registry import Entry
 from bench.specs import Spec, parse_spec
 
 
@@ -31,7 +32,8 @@ class Validator:
     protocol: str
     metric: str
     batches: list[Batch]
-    scorer: object
+    #: (the metric, its registry entry), as a grid's ``metrics`` holds them.
+    scorer: tuple
     device: torch.device
 
     @property
@@ -40,12 +42,13 @@ class Validator:
 
     def __call__(self, model, per_image: bool = False, sigma_aware: bool | None = None):
         declared = denoiser(model, sigma_aware=sigma_aware)
-        row = Denoiser(Spec("model"), None, model=called(model, resolve_sigma_aware(declared, "model")))
+        sigma_aware = resolve_sigma_aware(declared, "model")
+        entry = Entry("denoisers", "model", lambda: model, "python", "", {"sigma_aware": sigma_aware})
+        row = Denoiser(Spec("model"), entry, model=called(model, sigma_aware))
         with restored([model]):
             if isinstance(model, torch.nn.Module):
                 model.eval()
-            result = run_cell(row, "sigma", self.batches, {self.metric: (self.scorer, None)}, self.protocol,
-                              self.device)
+            result = run_cell(row, "sigma", self.batches, {self.metric: self.scorer}, self.protocol, self.device)
         if result.status != "done":
             raise UsageError(f"validating on {self.dataset}: {result.error}")
         values = {image: scores[self.metric] for image, scores in result.scores.items()}
@@ -84,5 +87,5 @@ def validator(dataset: str, sigma: float, *, protocol: str = "default", metric: 
     target = resolve_device(config.device)
     batches = make_batches(images, noise_name(spec.label, images), degradation, level, repetition, config.seed,
                            config.batch_size, target, config.protocol)
-    scorer = registry.build("metrics", Spec(metric))
+    scorer = (registry.build("metrics", Spec(metric)), registry.get("metrics", metric))
     return Validator(spec.label, level, config.protocol, metric, batches, scorer, target)
