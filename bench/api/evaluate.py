@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
+
 import torch
 
 from bench.api.inprocess import InProcess, SessionRow, add_rows, default_name, denoiser, restored, session_row
@@ -14,6 +16,8 @@ from bench.errors import UsageError
 
 #: ``store=":memory:"`` keeps nothing: the run goes to a temporary folder, removed with the Results.
 MEMORY = ":memory:"
+#: The level an in-process row is probed at on noise whose level is not a std (Poisson, real).
+PROBE_SIGMA = 0.1
 
 
 def split_denoisers(denoisers) -> tuple[list[str], list[SessionRow]]:
@@ -56,8 +60,6 @@ def run_options(executor, progress: bool, rows: list[SessionRow]) -> RunOptions:
     if rows and (options.executor != "local" or options.timeout):
         raise UsageError(f"{rows[0].name} lives in this Python session and runs only in this process: "
                          "use executor='local' without a timeout, or register it as a plugin file")
-    from dataclasses import replace
-
     return replace(options, quiet=options.quiet or not progress,
                    argv=("python", "bench.evaluate", *(row.name for row in rows)))
 
@@ -73,7 +75,9 @@ def probe(rows: list[SessionRow]):
             return
         images = grid.datasets[grid.cells[0].dataset].images
         y = images[0].unsqueeze(0).to(device)
-        sigma = torch.full((1,), float(grid.cells[0].level), device=device)
+        first = grid.cells[0]
+        gaussian = grid.degradations[first.degradation][0].family == "gaussian"
+        sigma = torch.full((1,), float(first.level) if gaussian else PROBE_SIGMA, device=device)
         for row in rows:
             model = grid.denoisers[row.name].model
             if isinstance(model, torch.nn.Module):

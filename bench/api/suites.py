@@ -61,6 +61,8 @@ class Suite:
     denoisers: list[str]
     protocol: str
     sampling: int
+    #: Its ``[[sampling]]`` tables.
+    tables: tuple = ()
 
     @property
     def levels(self) -> int:
@@ -72,8 +74,6 @@ class Suite:
 
         return planned_cells(RunConfig(datasets=self.datasets, noise=self.noise, denoisers=self.denoisers,
                                        sampling=list(self.tables)))
-
-    tables: tuple = ()
 
 
 def read_suite(name: str) -> Suite:
