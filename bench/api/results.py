@@ -43,11 +43,8 @@ class Results:
         return self.summary.exit_code
 
     def notes(self) -> list[str]:
-        """Lines for under the table: failures, uncached rows."""
-        lines = summary_lines(self.summary, self.store)
-        lines += [f"{name}: not cached ({why}); its cells are computed on every call"
-                  for name, why in self.uncached.items()]
-        return lines
+        """The run's summary: counts by status, then each skipped or failed cell with its reason."""
+        return summary_lines(self.summary, self.store)
 
     @contextmanager
     def _opened(self):
@@ -62,8 +59,8 @@ class Results:
         metrics = [metric] if isinstance(metric, str) else metric or list(self.config.metrics)
         with self._opened() as store:
             table = leaderboard(store, self.outcome.grid, self.registry, self.reference, metrics, published_numbers)
-        table.attrs["notes"] = [*table.attrs["notes"], *(f"{name}: not cached ({why})"
-                                                         for name, why in self.uncached.items())]
+        table.attrs["notes"] = [*table.attrs["notes"], *(f"{name}: not cached ({why}); its cells are computed "
+                                                         "on every call" for name, why in self.uncached.items())]
         return table
 
     def per_image(self, metric: str | None = None) -> pd.DataFrame:
@@ -107,13 +104,14 @@ class Results:
         from bench.reports.html_parts import html_table
 
         table = self.table()
-        notes = "".join(f"<li>{html.escape(line)}</li>" for line in [*table.attrs["notes"], *self.notes()[1:]])
+        notes = "".join(f"<li>{html.escape(line)}</li>" for line in [*table.attrs["notes"], *self.notes()])
         return html_table(table) + (f"<ul>{notes}</ul>" if notes else "")
 
     def __repr__(self) -> str:
         from bench.reports import rendering
 
-        return rendering.render(self.table(), "table") + "\n".join(["", *self.notes()])
+        table = self.table()
+        return rendering.render(table, "table") + "\n".join(["", *table.attrs["notes"], *self.notes()])
 
 
 def leaderboard(store, grid, registry, reference: list[str], metrics: list[str] | None = None,
