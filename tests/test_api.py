@@ -210,3 +210,9 @@ def test_list_suites_names_each_with_its_cost(cli):
     for name in ("awgn-gray", "awgn-color", "poisson", "default"):
         assert name in result.out
     assert "2160" in result.out  # awgn-gray: (12 + 68) images x 3 levels x 9 rows
+
+
+def test_an_unknown_suite_on_the_command_line_is_one_line_and_exit_2(cli, tmp_path):
+    result = cli("run", "awgn-grey", "--store", tmp_path / "s.sqlite")
+    assert result.code == 2 and "unknown suite 'awgn-grey'" in result.err and "awgn-gray" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "s.sqlite").exists()

@@ -128,20 +128,19 @@ def evaluate(denoisers, suite: str | None = None, *, datasets=None, noise=None, 
         from bench.registry import Registry
 
         plugin_set = load_plugins(config.plugins)
-        registered = set(Registry(plugin_set).names("denoisers"))
-        taken = [row.name for row in rows if row.name in registered]
+        add_rows(plugin_set, rows)
+        registry = Registry(plugin_set)  # a name already taken leaves the other plugin's entry
+        taken = [row.name for row in rows if registry.get("denoisers", row.name).plugin != f"python:{row.name}"]
         if taken:
             raise UsageError(f"{taken[0]!r} is a registered row's name: name your object otherwise "
                              "(a dict key or bench.denoiser(obj, name=...))")
-        add_rows(plugin_set, rows)
-        registry = Registry(plugin_set)
         with restored([row.obj for row in rows]):
             outcome = execute(config, options, plugin_set, registry, before_run=probe(rows) if rows else None)
     except BaseException:
         if folder is not None:
             folder.cleanup()
         raise
-    return Results(outcome, registry, rows, reference, suite, folder)
+    return Results(outcome, registry, rows, reference, folder)
 
 
 def as_list(value):

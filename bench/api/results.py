@@ -22,9 +22,8 @@ from bench.store.selection import Selection
 class Results:
     """The run's leaderboard (``.table()``), per-image scores, comparisons, costs and report."""
 
-    def __init__(self, outcome: RunOutcome, registry, rows: list, reference: list[str],
-                 suite: str | None, folder=None):
-        self.outcome, self.registry, self.suite = outcome, registry, suite
+    def __init__(self, outcome: RunOutcome, registry, rows: list, reference: list[str], folder=None):
+        self.outcome, self.registry = outcome, registry
         self.store, self.run_id = outcome.store, outcome.run_id
         self.config = outcome.grid.config
         #: A suite's rows shown by their published numbers (not run).
